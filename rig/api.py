@@ -1,0 +1,65 @@
+"""The scripting API: load, modify, validate and run protocols, and read the results.
+
+    from rig import api
+    p = api.load_protocol("protocols/train1_task.yaml")
+    p = api.modify(p, end={"max_trials": 100}, cue={"position_cm": [100, 300]})
+    path = api.run(p, animal="M1", seed=1, fast=True)
+    print(api.info(path)["rewards"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rig.config import RigConfig
+from rig.loading import LoadError, load_config, load_protocol, protocol_from_dict, validate_files
+from rig.protocol import Protocol
+from rig.runner import Operator, OperatorQueue
+from rig.session import SessionOptions, SessionResult, run_session
+from rig.session_info import session_info
+from rig.session_reader import Session
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "sim.yaml"
+
+__all__ = [
+    "LoadError", "Operator", "OperatorQueue", "Protocol", "RigConfig", "Session", "SessionOptions",
+    "info", "load_config", "load_protocol", "modify", "open_session", "run", "run_full", "validate_files",
+]
+
+
+def modify(protocol: Protocol, **changes: Any) -> Protocol:
+    """A new protocol with top-level sections replaced or (for mappings) merged, validated again."""
+    data = protocol.model_dump(mode="json")
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return protocol_from_dict(data, source="<api.modify>")
+
+
+def run_full(
+    protocol: Protocol | str | Path, config: RigConfig | str | Path | None = None, **options: Any
+) -> SessionResult:
+    """Run a session; `options` are SessionOptions fields (animal, seed, fast, max_trials, ...)."""
+    if not isinstance(protocol, Protocol):
+        protocol = load_protocol(Path(protocol))
+    if not isinstance(config, RigConfig):
+        config = load_config(Path(config) if config is not None else DEFAULT_CONFIG)
+    if "data_dir" in options and options["data_dir"] is not None:
+        options["data_dir"] = Path(options["data_dir"])
+    return run_session(protocol, config, SessionOptions(**options))
+
+
+def run(protocol: Protocol | str | Path, config: RigConfig | str | Path | None = None, **options: Any) -> Path:
+    """Run a session and return its folder."""
+    return run_full(protocol, config, **options).path
+
+
+def open_session(path: str | Path) -> Session:
+    return Session.open(Path(path))
+
+
+def info(path: str | Path) -> dict:
+    return session_info(open_session(path))

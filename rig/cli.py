@@ -1,0 +1,179 @@
+"""The `rig` command. Exit codes: 0 ok, 1 a fault or failed check, 2 bad input, 130 stopped by a signal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = Path("config/sim.yaml")
+
+
+def find_file(name: str, folder: str) -> Path:
+    """A path as given; else the shipped file of that name (`demo` -> protocols/demo.yaml)."""
+    p = Path(name)
+    if p.exists():
+        return p
+    for candidate in (REPO_ROOT / folder / name, REPO_ROOT / folder / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    return p  # let the loader report it missing, with its name
+
+
+def _print_problems(problems: Sequence[object]) -> None:
+    for p in problems:
+        print(p, file=sys.stderr)
+
+
+@contextmanager
+def _signals_stop(stop: Callable[[], None]):
+    """SIGINT/SIGTERM ask the loop to end cleanly instead of killing it mid-write."""
+    received: list[int] = []
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        received.append(signum)
+        stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rig.loading import LoadError, load_config, load_protocol
+    from rig.session import SessionOptions, run_session
+
+    try:
+        protocol = load_protocol(find_file(args.protocol, "protocols"))
+        config = load_config(find_file(args.config, "config") if args.config else _default_config())
+    except LoadError as e:
+        _print_problems(e.problems)
+        return EXIT_BAD_INPUT
+    options = SessionOptions(
+        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
+        duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
+        experimenter=args.experimenter or "", notes=args.notes or "",
+    )
+    bar = _progress_bar(protocol, args)
+    received: list[int] = []
+    stopper: list[Callable[[], None]] = []
+
+    def on_runner(runner) -> None:
+        stopper.append(runner.request_stop)
+
+    try:
+        with _signals_stop(lambda: stopper[0]() if stopper else None) as received:
+            result = run_session(protocol, config, options, on_runner=on_runner, progress=bar)
+    except OSError as e:
+        print(f"rig run: {e}", file=sys.stderr)
+        return EXIT_FAULT
+    finally:
+        if bar is not None:
+            bar.close()
+    r = result.run
+    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
+          f"seed {result.seed}, missed display frames {r.missed_frames}")
+    print(result.path)
+    if received:
+        return EXIT_SIGNAL
+    return EXIT_OK if r.complete else EXIT_FAULT
+
+
+def _default_config() -> Path:
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG
+
+
+def _progress_bar(protocol, args):
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    total = args.max_trials or protocol.end.max_trials
+    return tqdm(total=total, unit="trial", desc=protocol.name, file=sys.stderr, dynamic_ncols=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rig.loading import validate_files
+
+    problems = validate_files([Path(f) for f in args.files])
+    _print_problems(problems)
+    if problems:
+        return EXIT_BAD_INPUT
+    if not args.quiet:
+        print(f"{len(args.files)} file(s) valid")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from rig.session_info import session_info
+    from rig.session_reader import Session, SessionError
+
+    try:
+        info = session_info(Session.open(Path(args.session)))
+    except SessionError as e:
+        print(f"rig info: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(info, sort_keys=True, default=str))
+    else:
+        width = max(len(k) for k in info)
+        for k, v in info.items():
+            print(f"{k:<{width}}  {v}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rig", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run one session")
+    p.add_argument("protocol", help="protocol YAML file (or the name of a shipped protocol)")
+    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
+    p.add_argument("--animal", default="sim-mouse", help="animal ID (default: %(default)s)")
+    p.add_argument("--data", help="data directory (default: the config's data_dir)")
+    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
+    p.add_argument("--fast", action="store_true", help="simulated rig on a virtual clock, as fast as possible")
+    p.add_argument("--max-trials", type=int, help="end after this many trials")
+    p.add_argument("--duration", type=float, help="end after this many seconds")
+    p.add_argument("--experimenter", help="who ran the session")
+    p.add_argument("--notes", help="free-text notes stored in the header")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check protocol and rig config files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("info", help="summarise a session folder")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Rig configuration schema: which drivers, their parameters, calibration and where data goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from drivers.registry import ROLES, Registry, default_registry
+from rig.protocol import FieldErrors, FieldIssue, Frozen, field_error
+
+REQUIRED_ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
+
+
+class DriverEntry(BaseModel):
+    """`{type: NAME, ...}`: the remaining keys are the driver's own parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(min_length=1)
+
+    def params_dict(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CalibrationPoint(Frozen):
+    duration_ms: float = Field(gt=0, le=10_000)
+    volume_ul: float = Field(gt=0, le=1000)
+
+
+class ValveCalibration(Frozen):
+    """Volume delivered per opening, measured by weighing (rig calibrate-valve writes it)."""
+
+    points: tuple[CalibrationPoint, ...] = Field(min_length=1)
+
+    def fit(self) -> tuple[float, float]:
+        """(slope ul/ms, intercept ul) of a least-squares line; one point: a line through zero."""
+        if len(self.points) == 1:
+            p = self.points[0]
+            return p.volume_ul / p.duration_ms, 0.0
+        n = len(self.points)
+        xs = [p.duration_ms for p in self.points]
+        ys = [p.volume_ul for p in self.points]
+        mx, my = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx == 0:
+            return my / mx, 0.0
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        return slope, my - slope * mx
+
+    def duration_ms(self, volume_ul: float) -> float:
+        slope, intercept = self.fit()
+        return max(0.0, (volume_ul - intercept) / slope)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> ValveCalibration:
+        if len(self.points) > 1 and self.fit()[0] <= 0:
+            raise field_error(("points",), "volume must increase with duration; check the weighed volumes")
+        return self
+
+
+class SimMouse(Frozen):
+    """The virtual mouse used by simulated drivers."""
+
+    expertise: float = Field(0.8, ge=0, le=1, description="0 = naive, 1 = expert anticipatory licking")
+    run_speed_cm_s: float = Field(25.0, gt=0, le=200, description="typical running speed in a bout")
+    bout_s: float = Field(20.0, gt=0, description="mean duration of a running bout")
+    pause_s: float = Field(2.0, ge=0, description="mean duration of a pause between bouts")
+    lick_rate_hz: float = Field(0.3, ge=0, le=20, description="baseline (spontaneous) lick rate")
+    seed: int | None = Field(None, description="default: derived from the session seed")
+
+
+class RigConfig(Frozen):
+    name: str = Field(min_length=1, max_length=64)
+    data_dir: str = "data"
+    frame_rate_hz: float = Field(60.0, gt=0, le=1000)
+    min_free_disk_mb: float = Field(200.0, ge=0)
+    valve_calibration: ValveCalibration
+    drivers: dict[str, DriverEntry]
+    sim: SimMouse | None = None
+
+    _driver_params: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _drivers_known(self, info: ValidationInfo) -> RigConfig:
+        """Checks roles and types, and validates each driver's parameters against its Params model.
+
+        The registry comes from the validation context (`context={"registry": reg}`) when given, so
+        tests and tools can validate against their own driver set; otherwise the default one.
+        """
+        issues: list[FieldIssue] = []
+        missing = [r for r in REQUIRED_ROLES if r not in self.drivers]
+        if missing:
+            issues.append(
+                FieldIssue(("drivers",), f"missing roles {missing}; every rig needs {list(REQUIRED_ROLES)}")
+            )
+        for role in self.drivers:
+            if role not in ROLES:
+                issues.append(
+                    FieldIssue(("drivers", role), f"unknown driver role; allowed: {', '.join(ROLES)}")
+                )
+        registry = _registry_from(info)
+        if isinstance(registry, str):
+            issues.append(FieldIssue(("drivers",), registry))
+        else:
+            for role, entry in self.drivers.items():
+                if role not in ROLES:
+                    continue
+                try:
+                    spec = registry.spec(role, entry.type)
+                except KeyError as e:
+                    issues.append(FieldIssue(("drivers", role, "type"), str(e.args[0])))
+                    continue
+                try:
+                    self._driver_params[role] = spec.params.model_validate(entry.params_dict())
+                except ValidationError as e:
+                    issues.append(FieldIssue(("drivers", role), nested=e, nested_model=spec.params))
+        if self.simulated and self.sim is None:
+            issues.append(FieldIssue(("sim",), "simulated drivers need a sim: section (the virtual mouse)"))
+        if issues:
+            raise FieldErrors(issues)
+        return self
+
+    def driver_params(self, role: str) -> BaseModel:
+        return self._driver_params[role]
+
+    @property
+    def simulated(self) -> bool:
+        return any(e.type == "sim" for e in self.drivers.values())
+
+
+def _registry_from(info: ValidationInfo) -> Registry | str:
+    """The registry to validate drivers against, or a message saying why none could be built."""
+    ctx = info.context
+    if isinstance(ctx, dict) and ctx.get("registry") is not None:
+        return ctx["registry"]
+    try:
+        return default_registry()
+    except ImportError as e:  # a driver module (or the vendor package it needs) is not installed
+        return f"driver modules cannot be imported: {e}"

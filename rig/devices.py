@@ -1,0 +1,75 @@
+"""The set of drivers a rig config names, opened and closed together.
+
+Closing always commands the valve shut first, whatever else fails, so no exit path leaves water running.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.base import BallEncoder, Clock, CueOutput, Display, FrameClock, LickSensor, SimWorld, Valve
+from drivers.registry import DriverContext, Registry, default_registry
+from rig.config import RigConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Devices:
+    ball: BallEncoder
+    lick: LickSensor
+    valve: Valve
+    cue: CueOutput
+    frame_clock: FrameClock
+    display: Display
+
+    @classmethod
+    def build(
+        cls, config: RigConfig, clock: Clock, world: SimWorld | None, registry: Registry | None = None
+    ) -> Devices:
+        registry = registry or default_registry()
+        context = DriverContext(clock=clock, world=world)
+        made: dict[str, Any] = {}
+        for role in ("ball", "lick", "valve", "cue", "frame_clock", "display"):
+            entry = config.drivers[role]
+            made[role] = registry.create(role, entry.type, config.driver_params(role), context)
+        return cls(**made)
+
+    def all(self) -> list[Any]:
+        # The valve first: it is opened first and closed first.
+        return [self.valve, self.ball, self.lick, self.cue, self.frame_clock, self.display]
+
+    def open(self) -> None:
+        opened = []
+        try:
+            for d in self.all():
+                d.open()
+                opened.append(d)
+        except BaseException:
+            for d in reversed(opened):
+                _close_quietly(d)
+            raise
+
+    def close(self) -> None:
+        try:
+            self.valve.close_valve()
+        except Exception:  # the valve must be shut even when its driver is broken; record why not
+            log.exception("could not command the valve closed")
+        for d in self.all():
+            _close_quietly(d)
+
+    def __enter__(self) -> Devices:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close_quietly(device: Any) -> None:
+    try:
+        device.close()
+    except Exception:  # one broken driver must not stop the others from closing; it is logged
+        log.exception("closing %s failed", type(device).__name__)

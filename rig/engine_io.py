@@ -1,0 +1,80 @@
+"""The engine's inputs and outputs: plain immutable records, shared by engine, runner, log and replay.
+
+Times are seconds on the session timeline. Positions are centimetres from the start of the current
+corridor's textured part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EVENT_KINDS = (
+    "session_start",
+    "trial_start",
+    "cue",
+    "lick",
+    "reward",
+    "reward_withheld",
+    "grey_start",
+    "trial_end",
+    "stage_advance",
+    "session_end",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Everything the engine consumes in one step (all that arrived since the previous step)."""
+
+    ball_cm: float = 0.0  # forward ball displacement since the previous step (negative = backwards)
+    licks: tuple[float, ...] = ()  # lick onset times, ascending
+    manual_rewards_ul: tuple[float, ...] = ()  # operator rewards requested since the previous step
+    paused: bool = False  # operator pause: corridor frozen, no cue or reward fires
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    t: float
+    trial: int  # 0-based trial index
+    corridor: int  # index into protocol.corridors
+    stage: int  # index into protocol.stages (0 when the protocol has none)
+    position_cm: float  # within the current corridor, 0 .. corridor length
+    position_cum_cm: float  # total distance travelled in the virtual world, never decreasing
+    ball_speed_cm_s: float
+    virtual_speed_cm_s: float
+    moving: bool
+    in_grey: bool
+    cue_position_cm: float  # this trial's cue position (nan when the protocol has no cue)
+    cue_played: bool
+    zone_start_cm: float  # this trial's reward zone start (nan unless a zone mode is in force)
+    rewards_in_trial: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    t: float
+    kind: str  # one of EVENT_KINDS
+    trial: int
+    position_cm: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An output the runner must carry out: a valve pulse or a sound cue."""
+
+    t: float
+    kind: Literal["valve", "cue"]
+    duration_ms: float
+    volume_ul: float = 0.0
+    frequency_hz: float = 0.0
+    source: Literal["task", "manual"] = "task"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: State
+    events: tuple[Event, ...] = ()
+    commands: tuple[Command, ...] = ()
