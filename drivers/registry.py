@@ -8,8 +8,9 @@ A driver module registers its classes with `@register(role, type_name)`; a confi
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 

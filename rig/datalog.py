@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import struct
+from array import array
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from rig.engine_io import Command, Event, State
 from rig.session_reader import (
     BINARY_FIELDS,
+    CLOCK,
     FOOTER,
     FORMAT,
     FORMAT_VERSION,
@@ -120,6 +122,16 @@ def _next_session_dir(day_dir: Path) -> Path:
             n += 1
 
 
+class _Columns:
+    """Column-wise buffer of an array stream between flushes."""
+
+    def __init__(self, fields: tuple[tuple[str, str], ...]) -> None:
+        self.fields = fields
+        self.data = [bytearray() for _ in fields]
+        self.iterations = array("q")
+        self.counts = array("q")
+
+
 class SessionWriter:
     """Writes one session folder. Use as a context manager, and call close() to mark it complete."""
 
@@ -133,6 +145,10 @@ class SessionWriter:
         self._counts = {name: 0 for name in files}
         self._bin = {name: bytearray() for name in BINARY_FIELDS}
         self._lines: dict[str, list[str]] = {name: [] for name in JSONL_FILES}
+        self._cols = {
+            name: _Columns(tuple(f for f in BINARY_FIELDS[name] if f[0] not in ("i", "frame")))
+            for name in ("ball.bin", "frame_clock.bin")
+        }
         self._pack_frame = _struct_for(BINARY_FIELDS["frames.bin"]).pack
         self._pack_timing = _struct_for(BINARY_FIELDS["timing.bin"]).pack
         self._pack_lick = _struct_for(BINARY_FIELDS["licks.bin"]).pack
@@ -161,12 +177,13 @@ class SessionWriter:
         data_dir = Path(data_dir)
         if not isinstance(animal, str) or not _ANIMAL_RE.match(animal):
             raise ValueError(
-                f"animal id {animal!r} is not usable as a folder name: use 1-64 letters, digits, '_', '-', '.' "
-                "starting with a letter or digit"
+                f"animal id {animal!r} is not usable as a folder name: use 1-64 letters, digits, "
+                "'_', '-', '.' starting with a letter or digit"
             )
         if not isinstance(header, dict):
             raise TypeError(f"header must be a dict, got {type(header).__name__}")
-        clash = [k for k in _WRITER_KEYS if k in header]
+        # The caller may repeat the animal id (it is a fact of its own header too), but must agree.
+        clash = [k for k in _WRITER_KEYS if k in header and not (k == "animal" and header[k] == animal)]
         if clash:
             raise ValueError(f"header keys {clash} are filled in by the session writer; remove them")
         if not flush_interval_s > 0:
@@ -255,6 +272,12 @@ class SessionWriter:
         _write_atomic(self.path / FOOTER, data)
         _fsync_dir(self.path)
 
+    def clock_origin(self, monotonic_s: float, unix_s: float) -> None:
+        """Record where session time 0 lies on the host's monotonic clock (time.monotonic/perf_counter
+        on Linux) and on the Unix clock, in clock.json. Call once, when the session clock starts."""
+        data = {"monotonic_s": float(monotonic_s), "unix_s": float(unix_s)}
+        _write_atomic(self.path / CLOCK, _dump_document(data))
+
     # ---- records ---------------------------------------------------------------------------------
 
     def frame(self, i: int, state: State) -> None:
@@ -268,28 +291,28 @@ class SessionWriter:
         if len(buf) > _MAX_BUFFER_BYTES:
             self.flush()
 
-    def _append_columns(self, name: str, i: int, columns: dict[str, Any]) -> None:
-        n = None
-        for key, col in columns.items():
-            if n is None:
-                n = len(col)
-            elif len(col) != n:
-                lengths = {k: len(c) for k, c in columns.items()}
-                raise ValueError(f"{name}: columns differ in length {lengths}")
-        if not n:
-            return
-        rec = np.empty(n, dtype=self._dtypes[name])
-        rec["i"] = i
-        for key, col in columns.items():
-            rec[key] = col
-        self._bin[name] += rec.tobytes()
-
     def ball(self, i: int, t: np.ndarray, counts: np.ndarray, cm: np.ndarray) -> None:
         """Encoder samples consumed at iteration i: session time, count increment, cm increment."""
-        self._append_columns("ball.bin", i, {"t": t, "counts": counts, "cm": cm})
+        n = len(t)
+        if n != len(counts) or n != len(cm):
+            raise ValueError(f"ball.bin: t, counts, cm differ in length ({n}, {len(counts)}, {len(cm)})")
+        if n:
+            # Column bytes go into flat buffers (no per-call objects kept, so no GC pressure); flush()
+            # interleaves them into records. Convert all before buffering any: a bad call leaves no trace.
+            bt = np.asarray(t, dtype="<f8").tobytes()
+            bc = np.asarray(counts, dtype="<i8").tobytes()
+            bm = np.asarray(cm, dtype="<f8").tobytes()
+            cols = self._cols["ball.bin"]
+            cols.data[0] += bt
+            cols.data[1] += bc
+            cols.data[2] += bm
+            cols.iterations.append(i)
+            cols.counts.append(n)
 
     def licks(self, i: int, t: Sequence[float], onset: Sequence[bool]) -> None:
         """Lick-sensor edges consumed at iteration i (onset True = touch, False = release)."""
+        if not len(t) and not len(onset):
+            return
         if len(t) != len(onset):
             raise ValueError(f"licks.bin: {len(t)} times but {len(onset)} onset flags")
         buf = self._bin["licks.bin"]
@@ -299,11 +322,27 @@ class SessionWriter:
     def frame_clock(self, i: int, t: np.ndarray) -> None:
         """Imaging frame-clock edges consumed at iteration i; frames are numbered 0, 1, 2, ... in order."""
         n = len(t)
-        if not n:
-            return
-        start = self._frame_count
-        self._frame_count += n
-        self._append_columns("frame_clock.bin", i, {"frame": np.arange(start, start + n), "t": t})
+        if n:
+            cols = self._cols["frame_clock.bin"]
+            cols.data[0] += np.asarray(t, dtype="<f8").tobytes()
+            cols.iterations.append(i)
+            cols.counts.append(n)
+            self._frame_count += n
+
+    def _pack_columns(self) -> None:
+        """Interleave buffered columns into records (once per flush, not per call)."""
+        for name, cols in self._cols.items():
+            if not cols.counts:
+                continue
+            ns = np.frombuffer(cols.counts, dtype=np.int64)
+            rec = np.empty(int(ns.sum()), dtype=self._dtypes[name])
+            rec["i"] = np.repeat(np.frombuffer(cols.iterations, dtype=np.int64), ns)
+            for (f, t), data in zip(cols.fields, cols.data, strict=True):
+                rec[f] = np.frombuffer(data, dtype=t)
+            if name == "frame_clock.bin":
+                rec["frame"] = np.arange(self._frame_count - len(rec), self._frame_count)
+            self._bin[name] += rec.tobytes()
+            self._cols[name] = _Columns(cols.fields)
 
     def timing(self, i: int, t_wall: float, work_s: float, latency_s: float) -> None:
         self._bin["timing.bin"] += self._pack_timing(i, t_wall, work_s, latency_s)
@@ -316,10 +355,9 @@ class SessionWriter:
 
     def events(self, i: int, events: Sequence[Event]) -> None:
         for e in events:
-            self._line(
-                "events.jsonl",
-                {"i": i, "t": e.t, "kind": e.kind, "trial": e.trial, "position_cm": e.position_cm, "data": e.data},
-            )
+            record = {"i": i, "t": e.t, "kind": e.kind, "trial": e.trial, "position_cm": e.position_cm}
+            record["data"] = e.data
+            self._line("events.jsonl", record)
 
     def commands(self, i: int, commands: Sequence[Command]) -> None:
         for c in commands:
@@ -343,7 +381,7 @@ class SessionWriter:
         self._line("operator.jsonl", {"i": i, "t": t, "action": action, "data": data})
 
     def mesoscope(self, i: int, t: float, kind: str, **data: Any) -> None:
-        """A message exchanged with the mesoscope (command, acknowledgement, frame message), seen at iteration i."""
+        """A message exchanged with the mesoscope (command, ack, frame message), seen at iteration i."""
         if not kind:
             raise ValueError("mesoscope.jsonl: kind must be a non-empty string")
         self._line("mesoscope.jsonl", {"i": i, "t": t, "kind": kind, "data": data})
@@ -362,6 +400,7 @@ class SessionWriter:
         """Write every buffered record to the OS (survives a killed process; not fsynced until close)."""
         if self._closed:
             raise ValueError(f"session {self.path} is closed")
+        self._pack_columns()
         for name, buf in self._bin.items():
             if buf:
                 f = self._files[name]

@@ -190,7 +190,7 @@ class InterTrial(Frozen):
 
 class Advance(Frozen):
     """When a stage hands over to the next: after a number of trials in the stage, or when the
-    anticipatory-lick fraction on rewarded corridors over the last `window` rewarded trials exceeds
+    anticipatory-lick fraction on rewarded corridors over the last `window` rewarded trials reaches
     `anticipatory_fraction` (both given: whichever comes first)."""
 
     after_trials: int | None = Field(None, ge=1)

@@ -7,9 +7,10 @@ import logging
 import platform
 import secrets
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def build_header(protocol: Protocol, config: RigConfig, options: SessionOptions,
         },
         "git_commit": git_commit(),
         "host": platform.node(),
-        "start_time": datetime.now(timezone.utc).isoformat(),
+        "start_time": datetime.now(UTC).isoformat(),
     }
 
 
@@ -150,6 +151,7 @@ def run_session(
     with SessionWriter.create(data_dir, options.animal, header, min_free_mb=min_free) as writer:
         with devices:
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
+            writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
             runner = Runner(protocol, engine, devices, writer, clock, config.frame_rate_hz, operator, progress)
             if on_runner is not None:
                 on_runner(runner)

@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 
 HEADER = "header.json"
 FOOTER = "footer.json"
+CLOCK = "clock.json"
 
 # Binary streams: fixed-size little-endian records, no file header (layout is in header.json).
 BINARY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -49,7 +50,7 @@ BINARY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl")
 # Files whose content depends on wall-clock time; every other data file is byte-identical for
 # identical inputs.
-WALL_CLOCK_FILES = (HEADER, FOOTER, "timing.bin")
+WALL_CLOCK_FILES = (HEADER, FOOTER, CLOCK, "timing.bin")
 
 # Bits of frames.bin `flags`.
 FLAG_BITS = {"moving": 1, "in_grey": 2, "cue_played": 4, "done": 8}
@@ -78,7 +79,7 @@ def _dtype_from_header(files: dict, name: str, where: Path) -> np.dtype:
     try:
         return np.dtype([(str(n), str(t)) for n, t in entry["dtype"]])
     except (TypeError, ValueError) as e:
-        raise SessionError(f"{where}: header.json files[{name!r}].dtype is not a valid record layout: {e}") from None
+        raise SessionError(f"{where}: files[{name!r}].dtype is not a valid record layout: {e}") from None
 
 
 def read_binary(path: Path, dtype: np.dtype) -> tuple[np.ndarray, bool]:
@@ -115,7 +116,7 @@ def read_jsonl(path: Path) -> tuple[list[dict], bool]:
 
 @dataclass
 class Session:
-    """A session folder, read in full. `complete` is True only when a footer says the session ended normally."""
+    """A session folder, read in full. `complete` is True only if a footer says the session ended normally."""
 
     path: Path
     header: dict
@@ -132,6 +133,12 @@ class Session:
     commands: list[dict] = field(default_factory=list)
     operator: list[dict] = field(default_factory=list)
     mesoscope: list[dict] = field(default_factory=list)
+    clock: dict | None = None  # clock.json: where session time 0 lies on the host clocks, if recorded
+
+    @property
+    def timing_origin_monotonic(self) -> float | None:
+        """Host monotonic time (s) of session time 0, when the runner recorded it."""
+        return None if self.clock is None else self.clock.get("monotonic_s")
 
     @classmethod
     def open(cls, path: str | Path) -> Session:
@@ -152,7 +159,8 @@ class Session:
         version = header.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise SessionError(
-                f"{header_path}: format_version {version!r} is not supported (this reader reads <= {FORMAT_VERSION})"
+                f"{header_path}: format_version {version!r} is not supported "
+                f"(this reader reads versions up to {FORMAT_VERSION})"
             )
         files = header.get("files")
         if not isinstance(files, dict):
@@ -189,6 +197,12 @@ class Session:
             if footer is not None and not isinstance(footer, dict):
                 warnings.append(f"{FOOTER} is not a JSON object; treating the session as incomplete")
                 footer = None
+        clock = None
+        if (path / CLOCK).exists():
+            try:
+                clock = _load_json(path / CLOCK)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                warnings.append(f"{CLOCK} is damaged; clock origin unknown")
         complete = bool(footer is not None and footer.get("complete") is True)
         if footer is not None:
             counts = footer.get("counts", {})
@@ -213,4 +227,5 @@ class Session:
             commands=lines["commands.jsonl"],
             operator=lines["operator.jsonl"],
             mesoscope=lines["mesoscope.jsonl"],
+            clock=clock if isinstance(clock, dict) else None,
         )

@@ -176,18 +176,21 @@ class _Builder:
         else:
             line = 1
         if isinstance(e, yaml.MarkedYAMLError):
-            parts = [s for s in (e.context, e.problem) if s]
-            msg = "; ".join(parts) or str(e)
+            msg = "; ".join(s for s in (e.context, e.problem) if s) or str(e)
+            ctx = e.context_mark
+            if ctx is not None and mark is not None and ctx.line != mark.line:
+                msg += f" (the construct started at line {ctx.line + 1})"
         elif isinstance(e, yaml.reader.ReaderError):
             msg = f"character {e.character!r} is not allowed in YAML text"
         else:
             msg = str(e)
+        line = min(line, self.text.count("\n") + 1)  # libyaml may place end-of-file errors one line past it
         return Problem(self.source, line, YAML_FIELD, f"YAML syntax: {msg}")
 
     # -- driving the parser ------------------------------------------------------------------------
     def build(self) -> Loaded:
-        self.loader = _Loader(self.text)
         try:
+            self.loader = _Loader(self.text)  # the pure-Python reader checks characters right here
             data = self._document()
         except _Abort:
             data = None
@@ -198,7 +201,8 @@ class _Builder:
             self.problems.append(Problem(self.source, 1, YAML_FIELD, "nesting too deep"))
             data = None
         finally:
-            self.loader.dispose()
+            if self.loader is not None:
+                self.loader.dispose()
         if self.problems:
             raise YamlError(sorted(self.problems, key=lambda p: p.line))
         assert isinstance(data, dict)

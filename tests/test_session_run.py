@@ -21,8 +21,14 @@ DATA_FILES = ("frames.bin", "ball.bin", "licks.bin", "frame_clock.bin", "events.
 
 
 def rig_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rig.cli", *args], capture_output=True, text=True,
-                          cwd=kw.pop("cwd", REPO), timeout=kw.pop("timeout", 300), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "rig.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=kw.pop("cwd", REPO),
+        timeout=kw.pop("timeout", 300),
+        **kw,
+    )
 
 
 def test_shipped_protocols_exist():
@@ -47,14 +53,36 @@ def test_every_shipped_protocol_runs_50_trials(path: Path, tmp_path: Path):
 
 
 def test_cli_run_prints_folder_last_and_info_reports_it(tmp_path: Path):
-    r = rig_cmd("run", "protocols/demo.yaml", "--fast", "--max-trials", "12", "--seed", "5",
-                "--animal", "M7", "--data", str(tmp_path))
+    r = rig_cmd(
+        "run",
+        "protocols/demo.yaml",
+        "--fast",
+        "--max-trials",
+        "12",
+        "--seed",
+        "5",
+        "--animal",
+        "M7",
+        "--data",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     folder = Path(r.stdout.strip().splitlines()[-1])
     assert folder.is_dir() and folder.parent.parent.name == "M7" and folder.name == "001"
     info = json.loads(rig_cmd("info", str(folder), "--json").stdout)
-    for key in ("animal", "protocol", "kind", "trials", "rewards", "water_ul", "licks", "frames",
-                "frames_dropped", "duration_s", "complete"):
+    for key in (
+        "animal",
+        "protocol",
+        "kind",
+        "trials",
+        "rewards",
+        "water_ul",
+        "licks",
+        "frames",
+        "frames_dropped",
+        "duration_s",
+        "complete",
+    ):
         assert key in info, key
     assert info["animal"] == "M7" and info["trials"] == 12 and info["complete"] is True
     assert info["frames"] > 0  # imaging frames from the simulated frame clock
@@ -67,8 +95,17 @@ def test_second_run_gets_next_folder(tmp_path: Path):
 
 
 def test_same_seed_gives_byte_identical_data_and_other_seed_does_not(tmp_path: Path):
-    runs = [api.run("protocols/train1_task.yaml", animal="M1", seed=s, fast=True, max_trials=20,
-                    data_dir=tmp_path / str(k)) for k, s in enumerate((11, 11, 12))]
+    runs = [
+        api.run(
+            "protocols/train1_task.yaml",
+            animal="M1",
+            seed=s,
+            fast=True,
+            max_trials=20,
+            data_dir=tmp_path / str(k),
+        )
+        for k, s in enumerate((11, 11, 12))
+    ]
     same = [(runs[0] / f).read_bytes() == (runs[1] / f).read_bytes() for f in DATA_FILES]
     assert all(same), dict(zip(DATA_FILES, same, strict=True))
     assert (runs[0] / "frames.bin").read_bytes() != (runs[2] / "frames.bin").read_bytes()
@@ -89,8 +126,11 @@ def test_invalid_protocol_exits_2_and_leaves_no_folder(tmp_path: Path):
 def test_too_little_disk_refuses_before_creating_a_folder(tmp_path: Path):
     cfg = tmp_path / "greedy.yaml"
     text = (REPO / "config" / "sim.yaml").read_text()
-    cfg.write_text(text + "\nmin_free_disk_mb: 1.0e12\n" if "min_free_disk_mb" not in text
-                   else text.replace("min_free_disk_mb:", "min_free_disk_mb: 1.0e12 #"))
+    cfg.write_text(
+        text + "\nmin_free_disk_mb: 1.0e12\n"
+        if "min_free_disk_mb" not in text
+        else text.replace("min_free_disk_mb:", "min_free_disk_mb: 1.0e12 #")
+    )
     data = tmp_path / "data"
     r = rig_cmd("run", "protocols/demo.yaml", "--fast", "--config", str(cfg), "--data", str(data))
     assert r.returncode != 0
@@ -100,9 +140,24 @@ def test_too_little_disk_refuses_before_creating_a_folder(tmp_path: Path):
 
 def _start_realtime(tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--seed", "1", "--data",
-         str(tmp_path), "--duration", "60", "-q"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rig.cli",
+            "run",
+            "protocols/demo.yaml",
+            "--seed",
+            "1",
+            "--data",
+            str(tmp_path),
+            "--duration",
+            "60",
+            "-q",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BHI")
 CRC = struct.Struct("<H")
-MAX_PAYLOAD = 32
+MAX_PAYLOAD = 40
 MIN_PACKET = HEADER.size + CRC.size
 MAX_PACKET = MIN_PACKET + MAX_PAYLOAD
 # A COBS frame is at most one byte longer per 254 data bytes; anything longer is garbage.
@@ -85,13 +85,18 @@ class Hello(NamedTuple):
     lick_count: int
     frame_count: int
     sync_count: int
+    rollovers: int  # high word of the device clock, so the first stamps unwrap correctly
+    boot_id: int  # random at every boot: a changed boot_id means the board restarted
 
 
 class Heartbeat(NamedTuple):
     rollovers: int  # high word of the 64-bit device microsecond clock
-    valve_open: int
+    lines: int  # bit 0 valve open, bit 1 lick contact, bit 2 sync output high
     tx_dropped: int
     rx_errors: int
+
+
+LINE_VALVE, LINE_LICK, LINE_SYNC = 1, 2, 4
 
 
 class Encoder(NamedTuple):
@@ -162,7 +167,7 @@ class CmdConfig(NamedTuple):
 
 
 LAYOUTS: dict[PacketType, tuple[struct.Struct, type[tuple]]] = {
-    PacketType.HELLO: (struct.Struct("<BBBBIHHBiIII"), Hello),
+    PacketType.HELLO: (struct.Struct("<BBBBIHHBiIIIHH"), Hello),
     PacketType.HEARTBEAT: (struct.Struct("<HBHH"), Heartbeat),
     PacketType.ENCODER: (struct.Struct("<i"), Encoder),
     PacketType.LICK: (struct.Struct("<BI"), Lick),
@@ -205,19 +210,22 @@ def crc16(data: bytes) -> int:
 
 
 def cobs_encode(data: bytes) -> bytes:
-    out = bytearray()
-    for start in range(0, len(data) + 1, 254):
-        # Split at zeros; each block is `len+1` followed by the non-zero bytes.
-        chunk = data[start : start + 254]
-        parts = chunk.split(b"\x00")
-        last = len(parts) - 1
-        for i, part in enumerate(parts):
-            out.append(len(part) + 1)
-            out += part
-            if i == last and len(chunk) == 254 and start + 254 < len(data) + 1:
-                pass
-        if len(chunk) < 254:
-            break
+    """Consistent Overhead Byte Stuffing: the result holds no zero byte."""
+    parts = data.split(b"\x00")
+    if all(len(p) < 254 for p in parts):
+        # The common case (every packet is short): one block per zero-separated run.
+        return b"".join(bytes((len(p) + 1,)) + p for p in parts)
+    out = bytearray([0])
+    code_at, code = 0, 1
+    for b in data:
+        if b:
+            out.append(b)
+            code += 1
+        if not b or code == 0xFF:
+            out[code_at] = code
+            code_at, code = len(out), 1
+            out.append(0)
+    out[code_at] = code
     return bytes(out)
 
 
@@ -251,7 +259,12 @@ def decode_frame(frame: bytes) -> Packet:
     """One frame (the bytes between two zeros) -> Packet; raises ProtocolError saying why not."""
     if len(frame) > MAX_FRAME:
         raise ProtocolError("garbage", f"frame of {len(frame)} bytes is longer than any packet")
-    raw = cobs_decode(frame)
+    try:
+        raw = cobs_decode(frame)
+    except ProtocolError as e:
+        # A truncated packet still starts with a known type byte; anything else is noise.
+        starts_like_packet = len(frame) > 1 and frame[0] > 1 and frame[1] in _TYPES
+        raise ProtocolError("partial" if starts_like_packet else "garbage", str(e)) from None
     known = len(raw) > 0 and raw[0] in _TYPES
     if len(raw) < MIN_PACKET:
         raise ProtocolError("partial" if known else "garbage", f"packet of {len(raw)} bytes is too short")
@@ -288,7 +301,7 @@ class FrameDecoder:
     def __init__(self) -> None:
         self._buf = bytearray()
         self.counts = DecodeCounts()
-        self.last_error = ""
+        self.last_error: dict[str, str] = {}  # kind -> message of the latest such error
 
     def feed(self, data: bytes) -> list[Packet]:
         self._buf += data
@@ -312,7 +325,7 @@ class FrameDecoder:
     def _count_error(self, kind: str, nbytes: int, message: str) -> None:
         setattr(self.counts, kind, getattr(self.counts, kind) + 1)
         self.counts.garbage_bytes += nbytes
-        self.last_error = message
+        self.last_error[kind] = message
 
 
 class TimeUnwrapper:
@@ -324,22 +337,28 @@ class TimeUnwrapper:
     """
 
     def __init__(self) -> None:
-        self._epoch = 0
-        self._last = -1
+        self._last = -1  # last unwrapped stamp
 
     def reset(self) -> None:
-        self._epoch, self._last = 0, -1
+        self._last = -1
 
     def update(self, t_us: int) -> int:
-        if self._last >= 0 and t_us < self._last and self._last - t_us > U32 // 2:
-            self._epoch += U32
-        self._last = t_us
-        return self._epoch + t_us
+        if self._last < 0:
+            self._last = t_us
+            return t_us
+        # The unwrapped value nearest the previous one: a wrap forwards, or a stamp a few us older
+        # than the previous packet's (inputs and outputs are queued separately) just before a wrap.
+        full = (self._last - (self._last % U32)) + t_us
+        if full - self._last > U32 // 2:
+            full -= U32
+        elif self._last - full > U32 // 2:
+            full += U32
+        self._last = full
+        return full
 
     def anchor(self, rollovers: int, t_us: int) -> int:
-        self._epoch = rollovers * U32
-        self._last = t_us
-        return self._epoch + t_us
+        self._last = rollovers * U32 + t_us
+        return self._last
 
 
 def wrap_delta_i32(new: int, old: int) -> int:

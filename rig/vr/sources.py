@@ -25,8 +25,14 @@ def source_image(category: str, width_px: int, height_px: int, px_per_cm: float)
     if width_px < 8 or height_px < 8:
         raise ValueError(f"source image too small: {width_px}x{height_px} px")
     rng = np.random.default_rng(_CATEGORY_SEEDS[category])
-    draw = {"circle": _circles, "leaf": _leaves, "rock": _rocks, "brick": _bricks}[category]
-    img = draw(rng, width_px, height_px, px_per_cm)
+    if category in ("circle", "leaf"):
+        # Shapes are drawn without antialiasing, so draw them at twice the size and average down:
+        # smooth edges that do not turn into staircases when the mouse is close to the wall.
+        big = _circles if category == "circle" else _leaves
+        img = big(rng, 2 * width_px, 2 * height_px, 2 * px_per_cm)
+        small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        return np.asarray(small.resize((width_px, height_px), Image.BOX), dtype=np.uint8)
+    img = (_rocks if category == "rock" else _bricks)(rng, width_px, height_px, px_per_cm)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -41,7 +47,9 @@ def grating_image(
     return np.round(127.5 + 127.5 * np.cos(phase)).astype(np.uint8)
 
 
-def fractal_noise(rng: np.random.Generator, h: int, w: int, beta: float, cutoff_px: float = 1.0) -> np.ndarray:
+def fractal_noise(
+    rng: np.random.Generator, h: int, w: int, beta: float, cutoff_px: float = 1.0
+) -> np.ndarray:
     """Zero-mean, unit-variance noise with a 1/f**beta amplitude spectrum (filtered in Fourier space)."""
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
@@ -95,7 +103,9 @@ def _leaves(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray
         rot = np.array([[c, -s], [s, c]])
         base = np.array([rng.uniform(-length, w + length), rng.uniform(-length, h + length)])
 
-        def place(pts: np.ndarray, rot: np.ndarray = rot, base: np.ndarray = base) -> list[tuple[float, float]]:
+        def place(
+            pts: np.ndarray, rot: np.ndarray = rot, base: np.ndarray = base
+        ) -> list[tuple[float, float]]:
             return [tuple(p) for p in (pts @ rot.T + base)]
 
         tone = int(rng.integers(70, 215))
@@ -106,42 +116,49 @@ def _leaves(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray
         n_veins = int(rng.integers(4, 7))
         for k in range(1, n_veins + 1):
             x0 = length * k / (n_veins + 1.2)
-            reach = 0.5 * width * np.sin(np.pi * x0 / length) ** 0.9 * (1 - 0.35 * x0 / length) * 0.85
+            reach = 0.5 * width * np.sin(np.pi * x0 / length) ** 0.9 * (1 - 0.35 * x0 / length) * 0.7
             for side in (1.0, -1.0):
-                seg = np.array([[x0, 0.0], [x0 + reach * 0.9, side * reach]])
+                seg = np.array([[x0, 0.0], [x0 + reach * 0.8, side * reach]])
                 draw.line(place(seg), fill=vein, width=max(1, int(round(0.12 * ppcm))))
     img = img.filter(ImageFilter.GaussianBlur(radius=0.06 * ppcm))
     return np.asarray(img, dtype=np.float32)
 
 
 def _rocks(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray:
-    # Cellular (Worley) stones: each cell a stone with its own tone and a rounded shading towards its
-    # border, dark cracks where two cells meet, and fractal grain on top.
-    cell = 4.0 * ppcm
-    gw, gh = int(np.ceil(w / cell)) + 2, int(np.ceil(h / cell)) + 2
-    pts = (np.stack(np.meshgrid(np.arange(gw), np.arange(gh)), axis=-1) + rng.uniform(0.1, 0.9, (gh, gw, 2))) * cell
-    tones = rng.uniform(60, 200, (gh, gw)).astype(np.float32)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Cellular (Worley) stones: each cell a stone with its own tone, lit from the upper left so it
+    # looks rounded, dark cracks where two cells meet, and granite-like grain on top. The cells are
+    # computed at half resolution (they are smooth) and upsampled, which keeps this well under a second.
+    hw, hh = max(4, w // 2), max(4, h // 2)
+    cell = 6.0 * ppcm / 2
+    gw, gh = int(np.ceil(hw / cell)) + 2, int(np.ceil(hh / cell)) + 2
+    jitter = rng.uniform(0.05, 0.95, (gh, gw, 2))
+    pts = (np.stack(np.meshgrid(np.arange(gw), np.arange(gh)), axis=-1) + jitter) * cell
+    tones = rng.uniform(70, 190, (gh, gw)).astype(np.float32)
+    ys, xs = np.mgrid[0:hh, 0:hw].astype(np.float32)
     xs += cell
     ys += cell
     ci, cj = (ys // cell).astype(np.int32), (xs // cell).astype(np.int32)
-    d1 = np.full((h, w), np.inf, np.float32)
-    d2 = np.full((h, w), np.inf, np.float32)
-    tone = np.zeros((h, w), np.float32)
+    d1 = np.full((hh, hw), np.inf, np.float32)
+    d2 = np.full((hh, hw), np.inf, np.float32)
+    tone = np.zeros((hh, hw), np.float32)
+    lit = np.zeros((hh, hw), np.float32)
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             i, j = np.clip(ci + di, 0, gh - 1), np.clip(cj + dj, 0, gw - 1)
-            d = np.hypot(xs - pts[i, j, 0], ys - pts[i, j, 1])
+            dx, dy = xs - pts[i, j, 0], ys - pts[i, j, 1]
+            d = np.hypot(dx, dy)
             closer = d < d1
             d2 = np.where(closer, d1, np.minimum(d2, d))
             tone = np.where(closer, tones[i, j], tone)
+            # light from the upper left: the side of a stone facing it is brighter
+            lit = np.where(closer, -(dx + dy) / (1.4 * cell), lit)
             d1 = np.where(closer, d, d1)
-    edge = (d2 - d1) / cell  # 0 on a crack, larger inside a stone
-    shade = np.clip(edge * 3.0, 0, 1) ** 0.5
-    grain = fractal_noise(rng, h, w, beta=1.0, cutoff_px=1.0)
-    broad = fractal_noise(rng, h, w, beta=1.6)
-    img = tone * (0.35 + 0.65 * shade) + 14 * grain + 18 * broad
-    return img
+    edge = np.clip((d2 - d1) / cell * 4.0, 0, 1)  # 0 on a crack, 1 well inside a stone
+    stone = tone * (0.25 + 0.75 * np.sqrt(edge)) * (1.0 + 0.35 * np.clip(lit, -1, 1))
+    big = np.asarray(Image.fromarray(stone.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    grain = fractal_noise(rng, h, w, beta=0.5)
+    mottle = fractal_noise(rng, h, w, beta=1.5)
+    return big + 16 * grain + 14 * mottle
 
 
 def _bricks(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray:

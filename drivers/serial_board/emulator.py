@@ -1,0 +1,556 @@
+"""A software corridor board: speaks docs/serial-protocol.md on a real pseudo-terminal.
+
+The emulator plays the firmware's part: it owns the pty master, runs its own microsecond clock in a
+1 kHz loop, streams encoder, lick, frame-clock and heartbeat packets, obeys commands (valve with the
+maximum open time enforced here, as the firmware does), and can inject the faults the driver must
+survive. Tests drive it in a thread; `main()` runs it standalone and prints the device path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.serial_board import protocol as P
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    board_id: int = 0xC0B0A4D
+    protocol: int = P.PROTOCOL_VERSION
+    firmware: tuple[int, int, int] = (1, 0, 0)
+    max_open_ms: int = 1000
+    hard_max_open_ms: int = 5000
+    encoder_period_us: int = 1000
+    heartbeat_ms: int = 100
+    frame_rate_hz: float = 0.0
+    speed_counts_s: float = 0.0
+    lick_rate_hz: float = 0.0
+    lick_contact_ms: float = 40.0
+    start_us: int = 0  # device clock at boot; near 2**32 exercises the rollover
+    link: str | None = None  # stable symlink to the current pty, like /dev/serial/by-id/...
+    seed: int = 0
+    tick_s: float = 0.001
+    tx_buffer_limit: int = 1 << 20  # bytes held while the host is not reading; more are dropped
+    record: bool = True  # keep every emitted event for tests (off for long standalone runs)
+
+
+@dataclass
+class EmulatorLog:
+    """What the emulated board did, as the tests' ground truth (device microseconds, 64-bit)."""
+
+    boots: int = 0
+    encoder_total: int = 0  # since the current boot
+    encoder_sent_total: int = 0  # across boots: counts the host was told about
+    licks: list[tuple[int, bool]] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    syncs: list[int] = field(default_factory=list)
+    valve: list[tuple[int, bool, int]] = field(
+        default_factory=list
+    )  # (t_us, open, ValveReason or -1: reboot)
+    acks: list[P.Ack] = field(default_factory=list)
+    cues: list[tuple[int, int, int]] = field(default_factory=list)
+    commands: int = 0
+    packets: int = 0
+    tx_dropped: int = 0
+    rx_errors: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+
+
+class BoardEmulator:
+    """Owns a pty pair and a thread; `start()` returns the device path a driver opens."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._log = EmulatorLog()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._slave_name = ""
+        self._rng = random.Random(self.config.seed)
+        self._decoder = P.FrameDecoder()
+        self._out = bytearray()
+        self._hb_paused_until = 0.0
+        self._pending: list[tuple[int, P.PacketType, tuple]] = []
+        # The world outside the board (ball, imaging) keeps going when the board reboots.
+        self._speed = self.config.speed_counts_s
+        self._frame_period = (
+            int(round(1e6 / self.config.frame_rate_hz)) if self.config.frame_rate_hz > 0 else 0
+        )
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> str:
+        if self._thread is not None:
+            raise RuntimeError("emulator already started")
+        self._plug()
+        self._boot(send_hello=True)
+        self._thread = threading.Thread(target=self._run, name="board-emulator", daemon=True)
+        self._thread.start()
+        return self.path
+
+    @property
+    def path(self) -> str:
+        return self.config.link or self._slave_name
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._unplug_now()
+
+    def __enter__(self) -> BoardEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def snapshot(self) -> EmulatorLog:
+        """A copy of the log, safe to read while the emulator runs."""
+        with self._lock:
+            log = self._log
+            return EmulatorLog(
+                log.boots, log.encoder_total, log.encoder_sent_total, list(log.licks), list(log.frames),
+                list(log.syncs), list(log.valve), list(log.acks), list(log.cues), log.commands, log.packets,
+                log.tx_dropped, log.rx_errors, dict(log.injected),
+            )  # fmt: skip
+
+    def sync(self, timeout: float = 2.0) -> None:
+        """Wait until every action queued so far has run in the emulator thread."""
+        done = threading.Event()
+        self._actions.put(done.set)
+        if not done.wait(timeout):
+            raise TimeoutError("board emulator thread did not answer")
+
+    # ---- stimuli (thread-safe: queued to the emulator thread) --------------------------------------
+    def add_counts(self, n: int) -> None:
+        self._actions.put(lambda: self._add_counts(n))
+
+    def set_speed(self, counts_s: float) -> None:
+        self._actions.put(lambda: setattr(self, "_speed", counts_s))
+
+    def lick(self, onset: bool) -> None:
+        self._actions.put(lambda: self._lick_edge(onset))
+
+    def frame_edges(self, n: int = 1) -> None:
+        self._actions.put(lambda: [self._frame_edge(self._now()) for _ in range(n)])
+
+    def set_frame_rate(self, hz: float) -> None:
+        self._actions.put(lambda: self._set_frame_rate(hz))
+
+    # ---- faults ----------------------------------------------------------------------------------
+    def inject_garbage(self, nbytes: int = 40) -> None:
+        self._actions.put(
+            lambda: self._inject("garbage", bytes(self._rng.randrange(256) for _ in range(nbytes)))
+        )
+
+    def inject_partial(self) -> None:
+        """The first half of a heartbeat, without its end: the next packet's delimiter cuts it off."""
+
+        def act() -> None:
+            wire = self._heartbeat_bytes()
+            self._inject("partial", wire[: len(wire) // 2])
+
+        self._actions.put(act)
+
+    def inject_crc_error(self) -> None:
+        """A heartbeat whose CRC is wrong (it takes no sequence number: no real data is lost)."""
+
+        def act() -> None:
+            raw = bytearray(P.cobs_decode(self._heartbeat_bytes()[1:-1]))
+            raw[-1] ^= 0x5A
+            self._inject("crc", b"\x00" + P.cobs_encode(bytes(raw)) + b"\x00")
+
+        self._actions.put(act)
+
+    def reset(self) -> None:
+        """The board reboots: valve closed, counters and sequence numbers restart, a new HELLO."""
+        self._actions.put(lambda: (self._count("reset"), self._boot(send_hello=True)))
+
+    def pause_heartbeat(self, seconds: float) -> None:
+        self._actions.put(lambda: (self._count("heartbeat_pause"), self._pause_hb(seconds)))
+
+    def unplug(self) -> None:
+        """The USB cable is pulled: the pty disappears and the board loses power."""
+        self._actions.put(lambda: (self._count("unplug"), self._unplug_now()))
+
+    def replug(self) -> None:
+        """Cable back in: a new pty (the link follows it) and a freshly booted board."""
+        self._actions.put(lambda: (self._plug(), self._boot(send_hello=True)))
+
+    # ---- the device ------------------------------------------------------------------------------
+    def _boot(self, send_hello: bool) -> None:
+        c = self.config
+        if getattr(self, "_valve_open", False):
+            with self._lock:  # power loss: the valve line drops with no packet to say so
+                self._log.valve.append((self._now(), False, -1))
+        self._boot_ns = time.monotonic_ns()
+        self._boot_id = self._rng.randrange(1 << 16)
+        self._seq = 0
+        self._max_open_ms = min(c.max_open_ms, c.hard_max_open_ms)
+        self._enc_period = c.encoder_period_us
+        self._hb_period = c.heartbeat_ms * 1000
+        self._enc_frac = 0.0
+        self._enc_total = 0
+        self._enc_sent = 0
+        self._lick_count = self._frame_count = self._sync_count = 0
+        self._licking = False
+        self._valve_open = False
+        self._valve_close_at = 0
+        self._valve_pulse = False
+        self._sync_range: tuple[int, int, int] | None = None
+        self._pending = []
+        now = self._now()
+        self._last_tick = now
+        self._next_enc = now + self._enc_period
+        self._next_hb = now
+        self._next_frame = now + self._frame_period
+        self._next_lick = self._draw_lick(now)
+        self._next_sync = 0
+        with self._lock:
+            self._log.boots += 1
+            self._log.encoder_total = 0
+        if send_hello:
+            self._emit(now, P.PacketType.HELLO, self._hello_body(P.ResetCause.BOOT, now))
+
+    def _now(self) -> int:
+        return self.config.start_us + (time.monotonic_ns() - self._boot_ns) // 1000
+
+    def _hello_body(self, cause: P.ResetCause, now: int) -> tuple:
+        c = self.config
+        return (
+            c.protocol, *c.firmware, c.board_id, self._max_open_ms, c.hard_max_open_ms, cause,
+            _i32(self._enc_total), self._lick_count, self._frame_count, self._sync_count, now >> 32,
+            self._boot_id,
+        )  # fmt: skip
+
+    def _heartbeat_body(self, now: int) -> tuple:
+        with self._lock:
+            dropped, rx_errors = self._log.tx_dropped, self._log.rx_errors
+        lines = (P.LINE_VALVE if self._valve_open else 0) | (P.LINE_LICK if self._licking else 0)
+        return (now >> 32, lines, min(dropped, 0xFFFF), min(rx_errors, 0xFFFF))
+
+    def _heartbeat_bytes(self) -> bytes:
+        """A heartbeat reusing the next sequence number: injected copies take none of their own."""
+        now = self._now()
+        return P.encode_packet(P.PacketType.HEARTBEAT, self._seq, now, self._heartbeat_body(now))
+
+    def _emit(self, t_us: int, ptype: P.PacketType, body: tuple) -> None:
+        self._pending.append((t_us, ptype, body))
+
+    def _flush_pending(self) -> None:
+        # Packets go out in device-time order (stable: same-time packets keep their order), each with
+        # the next sequence number.
+        for t_us, ptype, body in sorted(self._pending, key=lambda e: e[0]):
+            self._write(P.encode_packet(ptype, self._seq, t_us, body))
+            self._seq = (self._seq + 1) & 0xFFFF
+            with self._lock:
+                self._log.packets += 1
+        self._pending = []
+
+    def _write(self, data: bytes) -> None:
+        if self._master is None:
+            return
+        if len(self._out) + len(data) > self.config.tx_buffer_limit:
+            with self._lock:
+                self._log.tx_dropped += 1
+            return
+        self._out += data
+
+    def _drain_out(self) -> None:
+        if self._master is None or not self._out:
+            return
+        try:
+            n = os.write(self._master, self._out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._out.clear()
+            return
+        del self._out[:n]
+
+    def _run(self) -> None:
+        tick = self.config.tick_s
+        while not self._stop.is_set():
+            while True:
+                try:
+                    self._actions.get_nowait()()
+                except queue.Empty:
+                    break
+            if self._master is not None:
+                # Inputs first, then commands: a HELLO's counters then include every event sent before it.
+                now = self._now()
+                self._step(now)
+                self._read_commands(now)
+                self._flush_pending()
+                self._drain_out()
+            time.sleep(tick)
+
+    def _step(self, now: int) -> None:
+        if self._valve_open and now >= self._valve_close_at:
+            reason = P.ValveReason.PULSE_DONE if self._valve_pulse else P.ValveReason.MAX_OPEN
+            self._set_valve(False, self._valve_close_at, reason)
+        self._enc_frac += self._speed * (now - self._last_tick) / 1e6
+        whole = int(self._enc_frac)
+        if whole:
+            self._enc_frac -= whole
+            self._add_counts(whole)
+        self._last_tick = now
+        if now >= self._next_enc:
+            if self._enc_total != self._enc_sent:
+                self._send_encoder(now)
+            self._next_enc = now + self._enc_period
+        while self._frame_period and self._next_frame <= now:
+            self._frame_edge(self._next_frame)
+            self._next_frame += self._frame_period
+        while self._next_lick <= now:
+            onset = not self._licking
+            self._lick_edge(onset, self._next_lick)
+            gap = self.config.lick_contact_ms * 1000 if onset else 0
+            self._next_lick = self._next_lick + gap if onset else self._draw_lick(self._next_lick)
+        while self._sync_range and self._next_sync <= now:
+            self._sync_pulse(self._next_sync)
+            lo, hi, _ = self._sync_range
+            self._next_sync += self._rng.randint(lo, hi) * 1000
+        if now >= self._next_hb:
+            if time.monotonic() >= self._hb_paused_until:
+                self._emit(now, P.PacketType.HEARTBEAT, self._heartbeat_body(now))
+            self._next_hb = now + self._hb_period
+
+    def _draw_lick(self, now: int) -> int:
+        rate = self.config.lick_rate_hz
+        return now + int(self._rng.expovariate(rate) * 1e6) if rate > 0 else 1 << 62
+
+    def _set_frame_rate(self, hz: float) -> None:
+        self._frame_period = int(round(1e6 / hz)) if hz > 0 else 0
+        self._next_frame = self._now() + self._frame_period
+
+    def _add_counts(self, n: int) -> None:
+        self._enc_total += n
+        with self._lock:
+            self._log.encoder_total = self._enc_total
+
+    def _send_encoder(self, now: int) -> None:
+        with self._lock:
+            self._log.encoder_sent_total += self._enc_total - self._enc_sent
+        self._enc_sent = self._enc_total
+        self._emit(now, P.PacketType.ENCODER, (_i32(self._enc_total),))
+
+    def _lick_edge(self, onset: bool, t: int | None = None) -> None:
+        t = self._now() if t is None else t
+        self._licking = onset
+        self._lick_count += 1
+        with self._lock:
+            if self.config.record:
+                self._log.licks.append((t, onset))
+        self._emit(t, P.PacketType.LICK, (int(onset), self._lick_count & 0xFFFFFFFF))
+
+    def _frame_edge(self, t: int) -> None:
+        self._frame_count += 1
+        with self._lock:
+            if self.config.record:
+                self._log.frames.append(t)
+        self._emit(t, P.PacketType.FRAME, (self._frame_count & 0xFFFFFFFF,))
+
+    def _sync_pulse(self, t: int) -> None:
+        self._sync_count += 1
+        with self._lock:
+            if self.config.record:
+                self._log.syncs.append(t)
+        self._emit(t, P.PacketType.SYNC, (self._sync_count & 0xFFFFFFFF,))
+
+    def _set_valve(self, is_open: bool, t: int, reason: P.ValveReason) -> None:
+        self._valve_open = is_open
+        with self._lock:
+            self._log.valve.append((t, is_open, int(reason)))
+        self._emit(t, P.PacketType.VALVE, (int(is_open), int(reason)))
+
+    def _pause_hb(self, seconds: float) -> None:
+        self._hb_paused_until = time.monotonic() + seconds
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self._log.injected[kind] = self._log.injected.get(kind, 0) + 1
+
+    def _inject(self, kind: str, data: bytes) -> None:
+        self._count(kind)
+        self._flush_pending()
+        self._write(data)
+
+    # ---- commands from the host --------------------------------------------------------------------
+    def _read_commands(self, now: int) -> None:
+        assert self._master is not None
+        try:
+            data = os.read(self._master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # no host has the port open
+        c = self._decoder.counts
+        before = (c.garbage + c.partial, c.crc)
+        for pkt in self._decoder.feed(data):
+            self._command(pkt, now)
+        for code, n in (
+            (P.ErrorCode.BAD_FRAME, c.garbage + c.partial - before[0]),
+            (P.ErrorCode.BAD_CRC, c.crc - before[1]),
+        ):
+            if n:
+                with self._lock:
+                    self._log.rx_errors += n
+                self._emit(now, P.PacketType.ERROR, (code, n & 0xFFFF))
+
+    def _command(self, pkt: P.Packet, now: int) -> None:
+        T = P.PacketType
+        status, value = P.AckStatus.OK, 0
+        with self._lock:
+            self._log.commands += 1
+        match pkt.type:
+            case T.CMD_HELLO:
+                self._emit(now, T.HELLO, self._hello_body(P.ResetCause.REQUESTED, now))
+            case T.CMD_VALVE_PULSE:
+                dur_us = pkt.body.duration_us
+                if dur_us > self._max_open_ms * 1000:
+                    dur_us, status = self._max_open_ms * 1000, P.AckStatus.CLAMPED
+                value = min(dur_us // 1000, 0xFFFF)
+                if dur_us > 0:
+                    # A clamped pulse ends as a max-open cut, which is what the board reports.
+                    self._valve_close_at = now + dur_us
+                    self._valve_pulse = status == P.AckStatus.OK
+                    if not self._valve_open:
+                        self._set_valve(True, now, P.ValveReason.COMMAND)
+            case T.CMD_VALVE_OPEN:
+                self._valve_close_at, self._valve_pulse = now + self._max_open_ms * 1000, False
+                value = self._max_open_ms
+                if not self._valve_open:
+                    self._set_valve(True, now, P.ValveReason.COMMAND)
+            case T.CMD_VALVE_CLOSE:
+                if self._valve_open:
+                    self._set_valve(False, now, P.ValveReason.COMMAND)
+            case T.CMD_CUE:
+                with self._lock:
+                    self._log.cues.append((now, pkt.body.duration_ms, pkt.body.frequency_hz))
+            case T.CMD_SYNC_PULSE:
+                self._sync_pulse(now)
+            case T.CMD_SYNC_RANDOM:
+                lo, hi, width = pkt.body
+                if lo == 0:
+                    self._sync_range = None
+                elif hi < lo:
+                    status = P.AckStatus.BAD_ARGS
+                else:
+                    self._sync_range = (lo, hi, width)
+                    self._next_sync = now + self._rng.randint(lo, hi) * 1000
+            case T.CMD_CONFIG:
+                c = pkt.body
+                if c.max_open_ms:
+                    self._max_open_ms = min(c.max_open_ms, self.config.hard_max_open_ms)
+                    if self._max_open_ms < c.max_open_ms:
+                        status = P.AckStatus.CLAMPED
+                if c.encoder_period_us:
+                    self._enc_period = max(c.encoder_period_us, 1000)
+                if c.heartbeat_ms:
+                    self._hb_period = c.heartbeat_ms * 1000
+                value = self._max_open_ms
+            case _:
+                status = P.AckStatus.UNKNOWN
+        ack = P.Ack(pkt.seq, int(pkt.type), int(status), value)
+        with self._lock:
+            self._log.acks.append(ack)
+        self._emit(now, T.ACK, tuple(ack))
+
+    # ---- the pty ---------------------------------------------------------------------------------
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # bytes pass untouched: no echo, no CR/LF translation
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._slave_name = os.ttyname(slave)
+        self._out.clear()
+        link = self.config.link
+        if link:
+            tmp = f"{link}.tmp{os.getpid()}"
+            os.symlink(self._slave_name, tmp)
+            os.replace(tmp, link)
+
+    def _unplug_now(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+        self._out.clear()
+        if self.config.link and os.path.islink(self.config.link):
+            os.unlink(self.config.link)
+
+
+def _i32(n: int) -> int:
+    return ((n + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`rig emulate-board`: run an emulated board until interrupted; prints the device path first."""
+    ap = argparse.ArgumentParser(prog="rig emulate-board", description=__doc__.splitlines()[0])
+    ap.add_argument("--link", help="also expose the device under this stable path (a symlink)")
+    ap.add_argument("--frame-rate", type=float, default=30.0, help="frame-clock edges per second (0: off)")
+    ap.add_argument("--speed", type=float, default=0.0, help="encoder counts per second")
+    ap.add_argument("--lick-rate", type=float, default=0.0, help="mean licks per second (Poisson)")
+    ap.add_argument("--max-open-ms", type=int, default=1000)
+    ap.add_argument(
+        "--start-us", type=int, default=0, help="device clock at boot (4294000000: rollover soon)"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--garbage-every", type=float, default=0.0, metavar="S", help="inject garbage bytes")
+    ap.add_argument("--partial-every", type=float, default=0.0, metavar="S", help="inject partial packets")
+    ap.add_argument("--crc-every", type=float, default=0.0, metavar="S", help="inject checksum errors")
+    ap.add_argument("--reset-every", type=float, default=0.0, metavar="S", help="reboot the board")
+    ap.add_argument(
+        "--heartbeat-gap-every", type=float, default=0.0, metavar="S", help="pause heartbeats 1 s"
+    )
+    ap.add_argument("--unplug-after", type=float, default=0.0, metavar="S", help="close the pty and exit")
+    args = ap.parse_args(argv)
+    cfg = EmulatorConfig(
+        frame_rate_hz=args.frame_rate, speed_counts_s=args.speed, lick_rate_hz=args.lick_rate,
+        max_open_ms=args.max_open_ms, start_us=args.start_us, link=args.link, seed=args.seed, record=False,
+    )  # fmt: skip
+    emu = BoardEmulator(cfg)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    schedule = [
+        (args.garbage_every, emu.inject_garbage), (args.partial_every, emu.inject_partial),
+        (args.crc_every, emu.inject_crc_error), (args.reset_every, emu.reset),
+        (args.heartbeat_gap_every, lambda: emu.pause_heartbeat(1.0)),
+    ]  # fmt: skip
+    with emu:
+        print(emu.path, flush=True)
+        start = time.monotonic()
+        due = {i: start + every for i, (every, _) in enumerate(schedule) if every > 0}
+        try:
+            while not stop.wait(0.05):
+                now = time.monotonic()
+                for i, t in due.items():
+                    if now >= t:
+                        schedule[i][1]()
+                        due[i] = t + schedule[i][0]
+                if args.unplug_after and now - start >= args.unplug_after:
+                    emu.unplug()
+                    emu.sync()
+                    break
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

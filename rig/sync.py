@@ -1,0 +1,405 @@
+"""Frame synchronisation: reconcile frame-clock TTL edges with mesoscope frame messages.
+
+The TTL edges, recorded in the rig's clock, are the timing truth; the frame messages (frame number,
+plane, mesoscope timestamp, rig receive time) give each edge its identity. `reconcile` pairs them into
+one frame table with a row per frame seen on either path (or implied by a gap in the frame numbers),
+flagging what is missing, duplicated or late. Pure functions over numpy arrays: no I/O, no clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MSG_DTYPE = np.dtype(
+    [
+        ("frame", "i8"),
+        ("plane", "i4"),
+        ("mesoscope_time", "f8"),
+        ("rig_receive_time", "f8"),
+        ("acquisition", "i4"),
+    ]
+)
+
+FRAME_DTYPE = np.dtype(
+    [
+        ("time", "f8"),  # rig clock: the TTL edge, else the mesoscope time mapped through the clock fit
+        ("ttl_time", "f8"),  # NaN when missing_ttl
+        ("acquisition", "i4"),  # -1: an edge no acquisition accounts for
+        ("frame", "i8"),  # 1-based within its acquisition; -1: an edge with no frame number left for it
+        ("plane", "i4"),  # -1 when unknown
+        ("mesoscope_time", "f8"),  # NaN when missing_msg
+        ("receive_time", "f8"),  # NaN when missing_msg
+        ("n_msgs", "i4"),  # messages received for this frame (2+ = duplicates)
+        ("missing_ttl", "?"),
+        ("missing_msg", "?"),
+        ("duplicate_msg", "?"),
+        ("duplicate_ttl", "?"),  # a second edge (contact bounce) within half a period of this one
+        ("gap", "?"),  # interval from the previous frame > GAP_FACTOR x the median interval
+        ("restart", "?"),  # first frame of an acquisition after the first
+    ]
+)
+
+GAP_FACTOR = 1.5
+FLAG_FIELDS = ("missing_ttl", "missing_msg", "duplicate_msg", "duplicate_ttl", "gap", "restart")
+
+
+@dataclass(frozen=True)
+class ClockFit:
+    """rig_time = offset + scale * mesoscope_time, fitted on n pairs with residual rms / max (s)."""
+
+    offset: float
+    scale: float
+    n: int
+    rms_s: float
+    max_abs_s: float
+
+    def to_rig(self, t_meso: np.ndarray | float) -> np.ndarray:
+        return self.offset + self.scale * np.asarray(t_meso, dtype=float)
+
+    def to_meso(self, t_rig: np.ndarray | float) -> np.ndarray:
+        return (np.asarray(t_rig, dtype=float) - self.offset) / self.scale
+
+    @property
+    def drift_ppm(self) -> float:
+        return (self.scale - 1.0) * 1e6
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "offset_s": self.offset,
+            "drift_ppm": self.drift_ppm,
+            "n": self.n,
+            "rms_ms": self.rms_s * 1e3,
+            "max_abs_ms": self.max_abs_s * 1e3,
+        }
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Reconciled frames (`rows`, FRAME_DTYPE, sorted by time) and how they were matched."""
+
+    rows: np.ndarray
+    fits: dict[int, ClockFit]  # per acquisition: mesoscope clock -> rig clock, fitted on matched frames
+    n_ttl: int  # edges given (bounces included)
+    n_msgs: int  # messages given (duplicates included)
+    tolerance_s: dict[int, float]  # per acquisition: largest accepted |TTL - predicted| when matching
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def flagged_index(self) -> np.ndarray:
+        """Row indices of frames with any flag set."""
+        mask = np.zeros(len(self.rows), bool)
+        for f in FLAG_FIELDS:
+            mask |= self.rows[f]
+        return np.flatnonzero(mask)
+
+
+def fit_clock_offset(mesoscope_times: Sequence[float] | np.ndarray, rig_times: Sequence[float] | np.ndarray,
+                     *, fit_scale: bool | None = None) -> ClockFit:
+    """Least-squares line rig = offset + scale * mesoscope. Scale is fixed at 1 for fewer than 3 pairs
+    (or when fit_scale=False): a drift cannot be told from noise over too short a span."""
+    x = np.asarray(mesoscope_times, dtype=float)
+    y = np.asarray(rig_times, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"fit_clock_offset: need two 1-D arrays of equal length, not {x.shape}, {y.shape}")
+    if len(x) == 0:
+        raise ValueError("fit_clock_offset: no pairs to fit")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("fit_clock_offset: times must be finite")
+    x0 = x.mean()
+    xc = x - x0
+    sxx = float(xc @ xc)
+    if fit_scale is None:
+        fit_scale = len(x) >= 3 and sxx > 0
+    if fit_scale and sxx > 0:
+        scale = float(xc @ (y - y.mean())) / sxx
+    else:
+        scale = 1.0
+    offset = float(y.mean() - scale * x0)
+    resid = y - (offset + scale * x)
+    return ClockFit(offset, scale, len(x), float(np.sqrt(np.mean(resid**2))), float(np.max(np.abs(resid))))
+
+
+def clock_from_pings(t_send: Sequence[float] | np.ndarray, t_bridge: Sequence[float] | np.ndarray,
+                     t_recv: Sequence[float] | np.ndarray, *, keep: float = 0.5,
+                     min_span_for_drift_s: float = 60.0) -> ClockFit:
+    """Bridge clock -> rig clock from pings: the bridge stamped t_bridge between the rig's send and
+    receive, so it sits at the midpoint give or take rtt/2; only the fastest `keep` fraction is used."""
+    s, b, r = (np.asarray(a, dtype=float) for a in (t_send, t_bridge, t_recv))
+    if not (s.shape == b.shape == r.shape) or len(s) == 0:
+        raise ValueError("clock_from_pings: need equal, non-empty arrays of send, bridge and receive times")
+    rtt = r - s
+    if np.any(rtt < 0):
+        raise ValueError("clock_from_pings: a ping was received before it was sent; wrong clock?")
+    n_keep = max(1, int(np.ceil(keep * len(s))))
+    best = np.sort(np.argsort(rtt, kind="stable")[:n_keep])
+    # Over less than a minute a drift of tens of ppm is below the ping noise: fit the offset only.
+    long_enough = len(best) >= 3 and float(np.ptp(b[best])) >= min_span_for_drift_s
+    return fit_clock_offset(b[best], (s[best] + r[best]) / 2, fit_scale=long_enough)
+
+
+def as_msg_array(frame_msgs: np.ndarray | Iterable[Any]) -> np.ndarray:
+    """Frame messages as a MSG_DTYPE array, from such an array or from tuples
+    (frame, plane, mesoscope_time, rig_receive_time[, acquisition])."""
+    if isinstance(frame_msgs, np.ndarray) and frame_msgs.dtype.names:
+        missing = [n for n in MSG_DTYPE.names if n not in frame_msgs.dtype.names and n != "acquisition"]
+        if missing:
+            raise ValueError(f"frame message array lacks fields {missing}")
+        out = np.zeros(len(frame_msgs), MSG_DTYPE)
+        for n in MSG_DTYPE.names:
+            out[n] = frame_msgs[n] if n in frame_msgs.dtype.names else 1
+        return out
+    rows = list(frame_msgs)
+    out = np.zeros(len(rows), MSG_DTYPE)
+    for i, row in enumerate(rows):
+        if len(row) not in (4, 5):
+            raise ValueError(f"frame message {i}: expected 4 or 5 fields, got {len(row)}")
+        out[i] = (*row, 1) if len(row) == 4 else tuple(row)
+    return out
+
+
+def _debounce(ttl: np.ndarray, period: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Drop edges closer than half a frame period to the previous kept edge; return kept edges and, for
+    each, whether a bounce followed it. The period comes from the messages when there are any (missed
+    edges stretch the TTL intervals), else from the median TTL interval."""
+    if len(ttl) == 0:
+        return ttl, np.zeros(0, bool)
+    if period is None:
+        if len(ttl) < 3:
+            return ttl, np.zeros(len(ttl), bool)
+        period = float(np.median(np.diff(ttl)))
+    half = 0.5 * period
+    kept: list[float] = [float(ttl[0])]
+    bounced: list[bool] = [False]
+    for t in ttl[1:]:
+        if t - kept[-1] < half:
+            bounced[-1] = True
+        else:
+            kept.append(float(t))
+            bounced.append(False)
+    return np.array(kept), np.array(bounced)
+
+
+def _nominal_period(frames: np.ndarray, meso: np.ndarray, ttl: np.ndarray) -> float:
+    if len(frames) >= 2:
+        order = np.argsort(frames, kind="stable")
+        frames, meso = frames[order], meso[order]
+        step = np.diff(frames)
+        ok = step > 0
+        if ok.any():
+            return float(np.median(np.diff(meso)[ok] / step[ok]))
+    if len(ttl) >= 2:
+        return float(np.median(np.diff(ttl)))
+    return 1.0
+
+
+def _match(pred: np.ndarray, ttl: np.ndarray, free: np.ndarray, tol: float) -> np.ndarray:
+    """One-to-one nearest matching of predicted times to free TTL edges within tol; -1 = none."""
+    idx_free = np.flatnonzero(free)
+    out = np.full(len(pred), -1, np.int64)
+    if len(idx_free) == 0 or len(pred) == 0:
+        return out
+    cand_t = ttl[idx_free]
+    pos = np.clip(np.searchsorted(cand_t, pred), 1, len(cand_t) - 1) if len(cand_t) > 1 else np.zeros(
+        len(pred), np.int64)
+    if len(cand_t) > 1:
+        left = pos - 1
+        use_left = np.abs(cand_t[left] - pred) <= np.abs(cand_t[pos] - pred)
+        pos = np.where(use_left, left, pos)
+    err = np.abs(cand_t[pos] - pred)
+    best: dict[int, int] = {}
+    for j in np.argsort(err, kind="stable"):
+        if err[j] > tol:
+            break
+        k = int(pos[j])
+        if k not in best:
+            best[k] = int(j)
+            out[j] = idx_free[k]
+    return out
+
+
+def _prior_for(prior: ClockFit | dict[int, ClockFit] | None, acq: int, meso: np.ndarray,
+               recv: np.ndarray, period: float) -> ClockFit:
+    if isinstance(prior, ClockFit):
+        return prior
+    if isinstance(prior, dict) and acq in prior:
+        return prior[acq]
+    # No ping prior: assume each message arrives less than half a period after its edge.
+    long_enough = len(meso) >= 3 and (meso.max() - meso.min()) > 10 * period
+    return fit_clock_offset(meso, recv, fit_scale=long_enough)
+
+
+def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | Iterable[Any], *,
+              prior: ClockFit | dict[int, ClockFit] | None = None, tolerance: float = 0.25) -> FrameTable:
+    """Reconcile TTL edge times (rig clock) with frame messages into a FrameTable.
+
+    `prior` maps mesoscope time to rig time (from pings, `clock_from_pings`); without it the messages'
+    receive times give it, which assumes a message arrives within half a frame period of its edge.
+    A message and an edge are paired when they lie within `tolerance` x the frame period after fitting.
+    """
+    ttl_all = np.sort(np.asarray(ttl_times, dtype=float).ravel())
+    if not np.all(np.isfinite(ttl_all)):
+        raise ValueError("reconcile: TTL times must be finite")
+    msgs = as_msg_array(frame_msgs)
+    if not (np.all(np.isfinite(msgs["mesoscope_time"]))):
+        raise ValueError("reconcile: mesoscope times must be finite")
+    periods = [_nominal_period(msgs["frame"][sel], msgs["mesoscope_time"][sel], np.zeros(0))
+               for sel in (msgs["acquisition"] == a for a in np.unique(msgs["acquisition"]))
+               if np.unique(msgs["frame"][sel]).size >= 2]
+    ttl, bounced = _debounce(ttl_all, float(np.median(periods)) if periods else None)
+
+    # One entry per (acquisition, frame): the first received; the rest count as duplicates.
+    order = np.lexsort((msgs["rig_receive_time"], msgs["frame"], msgs["acquisition"]))
+    msgs_sorted = msgs[order]
+    key = msgs_sorted[["acquisition", "frame"]]
+    first = np.ones(len(msgs_sorted), bool)
+    if len(msgs_sorted):
+        first[1:] = key[1:] != key[:-1]
+    uniq = msgs_sorted[first]
+    counts = np.diff(np.append(np.flatnonzero(first), len(msgs_sorted)))
+
+    free = np.ones(len(ttl), bool)
+    ttl_owner = np.full(len(ttl), -1, np.int64)  # acquisition that claimed the edge
+    rows: list[tuple[Any, ...]] = []
+    fits: dict[int, ClockFit] = {}
+    tols: dict[int, float] = {}
+    acq_ids = sorted({int(a) for a in uniq["acquisition"]},
+                     key=lambda a: float(uniq["mesoscope_time"][uniq["acquisition"] == a].min()))
+    per_acq: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
+    for acq in acq_ids:
+        sel = uniq["acquisition"] == acq
+        m, cnt = uniq[sel], counts[sel]
+        period = _nominal_period(m["frame"], m["mesoscope_time"], ttl)
+        fit = _prior_for(prior, acq, m["mesoscope_time"], m["rig_receive_time"], period)
+        match = _match(fit.to_rig(m["mesoscope_time"]), ttl, free, 0.5 * period)
+        for _ in range(3):  # refit on matched pairs, then rematch tighter
+            got = match >= 0
+            if got.sum() >= 1:
+                fit = fit_clock_offset(m["mesoscope_time"][got], ttl[match[got]], fit_scale=got.sum() >= 3)
+            match = _match(fit.to_rig(m["mesoscope_time"]), ttl, free, tolerance * period)
+        free[match[match >= 0]] = False
+        ttl_owner[match[match >= 0]] = acq
+        fits[acq], tols[acq] = fit, tolerance * period
+        per_acq[acq] = (m, cnt, match, period)
+
+    # Edges no message claimed: give each to the acquisition whose matched span is nearest in time.
+    spans = {a: fits[a].to_rig(per_acq[a][0]["mesoscope_time"][[0, -1]]) for a in acq_ids}
+    orphan_by_acq: dict[int, list[int]] = {a: [] for a in acq_ids}
+    for i in np.flatnonzero(free):
+        if not acq_ids:
+            break
+        dist = {a: max(spans[a][0] - ttl[i], ttl[i] - spans[a][1], 0.0) for a in acq_ids}
+        orphan_by_acq[min(dist, key=lambda a: dist[a])].append(int(i))
+
+    for ai, acq in enumerate(acq_ids):
+        m, cnt, match, period = per_acq[acq]
+        fit = fits[acq]
+        for j in range(len(m)):
+            i = int(match[j])
+            t_ttl = ttl[i] if i >= 0 else np.nan
+            t = t_ttl if i >= 0 else float(fit.to_rig(m["mesoscope_time"][j]))
+            rows.append((t, t_ttl, acq, int(m["frame"][j]), int(m["plane"][j]), float(m["mesoscope_time"][j]),
+                         float(m["rig_receive_time"][j]), int(cnt[j]), i < 0, False, cnt[j] > 1,
+                         bool(bounced[i]) if i >= 0 else False, False, ai > 0 and j == 0))
+        rows.extend(_fill_unmessaged(acq, ai, m, fit, period, ttl, bounced, orphan_by_acq[acq]))
+    if not acq_ids:  # no messages at all: edges without identity
+        rows.extend((float(ttl[i]), float(ttl[i]), -1, -1, -1, np.nan, np.nan, 0, False, True, False,
+                     bool(bounced[i]), False, False) for i in range(len(ttl)))
+
+    table = np.array(rows, dtype=FRAME_DTYPE) if rows else np.zeros(0, FRAME_DTYPE)
+    table = table[np.lexsort((table["frame"], table["time"]))]
+    _flag_gaps(table)
+    return FrameTable(table, fits, len(ttl_all), len(msgs), tols)
+
+
+def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: ClockFit, period: float, ttl: np.ndarray,
+                     bounced: np.ndarray, orphans: list[int]) -> list[tuple[Any, ...]]:
+    """Rows for edges without a message, numbered from the frames around them, and for frame numbers
+    skipped on both paths (time estimated from the neighbouring frames)."""
+    frames, meso = m["frame"], m["mesoscope_time"]
+    known = set(int(f) for f in frames)
+    last = int(frames.max())
+    rows: list[tuple[Any, ...]] = []
+    taken: set[int] = set()
+    for i in orphans:
+        tm = float(fit.to_meso(ttl[i]))
+        k = int(np.searchsorted(meso, tm))  # meso increases with frame number within an acquisition
+        lo = k - 1 if k > 0 else None
+        hi = k if k < len(m) else None
+        if lo is not None and hi is not None:
+            cands = [f for f in range(int(frames[lo]) + 1, int(frames[hi])) if f not in taken]
+            est = (frames[lo] + round((tm - meso[lo]) / period) if tm - meso[lo] <= meso[hi] - tm
+                   else frames[hi] - round((meso[hi] - tm) / period))
+        elif lo is not None:
+            est = int(frames[lo]) + max(1, round((tm - meso[lo]) / period))
+            cands = [est] if est not in taken else []
+        else:
+            est = int(frames[hi]) - max(1, round((meso[hi] - tm) / period))
+            cands = [est] if est >= 1 and est not in taken else []
+        frame = min(cands, key=lambda f: (abs(f - est), f)) if cands else -1
+        if frame > 0:
+            taken.add(frame)
+            last = max(last, frame)
+        rows.append((float(ttl[i]), float(ttl[i]), acq if frame > 0 else -1, frame, -1, np.nan, np.nan, 0,
+                     False, True, False, bool(bounced[i]), False, ai > 0 and frame == 1))
+    for f in range(1, last + 1):
+        if f in known or f in taken:
+            continue
+        k = int(np.searchsorted(frames, f))
+        ref = k - 1 if k > 0 else k
+        t_est = float(fit.to_rig(meso[ref] + (f - frames[ref]) * period))
+        rows.append((t_est, np.nan, acq, f, -1, np.nan, np.nan, 0, True, True, False, False, False,
+                     ai > 0 and f == 1))
+    return rows
+
+
+def _flag_gaps(table: np.ndarray) -> None:
+    for acq in np.unique(table["acquisition"]):
+        idx = np.flatnonzero(table["acquisition"] == acq)
+        if len(idx) < 3:
+            continue
+        dt = np.diff(table["time"][idx])
+        med = float(np.median(dt))
+        table["gap"][idx[1:][dt > GAP_FACTOR * med]] = True
+
+
+def sync_report(table: FrameTable, ping_fit: ClockFit | None = None) -> dict[str, Any]:
+    """Counts on both paths, rate, jitter, clock fits and flagged frames, as a JSON-ready dict."""
+    r = table.rows
+    numbered = r[r["frame"] > 0]
+    ttl_ok = r[~r["missing_ttl"]]
+    intervals: list[np.ndarray] = []
+    for acq in np.unique(ttl_ok["acquisition"]):
+        t = ttl_ok["time"][ttl_ok["acquisition"] == acq]
+        if len(t) >= 2:
+            d = np.diff(t)
+            intervals.append(d[d <= GAP_FACTOR * np.median(d)])  # exclude gaps and missing edges
+    iv = np.concatenate(intervals) if intervals else np.zeros(0)
+    flagged = table.flagged_index()
+    counts = {f: int(r[f].sum()) for f in FLAG_FIELDS}
+    report: dict[str, Any] = {
+        "frames": int(len(numbered)),
+        "frames_dropped": int((r["missing_ttl"] | r["missing_msg"]).sum()),
+        "ttl_edges": table.n_ttl,
+        "ttl_frames": int((~r["missing_ttl"]).sum()),
+        "messages": table.n_msgs,
+        "message_frames": int((~r["missing_msg"]).sum()),
+        "acquisitions": int(len(table.fits)),
+        "rate_hz": float(1.0 / np.median(iv)) if len(iv) else None,
+        "interval_jitter_ms": float(np.std(iv) * 1e3) if len(iv) >= 2 else None,
+        "clock_fits": {str(a): f.as_dict() for a, f in table.fits.items()},
+        "ping_fit": ping_fit.as_dict() if ping_fit is not None else None,
+        "counts_agree": counts["missing_ttl"] == 0 and counts["missing_msg"] == 0,
+        "flag_counts": counts,
+        "flagged": [
+            {"row": int(i), "acquisition": int(r["acquisition"][i]), "frame": int(r["frame"][i]),
+             "time": float(r["time"][i]), "flags": [f for f in FLAG_FIELDS if r[f][i]]}
+            for i in flagged[:1000]
+        ],
+        "flagged_truncated": bool(len(flagged) > 1000),
+    }
+    return report

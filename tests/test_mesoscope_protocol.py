@@ -1,0 +1,209 @@
+"""Mesoscope wire protocol, CURVE key files, and fuzzed input on both ends of the link."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rig.mesoscope.bridge import Bridge
+from rig.mesoscope.keys import generate_keypair, is_loopback, load_keypair, require_keys_for
+from rig.mesoscope.link import MesoscopeLink
+from rig.mesoscope.protocol import (
+    MAX_MESSAGE_BYTES,
+    Ack,
+    AcqStartMsg,
+    FrameMsg,
+    HeartbeatMsg,
+    PingCmd,
+    ProtocolError,
+    StartCmd,
+    decode_ack,
+    decode_command,
+    decode_stream,
+    encode,
+)
+
+
+def _frame(seq: int, frame: int = 1) -> FrameMsg:
+    return FrameMsg(
+        instance="abc", seq=seq, t_bridge=1.0, acquisition=1, frame=frame, plane=0, volume=0, t_meso=2.5
+    )
+
+
+def test_every_message_round_trips() -> None:
+    start = StartCmd(id=3, stem="m1_2024-05-01_002", metadata={"animal": "m1", "planes": 4}, subscriber="ab")
+    assert decode_command(encode(start)) == start
+    assert decode_command(encode(PingCmd(id=4, t_rig=12.25))).t_rig == 12.25
+    ack = Ack(id=3, ok=False, error="busy", state="acquiring", t_bridge=3.0)
+    assert decode_ack(encode(ack)) == ack
+    for msg in (
+        _frame(7),
+        AcqStartMsg(
+            instance="abc", seq=0, t_bridge=0.0, acquisition=1, stem="s", frame_rate_hz=3.17, planes=2
+        ),
+    ):
+        assert decode_stream(encode(msg)) == msg
+
+
+def test_receive_time_is_never_sent() -> None:
+    data = encode(_frame(1).model_copy(update={"t_receive": 99.0}))
+    assert "t_receive" not in json.loads(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "text"),
+    [
+        (b"\xff\x00", "malformed", "not UTF-8 JSON"),
+        (b"[1, 2]", "malformed", "JSON list, not an object"),
+        (b'{"v": 2, "type": "ping", "id": 1, "t_rig": 0}', "version", "has v=2; this side speaks v=1"),
+        (b'{"v": 1, "type": "start", "id": 1, "stem": "../../etc"}', "malformed", "start.stem"),
+        (b'{"v": 1, "type": "launch", "id": 1}', "malformed", "does not match any of the expected tags"),
+        (b'{"v": 1, "type": "ping", "id": "1", "t_rig": 0}', "malformed", "ping.id"),
+        (b" " * (MAX_MESSAGE_BYTES + 1), "oversized", f"> {MAX_MESSAGE_BYTES}"),
+    ],
+)
+def test_bad_commands_are_rejected_with_what_and_where(data: bytes, kind: str, text: str) -> None:
+    with pytest.raises(ProtocolError, match=text) as err:
+        decode_command(data)
+    assert err.value.kind == kind
+
+
+def test_encoding_an_oversized_message_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="oversized"):
+        encode(StartCmd(id=1, stem="s", metadata={"notes": "x" * MAX_MESSAGE_BYTES}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.dictionaries(
+            st.sampled_from(["v", "type", "id", "seq", "frame", "instance", "t_meso"]),
+            st.one_of(st.integers(), st.text(max_size=5), st.floats(), st.none()),
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
+def test_decoding_arbitrary_bytes_only_ever_raises_protocol_error(data: bytes) -> None:
+    for decode in (decode_command, decode_stream, decode_ack):
+        try:
+            decode(data)
+        except ProtocolError:
+            pass
+
+
+def test_keys_are_generated_private_and_never_overwritten(tmp_path: Path) -> None:
+    public, secret = generate_keypair(tmp_path, "rig1")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    pair = load_keypair(secret)
+    assert len(pair.public) == 40 and len(pair.secret) == 40
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        generate_keypair(tmp_path, "rig1")
+    with pytest.raises(ValueError, match="holds no secret key"):
+        load_keypair(public)
+    with pytest.raises(FileNotFoundError, match="create it with `rig keys`"):
+        load_keypair(tmp_path / "nope.key_secret")
+    with pytest.raises(ValueError, match="plain file name"):
+        generate_keypair(tmp_path, "../evil")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loopback"),
+    [
+        ("tcp://127.0.0.1:5570", True),
+        ("tcp://localhost:1", True),
+        ("tcp://[::1]:1", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://10.0.0.5:5570", False),
+        ("tcp://*:5570", False),
+        ("tcp://mesoscope-pc:5570", False),
+    ],
+)
+def test_loopback_detection(endpoint: str, loopback: bool) -> None:
+    assert is_loopback(endpoint) is loopback
+    if not loopback:
+        with pytest.raises(ValueError, match="need CURVE keys"):
+            require_keys_for(endpoint, None)
+
+
+def _wait(cond: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_link_counts_fuzzed_stream_messages_and_keeps_the_good_ones() -> None:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    pub.linger = 0
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with MesoscopeLink("tcp://127.0.0.1:1", f"tcp://127.0.0.1:{port}", ping_interval_s=0) as link:
+            assert pub.poll(5000), "the link never subscribed"
+            garbage = [b"\xff" + bytes([i % 256]) * (i % 40) for i in range(150)]
+            schema = [json.dumps({"v": 1, "type": "frame", "frame": -i}).encode() for i in range(20)]
+            wrong_version = [encode(_frame(100 + i)).replace(b'"v":1', b'"v":7') for i in range(10)]
+            oversized = [b'{"v":1,"pad":"' + b"x" * MAX_MESSAGE_BYTES + b'"}'] * 3
+            good = [encode(_frame(s, frame=s + 1)) for s in range(10)]
+            for data in [*good[:5], *garbage, *schema, *wrong_version, *oversized, *good[5:]]:
+                pub.send(data)
+            pub.send(encode(_frame(3, frame=99)))  # replayed seq: out of order
+            pub.send(encode(HeartbeatMsg(instance="abc", seq=20, t_bridge=2.0, state="idle")))
+            _wait(lambda: link.counters.stream_messages == 12, "the valid messages")
+            c = link.counters
+            assert (c.malformed, c.wrong_version, c.oversized) == (170, 10, 3)
+            assert (c.out_of_order, c.seq_gaps) == (1, 10)  # seq 10-19 never came
+            frames = link.poll()
+            assert [f.frame for f in frames] == [*range(1, 11), 99]
+            assert all(f.t_receive is not None for f in frames)
+            rejected = [m for m in link.take_log() if m.error]
+            assert len(rejected) == 183 and all(len(m.data) <= 1024 for m in rejected)
+    finally:
+        pub.close()
+        ctx.term()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start(self, stem: str, metadata: dict[str, Any]) -> None:
+        self.calls.append(f"start {stem}")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_bridge_counts_fuzzed_commands_and_keeps_serving() -> None:
+    ctrl = _Recorder()
+    with Bridge("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", ctrl) as bridge:
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(bridge.endpoint_cmd)
+        try:
+            for i in range(100):
+                dealer.send(b"\xfe" + bytes([i]) * i)
+            dealer.send(b'{"v": 9, "type": "stop", "id": 1}')
+            dealer.send(b'{"v": 1, "type": "start", "id": 2, "stem": "a/../b"}')
+            dealer.send(b" " * (MAX_MESSAGE_BYTES + 10))
+            dealer.send_multipart([b"two", b"parts"])
+            _wait(lambda: bridge.counters.malformed == 102, "the bridge to read the fuzz")
+            assert (bridge.counters.wrong_version, bridge.counters.oversized) == (1, 1)
+            assert not dealer.poll(100), "the bridge must not answer what it cannot parse"
+        finally:
+            dealer.close()
+            ctx.term()
+        with MesoscopeLink(bridge.endpoint_cmd, bridge.endpoint_frames) as link:
+            assert link.status().state == "idle"
+            link.start("stem_001", {"x": 1})
+        assert ctrl.calls == ["start stem_001"]
