@@ -269,9 +269,7 @@ def test_clock_origin_is_recorded(tmp_path: Path):
         (lambda p: (p / "header.json").write_text("{"), "not valid JSON"),
         (lambda p: (p / "header.json").write_text('{"format": "x"}'), "not a corridor-rig-session header"),
         (
-            lambda p: (p / "header.json").write_text(
-                '{"format": "corridor-rig-session", "format_version": 99}'
-            ),
+            lambda p: (p / "header.json").write_text('{"format": "corridor-rig-session", "format_version": 99}'),
             "format_version 99 is not supported",
         ),  # fmt: skip
     ],

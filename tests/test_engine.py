@@ -155,9 +155,7 @@ def test_proportional_max_speed_caps_displacement():
 
 def test_grey_start_then_trial_end_then_trial_start_with_overshoot_carried():
     r = Run.start(
-        make_protocol(
-            movement=PROP, cue=None, reward={"mode": "zone_active", "zone_start_cm": [100.0, 200.0]}
-        )
+        make_protocol(movement=PROP, cue=None, reward={"mode": "zone_active", "zone_start_cm": [100.0, 200.0]})
     )
     r.step(Inputs(ball_cm=399.0))
     assert not r.state.in_grey and r.kinds()[-1] == "trial_start"
@@ -279,9 +277,7 @@ def test_every_corridor_gets_its_cue(kind):
 
 def test_no_cue_protocol_has_nan_cue_position_and_no_cue_events():
     r = Run.start(
-        make_protocol(
-            movement=PROP, cue=None, reward={"mode": "zone_passive", "zone_start_cm": [200.0, 300.0]}
-        )
+        make_protocol(movement=PROP, cue=None, reward={"mode": "zone_passive", "zone_start_cm": [200.0, 300.0]})
     )
     for _ in range(20):
         r.step(Inputs(ball_cm=100.0))

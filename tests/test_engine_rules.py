@@ -131,9 +131,15 @@ def test_passive_reward_not_yet_due_at_trial_end_is_dropped():
 
 
 def test_passive_reward_not_yet_due_is_not_paid_in_the_inter_trial_pause():
-    r = Run.start(make_protocol(movement=PROP, corridors=one_corridor(True), cue=CUE_100,
-                                reward={"mode": "passive_after_cue", "delay_ms": 200.0},
-                                inter_trial={"mode": "pause", "pause_s": 2.0}))
+    r = Run.start(
+        make_protocol(
+            movement=PROP,
+            corridors=one_corridor(True),
+            cue=CUE_100,
+            reward={"mode": "passive_after_cue", "delay_ms": 200.0},
+            inter_trial={"mode": "pause", "pause_s": 2.0},
+        )
+    )
     r.step(Inputs(ball_cm=620.0))
     for _ in range(150):  # 2.3 s: past the reward's due time and the pause
         r.step(Inputs())
@@ -238,9 +244,7 @@ def test_exposure_withholds_exactly_where_the_task_rewards(rule):
         ]
 
     assert rest(expo, "reward_withheld") == rest(task, "reward")
-    assert [e.data["rewards"] for e in task.of("trial_end")] == [
-        e.data["rewards_due"] for e in task.of("trial_end")
-    ]
+    assert [e.data["rewards"] for e in task.of("trial_end")] == [e.data["rewards_due"] for e in task.of("trial_end")]
     assert [c for c in task.commands if c.kind == "cue"] == expo.commands
     assert [s.state for s in task.steps] == [s.state for s in expo.steps]
     assert all(e.data["rewards"] == 0 for e in expo.of("trial_end"))
@@ -332,9 +336,7 @@ STAGES_BY_TRIALS = [
 
 
 def test_stage_advances_after_n_trials_at_the_next_trial_start():
-    r = Run.start(
-        make_protocol(movement=PROP, corridors=one_corridor(True), cue=CUE_100, stages=STAGES_BY_TRIALS)
-    )
+    r = Run.start(make_protocol(movement=PROP, corridors=one_corridor(True), cue=CUE_100, stages=STAGES_BY_TRIALS))
     for _ in range(3):
         r.step(Inputs(ball_cm=600.0))  # passive rule: every trial pays without licks
     assert len(r.of("reward")) == 3 and r.state.stage == 1 and r.state.trial == 3

@@ -19,9 +19,7 @@ def test_500_trial_session_with_a_running_mouse_that_licks_after_the_cue():
         {"name": "circle1", "texture": {"source": "circle"}},
         {"name": "leaf2", "texture": {"source": "leaf", "exemplar": 2}, "probe": True},
     ]
-    p = make_protocol(
-        corridors=corridors, order={"max_repeat": 3, "probe_fraction": 0.1}, end={"max_trials": 500}
-    )
+    p = make_protocol(corridors=corridors, order={"max_repeat": 3, "probe_fraction": 0.1}, end={"max_trials": 500})
     r = Run.start(p, seed=2025)
     run = Inputs(ball_cm=30.0 * DT)  # constant running at 30 cm/s: the gate holds open
     frame = 0

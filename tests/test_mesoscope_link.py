@@ -153,9 +153,7 @@ def test_mesoscope_never_starting_is_a_clear_error_within_the_timeout(tmp_path: 
     with emulator(tmp_path, "--ignore-start") as emu, MesoscopeLink(emu.cmd, emu.frames) as link:
         link.start("stem_001")
         t0 = time.monotonic()
-        with pytest.raises(
-            MesoscopeNotStarted, match=r"0 of 5 frames .* within 0.5 s .*start message not seen"
-        ):
+        with pytest.raises(MesoscopeNotStarted, match=r"0 of 5 frames .* within 0.5 s .*start message not seen"):
             link.wait_for_frames(5, RATE, timeout_s=0.5)
         assert time.monotonic() - t0 < 2.0
 

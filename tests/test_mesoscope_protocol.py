@@ -33,9 +33,7 @@ from rig.mesoscope.protocol import (
 
 
 def _frame(seq: int, frame: int = 1) -> FrameMsg:
-    return FrameMsg(
-        instance="abc", seq=seq, t_bridge=1.0, acquisition=1, frame=frame, plane=0, volume=0, t_meso=2.5
-    )
+    return FrameMsg(instance="abc", seq=seq, t_bridge=1.0, acquisition=1, frame=frame, plane=0, volume=0, t_meso=2.5)
 
 
 def test_every_message_round_trips() -> None:
@@ -46,9 +44,7 @@ def test_every_message_round_trips() -> None:
     assert decode_ack(encode(ack)) == ack
     for msg in (
         _frame(7),
-        AcqStartMsg(
-            instance="abc", seq=0, t_bridge=0.0, acquisition=1, stem="s", frame_rate_hz=3.17, planes=2
-        ),
+        AcqStartMsg(instance="abc", seq=0, t_bridge=0.0, acquisition=1, stem="s", frame_rate_hz=3.17, planes=2),
     ):
         assert decode_stream(encode(msg)) == msg
 

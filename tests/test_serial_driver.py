@@ -276,9 +276,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_is_detected_counted_valve_closed_and_no_sample_lost(
-    name: str, rig: Rig, emu: BoardEmulator
-) -> None:
+def test_fault_is_detected_counted_valve_closed_and_no_sample_lost(name: str, rig: Rig, emu: BoardEmulator) -> None:
     inject, kind, counter = FAULTS[name]
     frames: list = []
     counts = 0
@@ -297,9 +295,7 @@ def test_fault_is_detected_counted_valve_closed_and_no_sample_lost(
     fault = next(f for f in rig.valve.faults if f.kind == kind)
     assert fault.t > 0 and "valve commanded closed" in fault.message
     # The board received the close command (and with a 300 ms limit, may have cut the flush already).
-    wait_until(
-        lambda: any(a.cmd_type == T.CMD_VALVE_CLOSE for a in emu.snapshot().acks), what="close command"
-    )
+    wait_until(lambda: any(a.cmd_type == T.CMD_VALVE_CLOSE for a in emu.snapshot().acks), what="close command")
     assert emu.snapshot().valve[-1][1] is False
     time.sleep(0.1)
     emu.set_frame_rate(0.0)

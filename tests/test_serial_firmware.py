@@ -70,7 +70,11 @@ static void dump(cp::Packet& p) {
 int main(int argc, char** argv) {
   { cp::Packet p(cp::HEARTBEAT, 513, 4294967290u); p.u16(3); p.u8(cp::LINE_VALVE); p.u16(0); p.u16(7); dump(p); }
   { cp::Packet p(cp::ENCODER, 0, 0); p.i32(-123456); dump(p); }
-  { cp::Packet p(cp::ACK, 65535, 1000); p.u16(9); p.u8(cp::CMD_VALVE_PULSE); p.u8(cp::ACK_CLAMPED); p.u16(300); dump(p); }
+  {
+    cp::Packet p(cp::ACK, 65535, 1000);
+    p.u16(9); p.u8(cp::CMD_VALVE_PULSE); p.u8(cp::ACK_CLAMPED); p.u16(300);
+    dump(p);
+  }
   // Parse a command given in hex on the command line (the frame between the zeros).
   uint8_t frame[64], scratch[64];
   size_t n = 0;
@@ -127,8 +131,10 @@ def test_firmware_streams_inputs_across_the_clock_wrap(board: str) -> None:
             return counts == 1234 and len(edges) == 300
 
         wait_until(all_in, what="1234 encoder counts and 300 frame edges")
-        # 300 edges at 500 Hz from 0.4 s before the 32-bit wrap: they cross it and stay monotonic.
-        assert edges[-1] - edges[0] > 0.4 and np.all(np.diff(edges) > 0)
+        # 300 edges at 500 Hz from 0.4 s before the 32-bit wrap: they cross it with no jump. (The shim
+        # may raise two edges in one catch-up step, hence equal stamps are allowed.)
+        gaps = np.diff(edges)
+        assert edges[-1] - edges[0] > 0.4 and np.all(gaps >= 0) and np.all(gaps < 0.1)
         assert ball.health().counters["packets_lost"] == 0 and ball.health().counters["events_lost"] == 0
 
 

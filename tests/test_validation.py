@@ -97,9 +97,7 @@ BROKEN_PROTOCOLS = [
 
 
 @pytest.mark.parametrize("name, line, field, words", BROKEN_PROTOCOLS, ids=[b[0] for b in BROKEN_PROTOCOLS])
-def test_broken_protocol_reported_at_its_line_and_field(
-    name: str, line: int, field: str, words: list[str]
-) -> None:
+def test_broken_protocol_reported_at_its_line_and_field(name: str, line: int, field: str, words: list[str]) -> None:
     path = BROKEN / name
     with pytest.raises(ProtocolError) as ei:
         load_protocol(path)
@@ -139,9 +137,7 @@ def test_several_problems_reported_together_in_line_order(tmp_path: Path) -> Non
         (18, "order.block"),
     ]
     # Cross-field checks run once the fields themselves are valid.
-    f.write_text(
-        VALID.replace("    advance: {after_trials: 50}\n", "").replace("probe: true", "probe: false")
-    )
+    f.write_text(VALID.replace("    advance: {after_trials: 50}\n", "").replace("probe: true", "probe: false"))
     with pytest.raises(ProtocolError) as ei:
         load_protocol(f)
     assert [(p.line, p.field) for p in ei.value.problems] == [
@@ -184,9 +180,7 @@ def test_model_validator_errors_use_the_line_of_their_object(tmp_path: Path) -> 
 def test_zone_outside_texture_in_a_stage_points_at_that_stage(tmp_path: Path) -> None:
     f = tmp_path / "z.yaml"
     f.write_text(
-        VALID.replace(
-            "{mode: passive_after_cue, delay_ms: 500}", "{mode: zone_passive, zone_start_cm: [200, 400]}"
-        )
+        VALID.replace("{mode: passive_after_cue, delay_ms: 500}", "{mode: zone_passive, zone_start_cm: [200, 400]}")
     )
     with pytest.raises(ProtocolError) as ei:
         load_protocol(f)
@@ -394,17 +388,11 @@ def test_validate_files_collects_every_problem_in_order(tmp_path: Path, registry
 
 # -- robustness: nothing but LoadError, whatever the input ----------------------------------------------
 
-YAML_CHARS = st.sampled_from(
-    list(":-[]{},&*!|>#'\"\n\t ?%@`\\0123456789.eE+_abcxyz") + ["\x00", "é", "<<", "---"]
-)
+YAML_CHARS = st.sampled_from(list(":-[]{},&*!|>#'\"\n\t ?%@`\\0123456789.eE+_abcxyz") + ["\x00", "é", "<<", "---"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    edits=st.lists(
-        st.tuples(st.integers(0, len(VALID)), st.integers(0, 3), YAML_CHARS), min_size=1, max_size=6
-    )
-)
+@given(edits=st.lists(st.tuples(st.integers(0, len(VALID)), st.integers(0, 3), YAML_CHARS), min_size=1, max_size=6))
 def test_text_mutations_raise_only_load_errors(edits: list[tuple[int, int, str]]) -> None:
     text = VALID
     for pos, cut, ins in edits:
@@ -432,11 +420,7 @@ def _paths(d: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 BASE_DATA = yaml.safe_load(VALID)
 ALL_PATHS = _paths(BASE_DATA)[1:]
 VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**6), 10**6)
-    | st.floats(allow_nan=True)
-    | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )

@@ -42,9 +42,7 @@ def test_adjacent_frusta_share_their_edge(layout: DisplayLayout) -> None:
 
 
 def test_a_gap_between_screens_is_measured_and_an_overlap_rejected() -> None:
-    gap = DisplayLayout(
-        screens=(ScreenParams(yaw_deg=-50, hfov_deg=90), ScreenParams(yaw_deg=50, hfov_deg=90))
-    )
+    gap = DisplayLayout(screens=(ScreenParams(yaw_deg=-50, hfov_deg=90), ScreenParams(yaw_deg=50, hfov_deg=90)))
     assert gap.gaps_deg() == pytest.approx([10.0])
     with pytest.raises(ValidationError, match="overlaps"):
         DisplayLayout(screens=(ScreenParams(yaw_deg=-40, hfov_deg=90), ScreenParams(yaw_deg=40, hfov_deg=90)))

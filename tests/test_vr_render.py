@@ -172,9 +172,7 @@ def border_jumps(img: np.ndarray, n: int) -> tuple[list[float], float]:
     return [float(cols[b]) for b in borders], float(np.median(inside))
 
 
-def test_screens_join_without_seam_in_the_picture(
-    ctx, store: TextureStore, renderer: CorridorRenderer
-) -> None:
+def test_screens_join_without_seam_in_the_picture(ctx, store: TextureStore, renderer: CorridorRenderer) -> None:
     # Neighbouring pixels across a screen border see neighbouring directions, so the picture changes
     # no more there than between neighbouring columns inside a screen.
     state = ViewState("rock1", 200.0)

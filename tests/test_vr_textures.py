@@ -168,8 +168,6 @@ def test_store_rebuilds_a_damaged_cache_file(tmp_path) -> None:
 def test_write_textures_writes_sources_and_corridors(tmp_path) -> None:
     files = write_textures(tmp_path, px_per_cm=1.0, textures={"leaf1": tex("leaf", 1), "g": tex("grating")})
     names = sorted(p.name for p in files)
-    assert names == sorted(
-        [f"source_{c}.png" for c in SOURCE_CATEGORIES] + ["corridor_leaf1.png", "corridor_g.png"]
-    )
+    assert names == sorted([f"source_{c}.png" for c in SOURCE_CATEGORIES] + ["corridor_leaf1.png", "corridor_g.png"])
     with Image.open(tmp_path / "corridor_leaf1.png") as im:
         assert im.size == (400, 20)

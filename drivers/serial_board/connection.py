@@ -26,6 +26,7 @@ from drivers.serial_board import protocol as P
 from drivers.serial_board.clockfit import ClockFit, ClockFitter
 
 STREAMS = ("encoder", "lick", "frame", "sync", "valve")
+UNCLAIMED_MAX = 10_000  # items kept for a stream no role has claimed yet (the rest are dropped)
 ACK_TIMEOUT_S = 0.5
 
 
@@ -158,7 +159,10 @@ class BoardConnection:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._decoder = P.FrameDecoder()
-        self._streams: dict[str, deque] = {}
+        # Every stream fills from the handshake on, so a role opened a moment after another misses
+        # nothing; a stream that no role claims is kept bounded.
+        self._streams: dict[str, deque] = {name: deque() for name in STREAMS}
+        self._claimed: set[str] = set()
         self._acks: dict[int, P.Ack] = {}
         self._ack_cond = threading.Condition(self._state_lock)
         self._pending: dict[int, _Pending] = {}
@@ -240,11 +244,18 @@ class BoardConnection:
 
     # ---- what the roles use ------------------------------------------------------------------------
     def stream(self, name: str) -> deque:
-        """The deque the reader fills for one stream; created on first use so unused streams stay empty."""
+        """Claim the deque the reader fills for one stream (one consuming role per stream)."""
         if name not in STREAMS:
             raise ValueError(f"unknown board stream {name!r}; streams: {STREAMS}")
         with self._state_lock:
-            return self._streams.setdefault(name, deque())
+            if name in self._claimed:
+                raise BoardError(f"board stream {name!r} on {self.settings.port} already has a reader")
+            self._claimed.add(name)
+            return self._streams[name]
+
+    def unclaim(self, name: str) -> None:
+        with self._state_lock:
+            self._claimed.discard(name)
 
     @property
     def connected(self) -> bool:
@@ -479,9 +490,10 @@ class BoardConnection:
                 self._fault("garbage", f"unexpected {pkt.type.name} packet from the board")
 
     def _push(self, stream: str, item: object) -> None:
-        q = self._streams.get(stream)
-        if q is not None:
-            q.append(item)
+        q = self._streams[stream]
+        q.append(item)
+        if len(q) > UNCLAIMED_MAX and stream not in self._claimed:
+            q.popleft()
 
     def _count_gap(self, what: str, step: int) -> None:
         if step == 1:

@@ -30,9 +30,7 @@ class LinkParams(BaseModel):
     port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
     baudrate: int = Field(115200, gt=0, description="ignored by USB boards (Teensy), used by UART boards")
     handshake_timeout_s: float = Field(3.0, gt=0, le=60, description="Arduinos reboot on open: allow ~2 s")
-    heartbeat_timeout_s: float = Field(
-        0.5, gt=0, le=10, description="heartbeat silence that counts as a fault"
-    )
+    heartbeat_timeout_s: float = Field(0.5, gt=0, le=10, description="heartbeat silence that counts as a fault")
 
     def link(self) -> LinkSettings:
         return LinkSettings(self.port, self.baudrate, self.handshake_timeout_s, self.heartbeat_timeout_s)
@@ -42,11 +40,13 @@ class _BoardRole:
     """Shared lifecycle of the role drivers: join the port's connection on open, leave it on close."""
 
     Params = LinkParams
+    _stream: str | None = None  # the board stream this role reads, if any
 
     def __init__(self, params: LinkParams, context: DriverContext) -> None:
         self.params = params
         self._context = context
         self._conn: BoardConnection | None = None
+        self._q: deque = deque()
 
     @property
     def clock(self) -> ClockMap:
@@ -62,6 +62,8 @@ class _BoardRole:
         if self._conn is None:
             self._conn = BoardConnection.acquire(self.params.link(), self._context.clock)
             try:
+                if self._stream is not None:
+                    self._q = self._conn.stream(self._stream)
                 self._on_open(self._conn)
             except BaseException:
                 self.close()
@@ -70,6 +72,8 @@ class _BoardRole:
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            if self._stream is not None:
+                conn.unclaim(self._stream)
             conn.release()
 
     def __enter__(self):  # noqa: ANN204 - returns the concrete role
@@ -117,14 +121,13 @@ class SerialBall(_BoardRole):
         check_turn_s: float = Field(5.0, ge=0, le=120, description="how long `rig check` waits for a turn")
 
     _role = "ball"
+    _stream = "encoder"
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
         self.counts_per_cm = params.counts_per_cm
-        self._q: deque = deque()
 
     def _on_open(self, conn: BoardConnection) -> None:
-        self._q = conn.stream("encoder")
         conn.configure(encoder_period_us=int(round(1e6 / self.params.sample_hz)))
 
     def read(self) -> BallSamples:
@@ -145,11 +148,7 @@ class SerialBall(_BoardRole):
             if seen or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        msg = (
-            f"{seen} counts seen"
-            if seen
-            else f"no encoder counts in {self.params.check_turn_s:.0f} s: turn the ball"
-        )
+        msg = f"{seen} counts seen" if seen else f"no encoder counts in {self.params.check_turn_s:.0f} s: turn the ball"
         return [*out, CheckResult("ball: encoder moves", seen > 0, msg)]
 
 
@@ -161,13 +160,7 @@ class SerialLick(_BoardRole):
         pass
 
     _role = "lick"
-
-    def __init__(self, params: Params, context: DriverContext) -> None:
-        super().__init__(params, context)
-        self._q: deque = deque()
-
-    def _on_open(self, conn: BoardConnection) -> None:
-        self._q = conn.stream("lick")
+    _stream = "lick"
 
     def read(self) -> list[LickEdge]:
         return [LickEdge(t, onset) for t, onset in _drain(self._q)]
@@ -177,9 +170,7 @@ class SerialLick(_BoardRole):
         if not out[0].ok:
             return out
         touching = bool(self.connection.health().lines & P.LINE_LICK)
-        msg = (
-            "lick line in contact: check the spout wiring or wipe the spout" if touching else "lick line idle"
-        )
+        msg = "lick line in contact: check the spout wiring or wipe the spout" if touching else "lick line idle"
         return [*out, CheckResult("lick: line idle", not touching, msg)]
 
 
@@ -188,19 +179,16 @@ class SerialValve(_BoardRole):
     """Reward valve; the firmware times pulses and cuts any opening at max_open_ms by itself."""
 
     class Params(LinkParams):
-        max_open_ms: float = Field(
-            1000.0, gt=0, le=65535, description="the board closes the valve after this"
-        )
+        max_open_ms: float = Field(1000.0, gt=0, le=65535, description="the board closes the valve after this")
 
     _role = "valve"
+    _stream = "valve"
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
         self.max_open_ms = params.max_open_ms
-        self._q: deque = deque()
 
     def _on_open(self, conn: BoardConnection) -> None:
-        self._q = conn.stream("valve")
         want = int(math.ceil(self.params.max_open_ms))
         ack = conn.wait_ack(conn.configure(max_open_ms=want), timeout=1.0)
         if ack is None:
@@ -281,14 +269,11 @@ class SerialFrameClock(_BoardRole):
         check_s: float = Field(2.0, ge=0, le=60, description="how long `rig check` waits for frame edges")
 
     _role = "frame_clock"
+    _stream = "frame"
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
-        self._q: deque = deque()
         self._held: list[float] = []
-
-    def _on_open(self, conn: BoardConnection) -> None:
-        self._q = conn.stream("frame")
 
     def read(self) -> np.ndarray:
         items, self._held = self._held + _drain(self._q), []
@@ -305,11 +290,7 @@ class SerialFrameClock(_BoardRole):
         self._held += _drain(self._q)
         n = len(self._held)
         ok = n > 0 or not self.params.require_frames
-        msg = (
-            f"{n} frame edges in {self.params.check_s:.1f} s"
-            if n
-            else "no frame-clock edges: is imaging running?"
-        )
+        msg = f"{n} frame edges in {self.params.check_s:.1f} s" if n else "no frame-clock edges: is imaging running?"
         return [*out, CheckResult("frame_clock: present", ok, msg)]
 
 
@@ -325,21 +306,16 @@ class SerialSync(_BoardRole):
         width_ms: int = Field(10, ge=1, le=1000)
 
     _role = "sync"
+    _stream = "sync"
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
         if params.max_interval_ms < params.min_interval_ms:
             raise ValueError("sync max_interval_ms must be >= min_interval_ms")
-        self._q: deque = deque()
-
-    def _on_open(self, conn: BoardConnection) -> None:
-        self._q = conn.stream("sync")
 
     def start(self) -> int:
         p = self.params
-        return self.connection.send(
-            P.PacketType.CMD_SYNC_RANDOM, (p.min_interval_ms, p.max_interval_ms, p.width_ms)
-        )
+        return self.connection.send(P.PacketType.CMD_SYNC_RANDOM, (p.min_interval_ms, p.max_interval_ms, p.width_ms))
 
     def stop(self) -> int:
         return self.connection.send(P.PacketType.CMD_SYNC_RANDOM, (0, 0, 0))

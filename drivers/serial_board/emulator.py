@@ -54,9 +54,7 @@ class EmulatorLog:
     licks: list[tuple[int, bool]] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     syncs: list[int] = field(default_factory=list)
-    valve: list[tuple[int, bool, int]] = field(
-        default_factory=list
-    )  # (t_us, open, ValveReason or -1: reboot)
+    valve: list[tuple[int, bool, int]] = field(default_factory=list)  # (t_us, open, ValveReason or -1: reboot)
     acks: list[P.Ack] = field(default_factory=list)
     cues: list[tuple[int, int, int]] = field(default_factory=list)
     commands: int = 0
@@ -86,9 +84,7 @@ class BoardEmulator:
         self._pending: list[tuple[int, P.PacketType, tuple]] = []
         # The world outside the board (ball, imaging) keeps going when the board reboots.
         self._speed = self.config.speed_counts_s
-        self._frame_period = (
-            int(round(1e6 / self.config.frame_rate_hz)) if self.config.frame_rate_hz > 0 else 0
-        )
+        self._frame_period = int(round(1e6 / self.config.frame_rate_hz)) if self.config.frame_rate_hz > 0 else 0
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> str:
@@ -153,9 +149,7 @@ class BoardEmulator:
 
     # ---- faults ----------------------------------------------------------------------------------
     def inject_garbage(self, nbytes: int = 40) -> None:
-        self._actions.put(
-            lambda: self._inject("garbage", bytes(self._rng.randrange(256) for _ in range(nbytes)))
-        )
+        self._actions.put(lambda: self._inject("garbage", bytes(self._rng.randrange(256) for _ in range(nbytes))))
 
     def inject_partial(self) -> None:
         """The first half of a heartbeat, without its end: the next packet's delimiter cuts it off."""
@@ -507,17 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=0.0, help="encoder counts per second")
     ap.add_argument("--lick-rate", type=float, default=0.0, help="mean licks per second (Poisson)")
     ap.add_argument("--max-open-ms", type=int, default=1000)
-    ap.add_argument(
-        "--start-us", type=int, default=0, help="device clock at boot (4294000000: rollover soon)"
-    )
+    ap.add_argument("--start-us", type=int, default=0, help="device clock at boot (4294000000: rollover soon)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--garbage-every", type=float, default=0.0, metavar="S", help="inject garbage bytes")
     ap.add_argument("--partial-every", type=float, default=0.0, metavar="S", help="inject partial packets")
     ap.add_argument("--crc-every", type=float, default=0.0, metavar="S", help="inject checksum errors")
     ap.add_argument("--reset-every", type=float, default=0.0, metavar="S", help="reboot the board")
-    ap.add_argument(
-        "--heartbeat-gap-every", type=float, default=0.0, metavar="S", help="pause heartbeats 1 s"
-    )
+    ap.add_argument("--heartbeat-gap-every", type=float, default=0.0, metavar="S", help="pause heartbeats 1 s")
     ap.add_argument("--unplug-after", type=float, default=0.0, metavar="S", help="close the pty and exit")
     args = ap.parse_args(argv)
     cfg = EmulatorConfig(

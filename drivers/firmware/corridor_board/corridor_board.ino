@@ -78,7 +78,7 @@ static void push_event(uint8_t type, uint8_t arg, uint32_t t_us, uint32_t count)
   ring_head = next;
 }
 
-// X4 quadrature decoding: index = previous AB << 2 | new AB.
+// X4 quadrature decoding: index = previous AB << 2 | new AB; A leading B counts up (forward).
 static const int8_t QUAD_STEP[16] = {0, -1, 1, 0, 1, 0, 0, -1, -1, 0, 0, 1, 0, 1, -1, 0};
 
 static void on_encoder() {

@@ -50,7 +50,7 @@ void set_pin(int pin, uint8_t level) {
 }
 
 void simulate(uint64_t elapsed_us) {
-  static const uint8_t GRAY[4] = {0, 1, 3, 2};  // AB sequence for forward motion
+  static const uint8_t GRAY[4] = {0, 2, 3, 1};  // AB sequence for forward motion: A leads B
   if (quad_a >= 0 && quad_rate != 0) {
     long want = (long)(quad_rate * (double)elapsed_us / 1e6);
     if (want > quad_max) want = quad_max;
