@@ -278,6 +278,15 @@ class SessionWriter:
         data = {"monotonic_s": float(monotonic_s), "unix_s": float(unix_s)}
         _write_atomic(self.path / CLOCK, _dump_document(data))
 
+    def attach(self, name: str, data: bytes) -> Path:
+        """Write an extra file into the session folder atomically (a sync report, a frame table, ...).
+        Names of the session's own streams are refused, so nothing logged can be overwritten."""
+        if "/" in name or name.startswith(".") or name in self._files or name in (HEADER, FOOTER, CLOCK):
+            raise ValueError(f"cannot attach {name!r}: reserved or not a plain file name")
+        target = self.path / name
+        _write_atomic(target, data)
+        return target
+
     # ---- records ---------------------------------------------------------------------------------
 
     def frame(self, i: int, state: State) -> None:

@@ -13,13 +13,14 @@ import queue
 import time
 from dataclasses import dataclass, field
 from typing import Literal
+from typing import Protocol as Interface
 
 from drivers.base import View
 from rig.clock import RealClock, VirtualClock
 from rig.datalog import SessionWriter
 from rig.devices import Devices
 from rig.engine import Engine
-from rig.engine_io import Inputs
+from rig.engine_io import Inputs, Step
 from rig.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,22 @@ class OperatorQueue:
                 return out
 
 
+class LoopHook(Interface):
+    """Something that rides along with the loop (mesoscope link, telemetry publisher, ...).
+
+    Hooks are called in the order they were given, from the loop's own thread. `start` runs after the
+    drivers are open and before the first engine step; raising there refuses the session (nothing has
+    been run, the folder is closed incomplete). `iteration` runs after each iteration has been logged
+    and must never block. `end` runs once, whatever ended the loop, before the folder is closed.
+    """
+
+    def start(self, runner: Runner) -> None: ...
+
+    def iteration(self, i: int, t: float, step: Step) -> None: ...
+
+    def end(self, runner: Runner, result: RunResult | None) -> None: ...
+
+
 @dataclass
 class RunResult:
     complete: bool
@@ -75,6 +92,7 @@ class Runner:
         frame_rate_hz: float,
         operator: OperatorQueue | None = None,
         progress: object | None = None,
+        hooks: tuple[LoopHook, ...] = (),
     ) -> None:
         self.protocol = protocol
         self.engine = engine
@@ -84,6 +102,8 @@ class Runner:
         self.period = 1.0 / frame_rate_hz
         self.operator = operator or OperatorQueue()
         self.progress = progress  # a tqdm bar or None
+        self.hooks = hooks
+        self.iteration = 0  # the iteration being run; hooks use it to stamp what they log
         self._corridor_names = [c.name for c in protocol.corridors]
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
 
@@ -92,6 +112,23 @@ class Runner:
         self.operator.put(Operator("stop"))
 
     def run(self) -> RunResult:
+        """Run the loop to its end; hooks are started first and always ended."""
+        started: list[LoopHook] = []
+        result: RunResult | None = None
+        try:
+            for hook in self.hooks:
+                hook.start(self)
+                started.append(hook)
+            result = self._loop()
+            return result
+        finally:
+            for hook in reversed(started):
+                try:
+                    hook.end(self, result)
+                except Exception:  # one failing hook must not keep the others from ending; it is logged
+                    log.exception("ending %s failed", type(hook).__name__)
+
+    def _loop(self) -> RunResult:
         fast = isinstance(self.clock, VirtualClock)
         dev, writer, engine, clock = self.devices, self.writer, self.engine, self.clock
         ball_map, lick_map, fc_map = dev.ball.clock, dev.lick.clock, dev.frame_clock.clock
@@ -109,8 +146,10 @@ class Runner:
         self._carry_out(0, step, max_open_ms)
         next_t = self.period
         i = 0
+        hooks = self.hooks
         while not step.state.done:
             i += 1
+            self.iteration = i
             clock.wait_until(next_t)
             t = next_t if fast else clock.now()
             w_start = perf()
@@ -172,6 +211,8 @@ class Runner:
                         rewards += 1
             w_end = perf()
             writer.timing(i, w_start - wall0, w_end - w_start, swap_t - last_input_t)
+            for hook in hooks:
+                hook.iteration(i, t, step)
             writer.tick(w_end)
 
             next_t += self.period

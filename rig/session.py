@@ -24,7 +24,7 @@ from rig.devices import Devices
 from rig.engine import Engine
 from rig.loading import dump_protocol
 from rig.protocol import End, Protocol
-from rig.runner import OperatorQueue, Runner, RunResult
+from rig.runner import LoopHook, OperatorQueue, Runner, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def run_session(
     operator: OperatorQueue | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     progress: object | None = None,
+    hooks: tuple[LoopHook, ...] = (),
 ) -> SessionResult:
     """Run one session and return where it was written.
 
@@ -152,7 +153,7 @@ def run_session(
         with devices:
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
             writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
-            runner = Runner(protocol, engine, devices, writer, clock, config.frame_rate_hz, operator, progress)
+            runner = Runner(protocol, engine, devices, writer, clock, config.frame_rate_hz, operator, progress, hooks)
             if on_runner is not None:
                 on_runner(runner)
             result = runner.run()

@@ -117,7 +117,7 @@ class SerialBall(_BoardRole):
 
     class Params(LinkParams):
         counts_per_cm: float = Field(gt=0, description="encoder counts per cm of ball surface")
-        sample_hz: float = Field(1000.0, ge=1, le=1000, description="encoder packets per second (max)")
+        sample_rate_hz: float = Field(1000.0, ge=1, le=1000, description="encoder packets per second (max)")
         check_turn_s: float = Field(5.0, ge=0, le=120, description="how long `rig check` waits for a turn")
 
     _role = "ball"
@@ -128,7 +128,7 @@ class SerialBall(_BoardRole):
         self.counts_per_cm = params.counts_per_cm
 
     def _on_open(self, conn: BoardConnection) -> None:
-        conn.configure(encoder_period_us=int(round(1e6 / self.params.sample_hz)))
+        conn.configure(encoder_period_us=int(round(1e6 / self.params.sample_rate_hz)))
 
     def read(self) -> BallSamples:
         items = _drain(self._q)
