@@ -124,6 +124,10 @@ class BoardEmulator:
                 log.tx_dropped, log.rx_errors, dict(log.injected),
             )  # fmt: skip
 
+    def monotonic_of(self, t_us: int) -> float:
+        """time.monotonic() at which the current boot's clock read t_us (64-bit): for latency benchmarks."""
+        return self._boot_ns / 1e9 + (t_us - self.config.start_us) / 1e6
+
     def sync(self, timeout: float = 2.0) -> None:
         """Wait until every action queued so far has run in the emulator thread."""
         done = threading.Event()
