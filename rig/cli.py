@@ -15,7 +15,7 @@ from pathlib import Path
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
 
 # Subcommand modules (see rig/commands/__init__.py), in the order `rig --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("rig.commands.board", "rig.commands.summary")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("config/sim.yaml")
@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for name in COMMAND_MODULES:
+        passthrough = getattr(importlib.import_module(name), "PASSTHROUGH", {})
+        if argv and argv[0] in passthrough:
+            return passthrough[argv[0]](argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

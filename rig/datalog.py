@@ -395,6 +395,10 @@ class SessionWriter:
             raise ValueError("mesoscope.jsonl: kind must be a non-empty string")
         self._line("mesoscope.jsonl", {"i": i, "t": t, "kind": kind, "data": data})
 
+    def fault(self, i: int, t: float, source: str, kind: str, message: str) -> None:
+        """A device or link fault noticed at iteration i (t: when the driver noticed it)."""
+        self._line("faults.jsonl", {"i": i, "t": t, "source": source, "kind": kind, "message": message})
+
     # ---- flushing --------------------------------------------------------------------------------
 
     def tick(self, wall_now: float) -> None:

@@ -37,6 +37,10 @@ class Devices:
             made[role] = registry.create(role, entry.type, config.driver_params(role), context)
         return cls(**made)
 
+    def by_role(self) -> dict[str, Any]:
+        return {"ball": self.ball, "lick": self.lick, "valve": self.valve, "cue": self.cue,
+                "frame_clock": self.frame_clock, "display": self.display}
+
     def all(self) -> list[Any]:
         # The valve first: it is opened first and closed first.
         return [self.valve, self.ball, self.lick, self.cue, self.frame_clock, self.display]

@@ -25,6 +25,8 @@ from rig.protocol import Protocol
 
 log = logging.getLogger(__name__)
 
+FAULT_POLL_ITERATIONS = 30  # look for new driver faults twice a second at 60 Hz
+
 OperatorAction = Literal["manual_reward", "pause", "resume", "stop"]
 
 
@@ -104,6 +106,7 @@ class Runner:
         self.progress = progress  # a tqdm bar or None
         self.hooks = hooks
         self.iteration = 0  # the iteration being run; hooks use it to stamp what they log
+        self._faults_seen: dict[int, int] = {}
         self._corridor_names = [c.name for c in protocol.corridors]
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
 
@@ -131,7 +134,6 @@ class Runner:
     def _loop(self) -> RunResult:
         fast = isinstance(self.clock, VirtualClock)
         dev, writer, engine, clock = self.devices, self.writer, self.engine, self.clock
-        ball_map, lick_map, fc_map = dev.ball.clock, dev.lick.clock, dev.frame_clock.clock
         cm_per_count = 1.0 / dev.ball.counts_per_cm
         max_open_ms = dev.valve.max_open_ms
         perf = time.perf_counter
@@ -154,6 +156,8 @@ class Runner:
             t = next_t if fast else clock.now()
             w_start = perf()
 
+            # Clock maps are re-read every iteration: a driver may refit its device clock (drift, reset).
+            ball_map, lick_map, fc_map = dev.ball.clock, dev.lick.clock, dev.frame_clock.clock
             samples = dev.ball.read()
             n = len(samples.counts)
             if n:
@@ -213,6 +217,8 @@ class Runner:
             writer.timing(i, w_start - wall0, w_end - w_start, swap_t - last_input_t)
             for hook in hooks:
                 hook.iteration(i, t, step)
+            if i % FAULT_POLL_ITERATIONS == 0:
+                self._log_new_faults(i)
             writer.tick(w_end)
 
             next_t += self.period
@@ -223,6 +229,7 @@ class Runner:
                     missed += skipped
                     next_t += skipped * self.period
 
+        self._log_new_faults(i)
         end = next((e for e in reversed(step.events) if e.kind == "session_end"), None)
         reason = end.data.get("reason", "") if end is not None else stop_reason
         return RunResult(
@@ -233,6 +240,19 @@ class Runner:
             trials=trials,
             rewards=rewards,
         )
+
+    def _log_new_faults(self, i: int) -> None:
+        """Copy faults the drivers recorded since the last look into the session log."""
+        for role, device in self.devices.by_role().items():
+            faults = getattr(device, "faults", None)
+            if not faults:
+                continue
+            key = id(faults)  # roles sharing one board share one fault list: log each fault once
+            seen = self._faults_seen.get(key, 0)
+            for f in faults[seen:]:
+                self.writer.fault(i, f.t, role, f.kind, f.message)
+                log.warning("%s fault at t=%.3f s: %s: %s", role, f.t, f.kind, f.message)
+            self._faults_seen[key] = len(faults)
 
     def _carry_out(self, i: int, step, max_open_ms: float) -> None:
         if not step.commands:

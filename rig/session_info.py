@@ -71,6 +71,7 @@ def session_info(session: Session) -> dict[str, Any]:
         "stages": [names[s] if s < len(names) else str(s) for s in visited],
         "trimmed": list(session.trimmed),
         "warnings": list(session.warnings),
+        "faults": len(session.faults),
     }
     if len(session.timing):
         work_ms = session.timing["work_s"] * 1e3

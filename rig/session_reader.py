@@ -47,7 +47,7 @@ BINARY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "frame_clock.bin": (("i", "<i8"), ("frame", "<i8"), ("t", "<f8")),
     "timing.bin": (("i", "<i8"), ("t_wall", "<f8"), ("work_s", "<f8"), ("latency_s", "<f8")),
 }
-JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl")
+JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl", "faults.jsonl")
 # Files whose content depends on wall-clock time; every other data file is byte-identical for
 # identical inputs.
 WALL_CLOCK_FILES = (HEADER, FOOTER, CLOCK, "timing.bin")
@@ -133,6 +133,7 @@ class Session:
     commands: list[dict] = field(default_factory=list)
     operator: list[dict] = field(default_factory=list)
     mesoscope: list[dict] = field(default_factory=list)
+    faults: list[dict] = field(default_factory=list)
     clock: dict | None = None  # clock.json: where session time 0 lies on the host clocks, if recorded
 
     @property
@@ -227,5 +228,6 @@ class Session:
             commands=lines["commands.jsonl"],
             operator=lines["operator.jsonl"],
             mesoscope=lines["mesoscope.jsonl"],
+            faults=lines["faults.jsonl"],
             clock=clock if isinstance(clock, dict) else None,
         )

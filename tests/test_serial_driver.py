@@ -57,7 +57,7 @@ def emu() -> Iterator[BoardEmulator]:
     assert BoardConnection.open_ports() == []  # every test leaves the pool empty
 
 
-def role(cls: type, emu: BoardEmulator, ctx: DriverContext, **kw: object):  # noqa: ANN201
+def role(cls: type, emu: BoardEmulator, ctx: DriverContext, **kw: object):  # -> an instance of cls
     return cls(cls.Params(port=emu.path, **kw), ctx)
 
 
@@ -213,6 +213,28 @@ def test_timestamps_unwrap_across_the_uint32_rollover(ctx: DriverContext) -> Non
         np.testing.assert_array_equal(got, sent[-len(got) :])
 
 
+class RestartableClock:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def test_clock_map_follows_a_session_clock_restarted_after_open(emu: BoardEmulator) -> None:
+    clock = RestartableClock()
+    fc = SerialFrameClock(SerialFrameClock.Params(port=emu.path), DriverContext(clock=clock))
+    with fc:
+        wait_until(lambda: fc.health().clock_fit.points >= 3, what="heartbeats")
+        clock.t0 -= 100.0  # the session timeline's origin moves by 100 s (as RealClock.restart() does)
+        fc.read()
+        emu.frame_edges(1)
+        edges: list = []
+        wait_until(lambda: edges.extend(fc.read()) or edges, what="a frame edge")
+        # The edge happened moments ago: mapped onto the session timeline it is close to now().
+        assert abs(float(fc.clock.to_session(edges[0])) - clock.now()) < 1.0
+
+
 def test_sync_pulses_are_reported(rig: Rig, emu: BoardEmulator) -> None:
     seq = rig.sync.start()
     assert rig.valve.connection.wait_ack(seq, 1.0).status == P.AckStatus.OK
@@ -357,16 +379,30 @@ def test_self_tests_report_pass_and_fail(emu: BoardEmulator, ctx: DriverContext)
         assert all(c.ok for c in valve.self_test())
 
 
-def test_emulator_runs_standalone_and_prints_its_device(tmp_path) -> None:
+def test_emulator_runs_standalone_with_patterns_and_fault_switches(tmp_path, ctx: DriverContext) -> None:
     link = tmp_path / "board"
+    args = ["--link", str(link), "--speed", "2000", "--lick-rate", "40", "--frame-rate", "100"]
+    args += ["--garbage-every", "0.2", "--crc-every", "0.3", "--unplug-after", "1.5"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drivers.serial_board.emulator", "--link", str(link), "--unplug-after", "0.5"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "drivers.serial_board.emulator", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         path = proc.stdout.readline().strip()
         assert path == str(link) and os.path.realpath(path).startswith("/dev/pts/")
+        lick = SerialLick(SerialLick.Params(port=path), ctx)
+        ball = SerialBall(SerialBall.Params(port=path, counts_per_cm=40.0), ctx)
+        with lick, ball:
+            licks, counts = [], 0
+
+            def streaming_with_faults() -> bool:
+                nonlocal counts
+                licks.extend(lick.read())
+                counts += int(ball.read().counts.sum())
+                c = lick.health().counters
+                return len(licks) >= 4 and counts > 0 and c["garbage"] >= 1 and c["crc"] >= 1
+
+            wait_until(streaming_with_faults, what="licks, counts, garbage and CRC faults")
+            wait_until(lambda: lick.health().counters["unplugs"] == 1, what="unplug")
         assert proc.wait(timeout=10) == 0
         assert not link.exists()  # unplugged: the device is gone
     finally:

@@ -1,4 +1,4 @@
-"""Fit of the board's clock to the session timeline from (device time, host receipt time) pairs.
+"""Fit of the board's clock to the host's from (device time, host receipt time) pairs.
 
 Every heartbeat gives one pair. Host receipt = true session time of the device stamp + transport
 latency, and latency is never negative, so:
@@ -24,7 +24,7 @@ from drivers.base import ClockMap
 class ClockFit:
     """One fit, for the session log: the map, how many points and the receipt-latency spread."""
 
-    clock: ClockMap
+    clock: ClockMap  # board seconds -> host receipt clock (the connection uses time.perf_counter)
     points: int
     span_s: float
     latency_p50_s: float  # host receipt minus mapped device time, over the window

@@ -171,7 +171,7 @@ class BoardConnection:
         self._faults: list[Fault] = []
         self._fitter = ClockFitter()
         self._fit: ClockFit | None = None
-        self.clock = ClockMap()
+        self._mono_map = ClockMap()  # board time -> host monotonic (perf_counter) seconds
         self._epoch = _Epoch()
         self._hello: P.Hello | None = None
         self._hello_error = ""
@@ -211,6 +211,10 @@ class BoardConnection:
             )
             self._shutdown()
             raise BoardError(f"serial board on {s.port}: {why}")
+        # A couple of heartbeats give the clock fit a sound start (the HELLO alone may have queued).
+        deadline = time.monotonic() + s.heartbeat_timeout_s
+        while len(self._fitter) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _open_port(self) -> serial.Serial | None:
         s = self.settings
@@ -256,6 +260,21 @@ class BoardConnection:
     def unclaim(self, name: str) -> None:
         with self._state_lock:
             self._claimed.discard(name)
+
+    @property
+    def clock(self) -> ClockMap:
+        """Board time -> session time, from the current fit (clockfit.py).
+
+        The fit is made against the host's monotonic clock and re-expressed on the session clock each
+        time this is read, so a session clock whose origin is reset after the drivers open (as
+        rig.clock.RealClock.restart does) is handled. Assumes the session clock runs at the monotonic
+        clock's rate, as every real-time clock here does.
+        """
+        a = time.perf_counter()
+        s = self._clock.now()
+        b = time.perf_counter()
+        m = self._mono_map
+        return ClockMap(m.offset + s - (a + b) / 2, m.scale)
 
     @property
     def connected(self) -> bool:
@@ -426,7 +445,7 @@ class BoardConnection:
         c = self._decoder.counts
         before = (c.garbage, c.partial, c.crc)
         packets = self._decoder.feed(data)
-        t_host = self._clock.now()
+        t_host = time.perf_counter()  # receipt time for the clock fit (see `clock`)
         for pkt in packets:
             self._dispatch(pkt, t_host)
         with self._state_lock:
@@ -522,7 +541,7 @@ class BoardConnection:
         self._fitter.add(t, t_host)
         self._fit = self._fitter.fit()
         if self._fit is not None:
-            self.clock = self._fit.clock
+            self._mono_map = self._fit.clock
 
     def _on_ack(self, a: P.Ack) -> None:
         with self._ack_cond:
@@ -559,7 +578,7 @@ class BoardConnection:
             with self._state_lock:
                 self.counters.resets += 1
             # Keep board time monotonic across the reboot: continue from the current map's estimate.
-            old = self.clock
+            old = self._mono_map
             est_us = round((t_host - old.offset) / old.scale * 1e6)
             last = ep.boot_offset_us + ep.last_us
             self._epoch = ep = _Epoch(boot_offset_us=max(est_us, last + 1) - dev_us)
@@ -589,7 +608,7 @@ class BoardConnection:
             self._fitter.add(t, t_host)
             self._fit = self._fitter.fit()
             if first and self._fit is not None:
-                self.clock = self._fit.clock
+                self._mono_map = self._fit.clock
         self._hello = h
         was_handshaken, self._handshaken = self._handshaken, True
         if not was_handshaken or new_boot:

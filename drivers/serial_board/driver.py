@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from typing import Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,7 +77,7 @@ class _BoardRole:
                 conn.unclaim(self._stream)
             conn.release()
 
-    def __enter__(self):  # noqa: ANN204 - returns the concrete role
+    def __enter__(self) -> Self:
         self.open()
         return self
 

@@ -75,7 +75,7 @@ class BoardEmulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master: int | None = None
-        self._slave: int | None = None
+        self._host_present = False  # a host has the pty open (reading the master does not fail)
         self._slave_name = ""
         self._rng = random.Random(self.config.seed)
         self._decoder = P.FrameDecoder()
@@ -95,6 +95,10 @@ class BoardEmulator:
         self._thread = threading.Thread(target=self._run, name="board-emulator", daemon=True)
         self._thread.start()
         return self.path
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def path(self) -> str:
@@ -260,8 +264,8 @@ class BoardEmulator:
         self._pending = []
 
     def _write(self, data: bytes) -> None:
-        if self._master is None:
-            return
+        if self._master is None or not self._host_present:
+            return  # like USB CDC firmware: nobody has the port open, the bytes go nowhere
         if len(self._out) + len(data) > self.config.tx_buffer_limit:
             with self._lock:
                 self._log.tx_dropped += 1
@@ -317,7 +321,7 @@ class BoardEmulator:
         while self._next_lick <= now:
             onset = not self._licking
             self._lick_edge(onset, self._next_lick)
-            gap = self.config.lick_contact_ms * 1000 if onset else 0
+            gap = int(self.config.lick_contact_ms * 1000) if onset else 0
             self._next_lick = self._next_lick + gap if onset else self._draw_lick(self._next_lick)
         while self._sync_range and self._next_sync <= now:
             self._sync_pulse(self._next_sync)
@@ -394,9 +398,12 @@ class BoardEmulator:
         try:
             data = os.read(self._master, 4096)
         except (BlockingIOError, InterruptedError):
+            self._host_present = True
             return
         except OSError:
-            return  # no host has the port open
+            self._host_present = False  # EIO: no process has the pty's device side open
+            return
+        self._host_present = True
         c = self._decoder.counts
         before = (c.garbage + c.partial, c.crc)
         for pkt in self._decoder.feed(data):
@@ -473,9 +480,12 @@ class BoardEmulator:
     def _plug(self) -> None:
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass untouched: no echo, no CR/LF translation
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
         self._slave_name = os.ttyname(slave)
+        # Not kept open: reading the master then fails (EIO) exactly while no host has the port open.
+        os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self._host_present = False
         self._out.clear()
         link = self.config.link
         if link:
@@ -484,10 +494,10 @@ class BoardEmulator:
             os.replace(tmp, link)
 
     def _unplug_now(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        if self._master is not None:
+            os.close(self._master)
+        self._master = None
+        self._host_present = False
         self._out.clear()
         if self.config.link and os.path.islink(self.config.link):
             os.unlink(self.config.link)
@@ -532,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         due = {i: start + every for i, (every, _) in enumerate(schedule) if every > 0}
         try:
             while not stop.wait(0.05):
+                if not emu.alive:
+                    print("board emulator thread died (see the traceback above)", file=sys.stderr)
+                    return 1
                 now = time.monotonic()
                 for i, t in due.items():
                     if now >= t:

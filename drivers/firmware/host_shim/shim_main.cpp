@@ -2,8 +2,8 @@
 //   SHIM_START_US=N        micros() at start (e.g. 4294900000 to cross the 32-bit wrap soon)
 //   SHIM_QUAD=A,B,RATE,N   N quadrature steps at RATE per second (negative: backwards) on pins A, B
 //   SHIM_TOGGLE=PIN,RATE,N N rising edges at RATE per second on PIN (falling edges half a period later)
-// The simulated inputs start when the first byte arrives from the host, so the host's handshake
-// sees them all.
+// The simulated inputs start 200 ms after the first byte arrives from the host, so they all come
+// after the host's handshake.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -112,7 +112,7 @@ int HardwareSerial::available() {
     rx_n = n > 0 ? (size_t)n : 0;
     if (rx_n && !sim_started) {
       sim_started = true;
-      sim_start_us = now_us();
+      sim_start_us = now_us() + 200000;
     }
   }
   return (int)(rx_n - rx_head);
@@ -145,7 +145,7 @@ int main() {
   if (const char* s = getenv("SHIM_TOGGLE")) sscanf(s, "%d,%lf,%ld", &toggle_pin, &toggle_rate, &toggle_max);
   setup();
   while (!stop) {
-    if (sim_started) simulate(now_us() - sim_start_us);
+    if (sim_started && now_us() >= sim_start_us) simulate(now_us() - sim_start_us);
     loop();
     usleep(100);
   }

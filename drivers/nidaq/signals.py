@@ -1,0 +1,133 @@
+"""Pure sample-buffer processing for the NI-DAQ roles: no nidaqmx import, so it is testable anywhere.
+
+Every detector keeps the state it needs between buffers (the Schmitt-trigger level, the last counter
+value), so a signal split across reads gives the same result as one read. Sample indices count from
+the first sample of the shared sample clock; device time = index / rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """One Schmitt-trigger transition: `index` is the (fractional) sample index at which the signal
+    crossed the threshold that switched the output (`high` rising, `low` falling), interpolated
+    linearly between the two samples around it; `rising` tells the direction."""
+
+    index: float
+    rising: bool
+
+
+class Schmitt:
+    """Two-threshold (hysteresis) comparator over successive buffers of samples.
+
+    The output goes high when a sample reaches `high` and low when one falls to `low`; samples in
+    between keep the previous output, so noise smaller than (high - low) never makes an edge.
+    """
+
+    def __init__(self, low: float, high: float, initial_high: bool = False) -> None:
+        if not low < high:
+            raise ValueError(f"hysteresis needs low < high, got low={low} high={high}")
+        self.low = float(low)
+        self.high = float(high)
+        self.state = bool(initial_high)
+        self._last: float | None = None  # previous buffer's last sample, for interpolating a crossing
+
+    def feed(self, start_index: int, v: np.ndarray) -> list[Crossing]:
+        v = np.asarray(v, dtype=np.float64)
+        if v.size == 0:
+            return []
+        # +1 where the sample sets the output high, -1 where it sets it low, 0 where it keeps it;
+        # carry the latest decision forward to get the output at every sample.
+        decision = np.where(v >= self.high, 1, np.where(v <= self.low, -1, 0)).astype(np.int8)
+        where = np.where(decision != 0, np.arange(v.size), -1)
+        np.maximum.accumulate(where, out=where)
+        before = 1 if self.state else -1
+        out = np.where(where >= 0, decision[np.maximum(where, 0)], before)
+        prev = np.concatenate(([before], out[:-1]))
+        changed = np.flatnonzero(out != prev)
+        result = []
+        for k in changed:
+            rising = bool(out[k] > 0)
+            level = self.high if rising else self.low
+            result.append(Crossing(start_index + self._interpolate(v, int(k), level), rising))
+        self.state = bool(out[-1] > 0)
+        self._last = float(v[-1])
+        return result
+
+    def _interpolate(self, v: np.ndarray, k: int, level: float) -> float:
+        """Fractional index where the signal passed `level` between sample k (the one that switched the
+        output) and the sample before it; k itself at the very first sample."""
+        a = float(v[k - 1]) if k > 0 else self._last
+        b = float(v[k])
+        if a is None or a == b or not (min(a, b) <= level <= max(a, b)):
+            return float(k)
+        return (k - 1) + (level - a) / (b - a)
+
+
+class EncoderCounts:
+    """Cumulative encoder position (in counts, as DAQmx returns it for TICKS units) -> increments."""
+
+    def __init__(self) -> None:
+        self._last = 0  # DAQmx starts the position at the initial value 0
+
+    def feed(self, cumulative: np.ndarray) -> np.ndarray:
+        pos = np.rint(np.asarray(cumulative, dtype=np.float64)).astype(np.int64)
+        if pos.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        inc = np.diff(pos, prepend=self._last)
+        self._last = int(pos[-1])
+        return inc
+
+
+class EdgeCounts:
+    """Cumulative edge count of a counter sampled on the shared clock -> one sample index per edge.
+
+    An edge is placed at the first sample whose count includes it (resolution one sample period);
+    counts wrap at 2**32 on the device and are unwrapped here.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def feed(self, start_index: int, counts: np.ndarray) -> np.ndarray:
+        c = np.asarray(counts, dtype=np.int64)
+        if c.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        inc = np.diff(c, prepend=self._last) % (1 << 32)
+        self._last = int(c[-1])
+        return start_index + np.repeat(np.arange(c.size), inc)
+
+
+class DigitalEdges:
+    """A sampled digital line -> transitions (index of the first sample at the new level)."""
+
+    def __init__(self, initial_high: bool = False) -> None:
+        self.state = bool(initial_high)
+
+    def feed(self, start_index: int, levels: np.ndarray) -> list[Crossing]:
+        x = np.asarray(levels) != 0
+        if x.size == 0:
+            return []
+        prev = np.concatenate(([self.state], x[:-1]))
+        changed = np.flatnonzero(x != prev)
+        self.state = bool(x[-1])
+        return [Crossing(float(start_index + k), bool(x[k])) for k in changed]
+
+
+def tone(rate_hz: float, duration_ms: float, frequency_hz: float, amplitude_v: float, ramp_ms: float) -> np.ndarray:
+    """A sine burst with raised-cosine on/off ramps (no click at the edges), ending at 0 V."""
+    n = max(2, round(rate_hz * duration_ms / 1000.0))
+    t = np.arange(n) / rate_hz
+    w = amplitude_v * np.sin(2 * np.pi * frequency_hz * t)
+    r = min(n // 2, round(rate_hz * ramp_ms / 1000.0))
+    if r > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+        w[:r] *= ramp
+        w[n - r:] *= ramp[::-1]
+    w[-1] = 0.0
+    return w

@@ -1,0 +1,83 @@
+"""`rig gui`: the control app (main window), or the replay viewer for one session folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PyQt5 import QtWidgets
+
+from gui import style
+
+
+def make_app(argv: Sequence[str] = ()) -> QtWidgets.QApplication:
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["corridor-rig", *argv])
+    app.setApplicationName("corridor-rig")
+    style.apply(app)
+    return app
+
+
+def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None):
+    from gui.main_window import MainWindow
+    from gui.replay_viewer import ReplayWindow
+    from rig.session_reader import SessionError
+
+    win = MainWindow(config, data_dir, lock_dir)
+    replays: list[ReplayWindow] = []
+
+    def open_replay() -> None:
+        start = str(win.session_path or win.setup_panel.data_dir or ".")
+        path = QtWidgets.QFileDialog.getExistingDirectory(win, "Session folder (DATA/ANIMAL/DATE/NNN)", start)
+        if path:
+            r = ReplayWindow()
+            try:
+                r.open(Path(path))
+            except (SessionError, OSError) as e:
+                QtWidgets.QMessageBox.warning(win, "Cannot replay", f"{path}: {e}")
+                return
+            replays.append(r)
+            r.resize(1400, 900)
+            r.show()
+
+    menu = win.menuBar().addMenu("&Session")
+    menu.addAction("Open session for &replay…", open_replay)
+    menu.addAction("&Quit (the session keeps running)", win.close)
+    win.resize(1600, 1000)
+    return win
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rig.cli import DEFAULT_CONFIG, REPO_ROOT
+
+    p = argparse.ArgumentParser(prog="rig gui", description=__doc__)
+    p.add_argument("--config", type=Path, help="rig config YAML (default: config/sim.yaml)")
+    p.add_argument("--data", type=Path, help="data directory (default: the config's data_dir)")
+    p.add_argument("--lock-dir", type=Path, help="where rig locks live (default: $RIG_LOCK_DIR or the temp dir)")
+    p.add_argument("--replay", type=Path, metavar="SESSION", help="open this session folder in the replay viewer")
+    args = p.parse_args(argv)
+    return run(args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG),
+               args.data, args.lock_dir, args.replay)
+
+
+def run(config: Path, data_dir: Path | None, lock_dir: Path | None, replay: Path | None) -> int:
+    app = make_app()
+    if replay is not None:
+        from gui.replay_viewer import ReplayWindow
+        from rig.session_reader import SessionError
+
+        try:
+            win = ReplayWindow(replay)
+        except SessionError as e:
+            print(f"rig gui: {e}", file=sys.stderr)
+            return 2
+        win.resize(1400, 900)
+    else:
+        win = open_main_window(config, data_dir, lock_dir)
+    win.show()
+    return app.exec_()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

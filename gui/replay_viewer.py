@@ -1,0 +1,179 @@
+"""Replay viewer: open a session folder and watch it as it happened, with the live window's plots.
+
+The whole session is loaded once into a gui.live_data.LiveData; the playhead only chooses how much of it
+`snapshot(t)` shows, so seeking anywhere (backwards too) costs the same as one redraw.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PyQt5 import QtCore, QtWidgets
+
+from gui.live_data import LiveData
+from gui.plots import PlotPanel
+from gui.status_panel import StatusPanel
+from rig.session_reader import Session, SessionError
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+TICK_MS = 50
+SLIDER_STEPS_PER_S = 10
+
+
+class ReplayWindow(QtWidgets.QMainWindow):
+    def __init__(self, path: Path | None = None, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("corridor-rig · replay")
+        self.session: Session | None = None
+        self.live: LiveData | None = None
+        self.t = 0.0
+        self.t0 = 0.0
+        self.t_end = 0.0
+        self.playing = False
+        self._wall = time.monotonic()
+
+        bar = QtWidgets.QHBoxLayout()
+        self.open_button = QtWidgets.QPushButton("Open session…")
+        self.open_button.clicked.connect(self._browse)
+        self.play_button = QtWidgets.QPushButton("▶  Play")
+        self.play_button.setMinimumWidth(90)
+        self.play_button.clicked.connect(self.toggle_play)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.time_label = QtWidgets.QLabel("0:00 / 0:00")
+        self.time_label.setMinimumWidth(110)
+        self.speed = QtWidgets.QComboBox()
+        for s in SPEEDS:
+            self.speed.addItem(f"{s:g}×", s)
+        self.speed.setCurrentIndex(SPEEDS.index(1.0))
+        self.trial_box = QtWidgets.QSpinBox(minimum=0, maximum=0, prefix="trial ")
+        self.go_button = QtWidgets.QPushButton("Go")
+        self.go_button.clicked.connect(lambda: self.jump_to_trial(self.trial_box.value()))
+        for w in (self.open_button, self.play_button):
+            bar.addWidget(w)
+        bar.addWidget(self.slider, 1)
+        for w in (self.time_label, self.speed, self.trial_box, self.go_button):
+            bar.addWidget(w)
+
+        self.status_panel = StatusPanel()
+        self.info = QtWidgets.QLabel(objectName="muted")
+        self.info.setWordWrap(True)
+        self.plots = PlotPanel()
+        central = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(central)
+        lay.addLayout(bar)
+        lay.addWidget(self.status_panel)
+        lay.addWidget(self.info)
+        lay.addWidget(self.plots, 1)
+        self.setCentralWidget(central)
+
+        self._timer = QtCore.QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start(TICK_MS)
+        if path is not None:
+            self.open(path)
+
+    # ---- loading -----------------------------------------------------------------------------------
+
+    def _browse(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Session folder (DATA/ANIMAL/DATE/NNN)")
+        if path:
+            try:
+                self.open(Path(path))
+            except SessionError as e:
+                QtWidgets.QMessageBox.warning(self, "Not a session", str(e))
+
+    def open(self, path: Path) -> None:
+        """Load a session folder; raises rig.session_reader.SessionError for anything unreadable."""
+        session = Session.open(path)
+        protocol = session.header.get("protocol") or {}
+        corridors = [c.get("name", f"corridor {k}") for k, c in enumerate(protocol.get("corridors", []))]
+        rewarded = [bool(c.get("rewarded")) for c in protocol.get("corridors", [])]
+        lengths = [float(c.get("texture_length_cm", 0)) + float(c.get("grey_length_cm", 0))
+                   for c in protocol.get("corridors", [])]
+        live = LiveData(corridors, capacity=max(len(session.frames), 1))
+        live.load_session(session)
+        self.session, self.live = session, live
+        t = session.frames["t"]
+        self.t0, self.t_end = (float(t[0]), float(t[-1])) if len(t) else (0.0, 0.0)
+        self.plots.set_corridors(corridors, rewarded, lengths)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, int(np.ceil((self.t_end - self.t0) * SLIDER_STEPS_PER_S)))
+        self.slider.blockSignals(False)
+        ntrials = live.trial_starts.n
+        self.trial_box.setMaximum(max(ntrials - 1, 0))
+        h = session.header
+        state = "complete" if session.complete else "INCOMPLETE"
+        self.info.setText(f"{path} · {h.get('animal')} · {protocol.get('name')} ({protocol.get('kind')}) · seed "
+                          f"{h.get('seed')} · {h.get('start_time', '')[:19]} · {state} · {ntrials} trials")
+        self.setWindowTitle(f"corridor-rig · replay · {h.get('animal')} · {protocol.get('name')} · {path.name}")
+        self.status_panel.show_state("FINISHED" if session.complete else "STOPPED")
+        self.seek(self.t0)
+
+    # ---- transport ---------------------------------------------------------------------------------
+
+    @property
+    def speed_factor(self) -> float:
+        return float(self.speed.currentData())
+
+    def set_speed(self, factor: float) -> None:
+        self.speed.setCurrentIndex(SPEEDS.index(factor))
+
+    def toggle_play(self) -> None:
+        self.play(not self.playing)
+
+    def play(self, on: bool = True) -> None:
+        if self.live is None:
+            return
+        if on and self.t >= self.t_end:
+            self.seek(self.t0)
+        self.playing = on
+        self._wall = time.monotonic()
+        self.play_button.setText("❚❚  Pause" if on else "▶  Play")
+
+    def seek(self, t: float) -> None:
+        if self.live is None:
+            return
+        self.t = min(max(t, self.t0), self.t_end)
+        self.slider.blockSignals(True)
+        self.slider.setValue(int(round((self.t - self.t0) * SLIDER_STEPS_PER_S)))
+        self.slider.blockSignals(False)
+        self.draw()
+
+    def jump_to_trial(self, trial: int) -> None:
+        if self.live is None:
+            return
+        trials = self.live.trial_starts.col("trial")
+        times = self.live.trial_starts.col("t")
+        hit = np.flatnonzero(trials == trial)
+        if len(hit):
+            self.seek(float(times[hit[0]]))
+
+    def _slider_moved(self, value: int) -> None:
+        self.seek(self.t0 + value / SLIDER_STEPS_PER_S)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        dt, self._wall = now - self._wall, now
+        if self.playing and self.live is not None:
+            self.seek(self.t + dt * self.speed_factor)
+            if self.t >= self.t_end:
+                self.play(False)
+
+    def draw(self) -> None:
+        assert self.live is not None
+        snap = self.live.snapshot(self.t)
+        self.plots.show_snapshot(snap)
+        self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, self.t - self.t0)
+        self.time_label.setText(f"{_mmss(self.t - self.t0)} / {_mmss(self.t_end - self.t0)}")
+        if self.trial_box.maximum() and not self.trial_box.hasFocus():
+            self.trial_box.blockSignals(True)
+            self.trial_box.setValue(snap.trial)
+            self.trial_box.blockSignals(False)
+
+
+def _mmss(s: float) -> str:
+    m, s = divmod(int(max(s, 0)), 60)
+    return f"{m}:{s:02d}"

@@ -1,0 +1,346 @@
+"""NWB export of a session (pynwb, the `export` extra). Layout: docs/export.md.
+
+All times are seconds from session time 0, which is also the NWB session_start_time. Data are stored in
+the session's own units (cm, cm/s, uL) with an NWB `conversion` to SI, so values read back equal the
+session arrays exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hdmf.backends.hdf5.h5_utils import H5DataIO
+from hdmf.common import DynamicTable, VectorData
+from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
+from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
+from pynwb.file import Subject
+
+from rig.export import ExportError, progress, session_key, time_origin, trials
+from rig.frametable import FrameTable, frame_table, session_protocol
+from rig.session_reader import Session
+
+CM = 0.01  # cm -> m
+UL = 1e-6  # uL -> L
+_COMPRESS_ABOVE = 4096  # elements; smaller datasets gain nothing from gzip
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """Subject facts the session log does not hold (NWB wants them; all optional)."""
+
+    sex: str = "U"  # "M", "F", "U" (unknown) or "O"
+    # ISO 8601 duration ("P90D") or range ("P8W/P12W"); "P0D/" = unknown (NWB: "at least 0 days old")
+    age: str = "P0D/"
+    genotype: str | None = None
+    description: str = "animal id as entered at the rig; age, sex and strain were not recorded by the rig"
+    strain: str | None = None
+
+
+def _data(a: np.ndarray) -> Any:
+    a = np.ascontiguousarray(a)
+    return H5DataIO(a, compression="gzip", compression_opts=4) if a.size > _COMPRESS_ABOVE else a
+
+
+def _regular(ts: np.ndarray) -> tuple[float, float] | None:
+    """(starting_time, rate) when the timestamps are regular to 1 ns (virtual-clock runs), else None;
+    NWB prefers a rate to a list of regular timestamps."""
+    if len(ts) < 3:
+        return None
+    steps = np.unique(np.round(np.diff(ts), 9))
+    if len(steps) != 1 or not steps[0] > 0:
+        return None
+    return float(ts[0]), float(1.0 / ((ts[-1] - ts[0]) / (len(ts) - 1)))
+
+
+class _Clock:
+    """Timing arguments for a group of series sampled together: a rate when regular, else timestamps
+    stored once by the first series and linked from the others."""
+
+    def __init__(self, ts: np.ndarray) -> None:
+        self._ts = ts
+        self._reg = _regular(ts)
+        self._first: TimeSeries | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        if self._reg is not None:
+            return {"starting_time": self._reg[0], "rate": self._reg[1]}
+        return {"timestamps": self._first if self._first is not None else _data(self._ts)}
+
+    def owns(self, series: TimeSeries) -> TimeSeries:
+        if self._first is None:
+            self._first = series
+        return series
+
+
+def _lick_contact_s(session: Session) -> tuple[np.ndarray, np.ndarray]:
+    """Lick onset times and how long the tongue stayed on the spout (NaN: no release logged)."""
+    lk = session.licks[np.argsort(session.licks["t"], kind="stable")]
+    t, onset = lk["t"], lk["onset"] == 1
+    on_idx = np.flatnonzero(onset)
+    dur = np.full(len(on_idx), np.nan)
+    if len(on_idx):
+        # the edge after each onset, when it is a release
+        nxt = on_idx + 1
+        ok = nxt < len(lk)
+        ok[ok] = ~onset[nxt[ok]]
+        dur[ok] = t[nxt[ok]] - t[on_idx[ok]]
+    return t[on_idx], dur
+
+
+def _events(session: Session, kind: str, pred: Callable[[dict], bool] = lambda e: True) -> list[dict]:
+    return [e for e in session.events if e.get("kind") == kind and pred(e)]
+
+
+def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: FrameTable | None = None) -> NWBFile:
+    """The NWBFile of a session, in memory."""
+    subject = subject or SubjectInfo()
+    h = session.header
+    protocol = session_protocol(session)
+    origin, origin_source = time_origin(session)
+    key = session_key(session)
+    tr = trials(session)
+    ft = table if table is not None else frame_table(session)
+    loop = session.frames
+    if len(loop) == 0:
+        raise ExportError(f"{session.path}: frames.bin is empty; nothing to export")
+
+    software = h.get("software", {})
+    notes = (
+        f"Recorded by corridor-rig {software.get('rig', '?')} (git {h.get('git_commit', 'unknown')}) on host "
+        f"{h.get('host', '?')}; seed {h.get('seed')}; {'virtual clock (--fast)' if h.get('fast') else 'real time'}."
+        f" Session end: {(session.footer or {}).get('reason', 'no footer: the session did not end normally')}."
+        f" Time origin from {origin_source}. Operator notes: {h.get('notes') or '(none)'}"
+    )
+    nwb = NWBFile(
+        session_description=f"{protocol.name} ({protocol.kind}): {protocol.description or 'virtual corridor'}",
+        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL, f"corridor-rig:{key}:{h.get('start_time')}")),
+        session_start_time=origin,
+        timestamps_reference_time=origin,
+        session_id=key,
+        experimenter=[h["experimenter"]] if h.get("experimenter") else None,
+        experiment_description=(
+            "Head-fixed mouse running through a virtual linear corridor (textured walls, then grey); "
+            f"protocol {protocol.name!r}, kind {protocol.kind}."
+        ),
+        protocol=f"{protocol.name} (sha256 {h.get('protocol_sha256', '?')})",
+        stimulus_notes="Resolved protocol (corridor-rig YAML):\n" + str(h.get("protocol_yaml", "")),
+        data_collection="Rig configuration (corridor-rig, JSON):\n" + json.dumps(h.get("config", {}), sort_keys=True),
+        notes=notes,
+        keywords=["virtual reality", "linear corridor", "head-fixed mouse", "licking", protocol.kind],
+        source_script=f"corridor-rig {software.get('rig', '?')}",
+        source_script_file_name="rig/export/nwb.py",
+    )
+    nwb.subject = Subject(
+        subject_id=str(h.get("animal", "")), species="Mus musculus", sex=subject.sex, age=subject.age,
+        genotype=subject.genotype, description=subject.description, strain=subject.strain,
+    )
+
+    steps = ["trials", "behavior", "events", "imaging frames", "loop timing"]
+    bar = progress(steps, "nwb", total=len(steps))
+    next(bar)
+    _add_trials(nwb, tr, float(loop["t"][-1]))
+    next(bar)
+    _add_behavior(nwb, session)
+    next(bar)
+    _add_events(nwb, session)
+    next(bar)
+    _add_imaging_frames(nwb, ft)
+    next(bar)
+    _add_loop_timing(nwb, session)
+    for _ in bar:
+        pass
+    return nwb
+
+
+def _add_trials(nwb: NWBFile, tr: Any, last_t: float) -> None:
+    cols: list[tuple[str, str, np.ndarray]] = [
+        ("corridor", "corridor (trial type) name", tr.corridor_name),
+        ("corridor_index", "index of the corridor in the protocol's corridor list", tr.corridor),
+        ("rewarded", "a task reward was delivered in this trial", tr.rewards > 0),
+        ("rewarded_corridor", "the corridor is a rewarded one (exposure: reward was due, not given)",
+         tr.rewarded_corridor),
+        ("probe", "probe corridor", tr.probe),
+        ("stage", "index of the protocol stage in force", tr.stage),
+        ("complete", "the trial reached its end (false: the session stopped during it)", tr.complete),
+        ("grey_time", "entry into the grey part (s; NaN: not reached)", tr.grey_t),
+        ("cue_position_cm", "position where the sound cue played (cm from corridor start; NaN: no cue)",
+         tr.cue_cm),
+        ("cue_time", "time the sound cue played (s; NaN: no cue)", tr.cue_t),
+        ("reward_zone_start_cm", "reward zone start (cm; NaN unless a zone reward mode)", tr.zone_start_cm),
+        ("reward_position_cm", "position of the first task reward (cm; NaN: none)", tr.reward_cm),
+        ("reward_time", "time of the first task reward (s; NaN: none)", tr.reward_t),
+        ("reward_withheld_time", "exposure: time a reward was due but withheld (s; NaN: none)", tr.withheld_t),
+        ("n_rewards", "task rewards delivered in the trial", tr.rewards),
+        ("n_manual_rewards", "operator rewards in the trial", tr.manual_rewards),
+        ("first_lick_time", "first lick onset in the trial (s; NaN: no lick)", tr.first_lick_t),
+        ("n_licks", "lick onsets in the trial", tr.licks),
+    ]
+    optional = {"reward_zone_start_cm", "reward_withheld_time", "grey_time"}
+    cols = [c for c in cols if c[0] not in optional or not np.all(np.isnan(c[2]))]  # NWB: no all-NaN columns
+    for name, desc, _ in cols:
+        nwb.add_trial_column(name=name, description=desc)
+    stop = np.where(np.isnan(tr.end_t), max(last_t, 0.0), tr.end_t)
+    for k in range(len(tr)):
+        row = {name: (v[k].item() if isinstance(v[k], np.generic) else v[k]) for name, _, v in cols}
+        nwb.add_trial(start_time=float(tr.start_t[k]), stop_time=float(max(stop[k], tr.start_t[k])), **row)
+
+
+def _add_behavior(nwb: NWBFile, session: Session) -> None:
+    loop = session.frames
+    mod = nwb.create_processing_module("behavior", "Virtual-corridor behaviour at the loop (display) rate")
+    clock = _Clock(loop["t"])
+    pos = clock.owns(SpatialSeries(
+        name="position", data=_data(loop["position_cm"]), conversion=CM, unit="meters",
+        reference_frame="0 = start of the corridor's textured part; the grey part follows; resets each trial",
+        description="position in the current corridor after each loop iteration (cm stored, conversion to m)",
+        **clock.kwargs(),
+    ))
+    cum = SpatialSeries(
+        name="cumulative_position", data=_data(loop["position_cum_cm"]), conversion=CM, unit="meters",
+        reference_frame="0 = session start; total distance travelled in the virtual world",
+        description="total distance travelled in the virtual world, never decreasing (cm, conversion to m)",
+        **clock.kwargs(),
+    )
+    mod.add(Position(spatial_series=[pos, cum], name="Position"))
+    specs = [
+        ("ball_speed", "ball_speed_cm_s", "m/s", CM, "running speed measured on the ball (cm/s, conversion to m/s)"),
+        ("virtual_speed", "virtual_speed_cm_s", "m/s", CM, "speed of the corridor on the screen (cm/s, conversion)"),
+        ("trial_index", "trial", "n.a.", 1.0, "0-based trial index after each loop iteration"),
+        ("corridor_index", "corridor", "n.a.", 1.0, "index into the protocol's corridors after each loop iteration"),
+        ("state_flags", "flags", "n.a.", 1.0, "bit 0 moving, bit 1 in grey, bit 2 cue played, bit 3 done"),
+    ]
+    series = [TimeSeries(name=name, data=_data(loop[col]), unit=unit, conversion=conv, description=desc,
+                         **clock.kwargs()) for name, col, unit, conv, desc in specs]
+    mod.add(BehavioralTimeSeries(time_series=series, name="BehavioralTimeSeries"))
+    ball = session.ball
+    if len(ball):
+        nwb.add_acquisition(TimeSeries(
+            name="ball_displacement", data=_data(ball["cm"]), unit="meters", conversion=CM,
+            description="forward ball surface displacement per encoder sample (cm, conversion to m)",
+            **_Clock(ball["t"]).kwargs(),
+        ))
+
+
+def _event_table(name: str, description: str, source: str, ev: list[dict], duration: np.ndarray,
+                 extra: list[tuple[str, str, np.ndarray]]) -> EventsTable:
+    cols: list[VectorData] = [
+        TimestampVectorData(name="timestamp", description="event time (s from session start)",
+                            data=np.array([float(e["t"]) for e in ev])),
+        DurationVectorData(name="duration", description="event duration (s; NaN: unknown)", data=duration),
+        VectorData(name="trial", description="0-based trial index",
+                   data=np.array([int(e.get("trial", -1)) for e in ev], dtype=np.int64)),
+        VectorData(name="position_cm", description="position in the corridor (cm from its start)",
+                   data=np.array([float(e.get("position_cm", np.nan)) for e in ev])),
+    ]
+    cols += [VectorData(name=n, description=d, data=v) for n, d, v in extra]
+    return EventsTable(name=name, description=description, source_description=source, columns=cols)
+
+
+def _add_events(nwb: NWBFile, session: Session) -> None:
+    engine = "events.jsonl of the corridor-rig session (engine events)"
+    lick_ev = _events(session, "lick")
+    if lick_ev:
+        onset_t, contact = _lick_contact_s(session)
+        # engine lick events carry the lick-sensor onset times exactly; look up each one's contact time
+        lt = np.array([float(e["t"]) for e in lick_ev])
+        idx = np.clip(np.searchsorted(onset_t, lt), 0, max(len(onset_t) - 1, 0))
+        dur = np.full(len(lt), np.nan)
+        if len(onset_t):
+            same = onset_t[idx] == lt
+            dur[same] = contact[idx[same]]
+        nwb.add_events_table(_event_table(
+            "licks", "lick onsets; duration: how long the tongue stayed on the spout", engine, lick_ev, dur,
+            [("anticipatory", "the engine counted the lick as anticipatory",
+              np.array([bool((e.get("data") or {}).get("anticipatory", False)) for e in lick_ev]))],
+        ))
+    for name, kind, desc in (
+        ("rewards", "reward", "water rewards (task and operator); duration: valve opening time"),
+        ("rewards_withheld", "reward_withheld", "exposure sessions: rewards due but not given"),
+    ):
+        ev = _events(session, kind)
+        if not ev:
+            continue
+        data = [e.get("data") or {} for e in ev]
+        nwb.add_events_table(_event_table(
+            name, desc, engine, ev, np.array([float(d.get("duration_ms", np.nan)) / 1000.0 for d in data]),
+            [("volume_ul", "water volume (uL)", np.array([float(d.get("volume_ul", np.nan)) for d in data])),
+             ("source", "'task' (the protocol's rule) or 'manual' (operator)",
+              [str(d.get("source", "task")) for d in data])],
+        ))
+    cues = _events(session, "cue")
+    if cues:
+        data = [e.get("data") or {} for e in cues]
+        nwb.add_events_table(_event_table(
+            "cues", "sound cue onsets", engine, cues,
+            np.array([float(d.get("duration_ms", np.nan)) / 1000.0 for d in data]),
+            [("frequency_hz", "tone frequency (Hz)", np.array([float(d.get("frequency_hz", np.nan)) for d in data]))],
+        ))
+
+
+def _add_imaging_frames(nwb: NWBFile, ft: FrameTable) -> None:
+    if len(ft) == 0:
+        return
+    # Frame times are the timing truth and rarely exactly regular, so they are always stored as timestamps.
+    nwb.add_acquisition(TimeSeries(
+        name="imaging_frame_clock", data=_data(ft.frame), timestamps=_data(ft.time), unit="n.a.",
+        description=f"imaging frame-clock edges (timing truth, from {ft.source}); data: logged frame number",
+    ))
+    descs = {
+        "time": "frame time (s)", "frame": "logged frame number", "iteration": "loop iteration on screen",
+        "trial": "0-based trial index", "corridor": "corridor index", "corridor_name": "corridor name",
+        "position_cm": "position in the corridor (cm)", "position_cum_cm": "total distance travelled (cm)",
+        "ball_speed_cm_s": "mean ball speed over the frame (cm/s)",
+        "virtual_speed_cm_s": "mean corridor speed over the frame (cm/s)",
+        "moved_cm": "corridor distance travelled during the frame (cm)", "moving": "engine moving flag",
+        "in_grey": "in the grey part", "licks": "lick onsets in the frame", "rewards": "rewards in the frame",
+        "flags": "sync flags (bits: see docs/export.md)",
+    }
+    columns = [VectorData(name=k, description=descs.get(k, k), data=v.tolist() if v.dtype.kind == "U" else v)
+               for k, v in ft.columns().items()]
+    nwb.processing["behavior"].add(DynamicTable(
+        name="imaging_frame_behaviour", columns=columns,
+        description="behaviour on the imaging frame grid, one row per imaging frame (rig.frametable)",
+    ))
+
+
+def _add_loop_timing(nwb: NWBFile, session: Session) -> None:
+    timing, loop = session.timing, session.frames
+    # timing.bin rows join frames.bin rows on the iteration i
+    t_of_i = dict(zip(loop["i"].tolist(), loop["t"].tolist(), strict=True))
+    timing = timing[np.array([i in t_of_i for i in timing["i"].tolist()], dtype=bool)]
+    if len(timing) == 0:
+        return
+    clock = _Clock(np.array([t_of_i[i] for i in timing["i"].tolist()]))
+    mod = nwb.create_processing_module("misc", "Real-time loop timing (wall clock; not deterministic)")
+    for name, col, desc in (
+        ("loop_wall_time", "t_wall", "wall time at which each loop iteration started, from the loop's start"),
+        ("loop_work_time", "work_s", "wall time spent in each iteration: read inputs, step, command, render, log"),
+        ("loop_latency", "latency_s", "closed-loop latency: buffer swap minus the newest ball sample used (NaN: none)"),
+    ):
+        mod.add(clock.owns(TimeSeries(name=name, data=_data(timing[col]), unit="seconds", description=desc,
+                                      **clock.kwargs())))
+
+
+def export_nwb(session: Session | str | Path, path: str | Path, subject: SubjectInfo | None = None) -> Path:
+    """Write the session to an NWB file (written to a temporary name, then renamed into place)."""
+    if not isinstance(session, Session):
+        session = Session.open(session)
+    path = Path(path)
+    if path.suffix != ".nwb":
+        raise ExportError(f"{path}: an NWB file name ends in .nwb")
+    nwb = build_nwbfile(session, subject)
+    tmp = path.with_name(f".{path.stem}.tmp.nwb")
+    with NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwb)
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["SubjectInfo", "build_nwbfile", "export_nwb"]

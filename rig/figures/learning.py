@@ -1,0 +1,157 @@
+"""Learning across sessions: one record per session and per day, read from the event logs only.
+
+Only header.json, footer.json, events.jsonl and commands.jsonl are read (not the large binary streams),
+so summarising weeks of 2-hour sessions stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rig.figures.trials import TrialDataError, trial_data
+from rig.session_info import find_sessions
+from rig.session_reader import FOOTER, FORMAT, HEADER, SessionError, read_jsonl
+
+ARROW = "\u2192"
+
+
+@dataclass(frozen=True)
+class CorridorScore:
+    trials: int  # ended trials
+    anticipatory: int  # of which with an anticipatory lick
+    rewarded: bool
+    probe: bool
+
+    @property
+    def fraction(self) -> float:
+        return self.anticipatory / self.trials if self.trials else float("nan")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    path: Path
+    date: str  # YYYY-MM-DD
+    session: int
+    protocol: str
+    kind: str
+    stages: tuple[str, ...]  # stage names in order of first visit ("" when the protocol has none)
+    complete: bool
+    trials: int  # ended trials
+    rewards: int
+    water_ul: float
+    corridors: dict[str, CorridorScore]
+
+
+@dataclass
+class DayRecord:
+    date: str
+    sessions: list[SessionRecord] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return sum(s.trials for s in self.sessions)
+
+    @property
+    def water_ul(self) -> float:
+        return sum(s.water_ul for s in self.sessions)
+
+    @property
+    def rewards(self) -> int:
+        return sum(s.rewards for s in self.sessions)
+
+    @property
+    def protocols(self) -> list[str]:
+        return list(dict.fromkeys(s.protocol for s in self.sessions))
+
+    @property
+    def label(self) -> str:
+        """Protocol (and stages, when the protocol has them) of the day's sessions, in order."""
+        parts = []
+        for s in self.sessions:
+            stages = [x for x in s.stages if x]
+            parts.append(f"{s.protocol} ({ARROW.join(stages)})" if stages else s.protocol)
+        return " + ".join(dict.fromkeys(parts))
+
+    def corridors(self) -> dict[str, CorridorScore]:
+        """Scores pooled over the day's sessions."""
+        out: dict[str, CorridorScore] = {}
+        for s in self.sessions:
+            for name, c in s.corridors.items():
+                prev = out.get(name)
+                out[name] = c if prev is None else CorridorScore(
+                    prev.trials + c.trials, prev.anticipatory + c.anticipatory,
+                    prev.rewarded or c.rewarded, prev.probe and c.probe,
+                )
+        return out
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SessionError(f"{path}: cannot read ({e})") from None
+
+
+def session_record(path: str | Path) -> SessionRecord:
+    """The per-session learning facts of one session folder."""
+    path = Path(path)
+    header = _read_json(path / HEADER)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SessionError(f"{path / HEADER}: not a {FORMAT} header")
+    footer = _read_json(path / FOOTER) if (path / FOOTER).exists() else None
+    events, _ = read_jsonl(path / "events.jsonl")
+    commands, _ = read_jsonl(path / "commands.jsonl")
+    protocol = header.get("protocol") if isinstance(header.get("protocol"), dict) else {}
+    data = trial_data(events)
+    tr = data.trials
+    ended = tr.ended
+    corridors = {}
+    for name in tr.corridors():
+        m = (tr.corridor == name) & ended
+        first = int(np.flatnonzero(tr.corridor == name)[0])
+        corridors[name] = CorridorScore(int(m.sum()), int(tr.anticipatory[m].sum()), bool(tr.rewarded[first]),
+                                        bool(tr.probe[first]))
+    water = sum(float(c.get("volume_ul", 0.0)) for c in commands if c.get("kind") == "valve")
+    return SessionRecord(
+        path=path,
+        date=str(header.get("date") or path.parent.name),
+        session=int(header.get("session") or 0),
+        protocol=str(protocol.get("name") or "?"),
+        kind=str(protocol.get("kind") or "?"),
+        stages=tuple(dict.fromkeys(tr.stage_name.tolist())),
+        complete=bool(isinstance(footer, dict) and footer.get("complete") is True),
+        trials=int(ended.sum()),
+        rewards=int(np.sum(~data.rewards.withheld)) if len(data.rewards) else 0,
+        water_ul=round(water, 6),
+        corridors=corridors,
+    )
+
+
+def animal_days(animal_dir: str | Path, skipped: list[str] | None = None) -> list[DayRecord]:
+    """One record per day with sessions under ANIMAL_DIR, oldest first.
+
+    A session that cannot be read raises SessionError, unless a `skipped` list is given: then the problem
+    is appended to it and the session left out. Raises FileNotFoundError when the folder does not exist
+    and SessionError when no readable session is found."""
+    paths = find_sessions(animal_dir)
+    if not paths:
+        raise SessionError(
+            f"{animal_dir}: no sessions found (expected ANIMAL/YYYY-MM-DD/NNN folders holding {HEADER})"
+        )
+    days: dict[str, DayRecord] = {}
+    for p in paths:
+        try:
+            rec = session_record(p)
+        except (SessionError, TrialDataError) as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e))
+            continue
+        days.setdefault(rec.date, DayRecord(rec.date)).sessions.append(rec)
+    if not days:
+        raise SessionError(f"{animal_dir}: none of its {len(paths)} session(s) could be read")
+    return [days[d] for d in sorted(days)]

@@ -1,0 +1,228 @@
+"""The runner process: one session, run exactly as `rig run` runs it, plus telemetry and a command channel.
+
+    python -m rig.runner_process --protocol P [--config C] [--animal A] [--data DIR] [--seed N]
+        [--max-trials N] [--duration S] [--fast] [--experimenter E] [--notes N]
+        [--telemetry tcp://127.0.0.1:PORT] [--commands tcp://127.0.0.1:PORT] [--lock-dir DIR]
+
+The Qt app starts sessions this way, so closing or crashing the app never touches a running session.
+One session per rig: a lock file per rig name (an flock held for the process's lifetime, so a crashed
+runner never leaves a stale lock that blocks the rig) refuses a second start. Beside it, an info file
+(JSON, replaced atomically) tells an app where to attach: pid, endpoints, session folder, animal.
+Exit codes as `rig run`, plus 3 when the rig is busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_BUSY = 3
+LOCK_DIR_ENV = "RIG_LOCK_DIR"
+
+
+class RigBusy(RuntimeError):
+    """Another live process holds the rig."""
+
+
+def default_lock_dir() -> Path:
+    return Path(os.environ.get(LOCK_DIR_ENV) or tempfile.gettempdir())
+
+
+def _safe(rig_name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in rig_name) or "rig"
+
+
+def lock_paths(rig_name: str, lock_dir: Path | None = None) -> tuple[Path, Path]:
+    """(lock file, info file) of a rig."""
+    d = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+    stem = f"corridor-rig-{_safe(rig_name)}"
+    return d / f"{stem}.lock", d / f"{stem}.json"
+
+
+def _held_by_someone(lock_file: Path) -> bool:
+    """True when a live process holds the lock (an flock dies with its process: no stale locks)."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def read_lock(rig_name: str, lock_dir: Path | None = None) -> dict[str, Any] | None:
+    """The info of the session running on this rig, or None when no live session holds it."""
+    lock_file, info_file = lock_paths(rig_name, lock_dir)
+    if not _held_by_someone(lock_file):
+        return None
+    for _ in range(20):  # the holder may be between creating the lock and writing the info
+        try:
+            return json.loads(info_file.read_text())
+        except FileNotFoundError:
+            time.sleep(0.01)
+        except json.JSONDecodeError as e:
+            raise RigBusy(f"{info_file}: unreadable session info ({e}) while {lock_file} is held") from None
+    return {"rig": rig_name, "pid": None, "starting": True}
+
+
+def busy_message(rig_name: str, info: dict[str, Any]) -> str:
+    who = ", ".join(f"{k} {info[k]}" for k in ("pid", "animal", "protocol", "started") if info.get(k))
+    return (f"rig {rig_name!r} is already running a session ({who or 'starting'}); "
+            "stop that session first, or attach to it with `rig gui`")
+
+
+@dataclass
+class RigLock:
+    """Held while the session runs. `acquire` raises RigBusy when a live process holds the rig."""
+
+    rig_name: str
+    lock_file: Path
+    info_file: Path
+    _fd: int
+    info: dict[str, Any]
+
+    @classmethod
+    def acquire(cls, rig_name: str, lock_dir: Path | None = None, **info: Any) -> RigLock:
+        lock_file, info_file = lock_paths(rig_name, lock_dir)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                held = read_lock(rig_name, lock_dir) or {}
+                raise RigBusy(busy_message(rig_name, held)) from None
+            # The previous holder may have unlinked the file between our open and our flock: then we
+            # hold a lock on a dead inode, and must try again with the file that is there now.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                lock = cls(rig_name, lock_file, info_file, fd,
+                           {"rig": rig_name, "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+                lock.update(**info)
+                return lock
+            os.close(fd)
+        raise RigBusy(f"{lock_file}: could not take the rig lock (it keeps changing hands)")
+
+    def update(self, **info: Any) -> None:
+        self.info.update(info)
+        tmp = self.info_file.with_name(f".{self.info_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.info, default=str))
+        os.replace(tmp, self.info_file)
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        for p in (self.info_file, self.lock_file):  # unlink while holding the lock: nobody sees half a state
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> RigLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rig.runner_process", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--protocol", required=True, help="protocol YAML file (or a shipped protocol's name)")
+    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
+    p.add_argument("--animal", default="sim-mouse")
+    p.add_argument("--data", help="data directory (default: the config's data_dir)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--max-trials", type=int)
+    p.add_argument("--duration", type=float)
+    p.add_argument("--experimenter", default="")
+    p.add_argument("--notes", default="")
+    p.add_argument("--telemetry", default="tcp://127.0.0.1:*", help="PUB endpoint (default: a free loopback port)")
+    p.add_argument("--commands", default="tcp://127.0.0.1:*", help="ROUTER endpoint (default: a free loopback port)")
+    p.add_argument("--lock-dir", type=Path, help=f"where rig locks live (default: ${LOCK_DIR_ENV} or the temp dir)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, _default_config, _signals_stop, find_file
+    from rig.loading import LoadError, load_config, load_protocol
+    from rig.session import SessionOptions, run_session
+    from rig.telemetry import TelemetryError, TelemetryHook
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        protocol = load_protocol(find_file(args.protocol, "protocols"))
+        config = load_config(find_file(args.config, "config") if args.config else _default_config())
+    except LoadError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = SessionOptions(
+        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials, duration_s=args.duration,
+        data_dir=Path(args.data) if args.data else None, experimenter=args.experimenter, notes=args.notes,
+    )
+    try:
+        lock = RigLock.acquire(config.name, args.lock_dir, animal=args.animal, protocol=protocol.name)
+    except RigBusy as e:
+        print(f"rig runner: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    with lock:
+        try:
+            hook = TelemetryHook(args.telemetry, args.commands)
+        except TelemetryError as e:
+            print(f"rig runner: {e}", file=sys.stderr)
+            return EXIT_FAULT
+        with hook:
+            hook.info.update(rig=config.name, animal=args.animal, experimenter=args.experimenter,
+                             config_path=str(args.config or ""))
+            lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
+            stopper: list = []
+
+            def on_runner(runner) -> None:
+                stopper.append(runner.request_stop)
+                hook.info["session"] = str(runner.writer.path)
+                lock.update(session=str(runner.writer.path))
+
+            try:
+                with _signals_stop(lambda: stopper[0]() if stopper else None) as received:
+                    result = run_session(protocol, config, options, on_runner=on_runner, hooks=(hook,))
+            except OSError as e:
+                print(f"rig runner: {e}", file=sys.stderr)
+                return EXIT_FAULT
+    r = result.run
+    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
+          f"seed {result.seed}, missed display frames {r.missed_frames}")
+    print(result.path, flush=True)
+    if received:
+        return EXIT_SIGNAL
+    return EXIT_OK if r.complete else EXIT_FAULT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

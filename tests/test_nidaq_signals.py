@@ -1,0 +1,54 @@
+"""The NI-DAQ drivers' pure sample processing (no nidaqmx needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt, tone
+
+
+def test_schmitt_gives_the_same_edges_however_the_buffer_is_split() -> None:
+    rng = np.random.default_rng(3)
+    v = np.repeat(rng.choice([0.0, 5.0], size=60), 17) + rng.normal(0, 0.3, 60 * 17)
+    whole = Schmitt(1.0, 4.0).feed(0, v)
+    split, sch, start = [], Schmitt(1.0, 4.0), 0
+    for chunk in np.array_split(v, [5, 6, 300, 301, 777]):
+        split += sch.feed(start, chunk)
+        start += len(chunk)
+    assert [c.rising for c in split] == [c.rising for c in whole]
+    np.testing.assert_allclose([c.index for c in split], [c.index for c in whole], rtol=0, atol=1e-9)
+    assert len(whole) > 10
+    assert all(a.rising != b.rising for a, b in zip(whole, whole[1:], strict=False))  # edges alternate
+
+
+def test_schmitt_ignores_noise_inside_the_band_and_rejects_a_bad_band() -> None:
+    assert Schmitt(1.0, 2.0).feed(0, np.array([1.1, 1.9, 1.2, 1.8])) == []
+    with pytest.raises(ValueError, match="low < high"):
+        Schmitt(2.0, 2.0)
+
+
+def test_encoder_counts_carry_the_last_position_between_reads() -> None:
+    enc = EncoderCounts()
+    assert enc.feed(np.array([1.0, 3.0])).tolist() == [1, 2]
+    assert enc.feed(np.array([])).tolist() == []
+    assert enc.feed(np.array([2.0, -5.0])).tolist() == [-1, -7]
+
+
+def test_edge_counts_unwrap_the_32_bit_counter() -> None:
+    ec = EdgeCounts()
+    assert ec.feed(10, np.array([0, 2, 2])).tolist() == [11, 11]
+    ec._last = 2**32 - 1  # the counter is about to wrap
+    assert ec.feed(100, np.array([2**32 - 1, 0, 1])).tolist() == [101, 102]
+
+
+def test_digital_edges_start_from_the_idle_level() -> None:
+    d = DigitalEdges(initial_high=True)
+    got = d.feed(0, np.array([1, 1, 0, 0, 1]))
+    assert [(c.index, c.rising) for c in got] == [(2.0, False), (4.0, True)]
+
+
+def test_tone_has_its_frequency_and_ends_at_zero() -> None:
+    w = tone(10_000, 50, 1000, 2.0, 5)
+    assert len(w) == 500 and w[0] == 0 and w[-1] == 0 and np.max(np.abs(w)) <= 2.0
+    assert np.argmax(np.abs(np.fft.rfft(w))) * 10_000 / 500 == pytest.approx(1000, abs=20)
