@@ -103,8 +103,17 @@ def bench_window(seconds: float, screen: tuple[int, int], window: str) -> None:
     layout = three_screens(*screen)
     server = Xvfb(layout.width_px, layout.height_px)  # per_screen windows sit side by side too
     with server:
-        cmd = [sys.executable, __file__, "--window-child", "--seconds", str(seconds),
-               "--screen", f"{screen[0]}x{screen[1]}", "--window", window]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--window-child",
+            "--seconds",
+            str(seconds),
+            "--screen",
+            f"{screen[0]}x{screen[1]}",
+            "--window",
+            window,
+        ]
         r = subprocess.run(cmd, env=server.env())
     if r.returncode != 0:
         raise SystemExit(f"windowed run failed (exit {r.returncode})")
@@ -150,15 +159,18 @@ def run_window_session(seconds: float, layout, window: str) -> None:
         f"max {dt.max():.2f} ms; intervals > 1.5 periods: {int(late.sum())}; dropped frames: {dropped}"
     )
     print(
-        f"  runner missed_frames {res.run.missed_frames}; iteration work p50 {statistics.median(work):.2f} ms, "
-        f"p99 {np.percentile(work, 99):.2f} ms, max {work.max():.2f} ms"
+        f"  runner missed_frames {res.run.missed_frames}; "
+        f"iteration work p50 {statistics.median(work):.2f} ms, p99 {np.percentile(work, 99):.2f} ms, "
+        f"max {work.max():.2f} ms"
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=600.0, help="windowed session length (default 600)")
-    ap.add_argument("--screen", type=parse_size, default=(1280, 720), help="each screen's size (default 1280x720)")
+    ap.add_argument(
+        "--screen", type=parse_size, default=(1280, 720), help="each screen's size (default 1280x720)"
+    )
     ap.add_argument("--window", choices=("single", "per_screen"), default="single")
     ap.add_argument("--frames", type=int, default=120, help="offscreen frames per layout")
     ap.add_argument("--skip-offscreen", action="store_true")

@@ -195,6 +195,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.start.setEnabled(False)
         self.controls.session_controls(True)
         self.status_panel.show_state("RUNNING")
+        self._say(f"attached to {info.get('animal')} · {info.get('protocol')} (runner pid {info.get('pid')})")
         if reattached:
             self.banner.setText(f"Reattached to the session running on rig {info.get('rig')}: "
                                 f"{info.get('animal')} · {info.get('protocol')} (runner pid {info.get('pid')})")

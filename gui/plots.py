@@ -69,8 +69,10 @@ class PlotPanel(QtWidgets.QWidget):
         self.position_curves = [self.position.plot(pen=pg.mkPen(style.corridor_colour(k), width=2), connect="finite")
                                 for k in range(len(corridors))]
         self.grey_curve = self.position.plot(pen=pg.mkPen("#6b717c", width=2), connect="finite")
-        self.trial_lines = self.position.plot(pen=pg.mkPen(style.WARN, width=1, style=pg.QtCore.Qt.DashLine),
-                                              connect="pairs")
+        # A bare curve item: the plot's clip-to-view would drop single points and break the pairs.
+        self.trial_lines = pg.PlotCurveItem(pen=pg.mkPen(style.WARN, width=1, style=pg.QtCore.Qt.DashLine),
+                                            connect="pairs")
+        self.position.addItem(self.trial_lines)
 
         self.rasters: list[pg.PlotItem] = []
         self.lick_dots: list[pg.ScatterPlotItem] = []

@@ -51,10 +51,7 @@ class CheckContext:
     clock: RealClock | VirtualClock
     settings: CheckSettings
     say: Callable[[str], None]  # instructions for the operator
-
-    @property
-    def simulated(self) -> bool:
-        return isinstance(self.clock, VirtualClock)
+    simulated: bool = False  # True: nobody at the rig (the virtual mouse acts), no instructions
 
     def watch(self, seconds: float, read: Callable[[], Any]) -> list[Any]:
         """Everything `read()` returns over the next `seconds`, polled every POLL_S (not blocking)."""
@@ -125,20 +122,21 @@ def lick_line_idle(ctx: CheckContext) -> list[CheckResult]:
     """The line is not stuck in contact and not chattering (spontaneous licks are fine)."""
     lick = ctx.drivers["lick"]
     s = ctx.settings
-    lick.read()
+    before = lick.read()  # kept: a contact that began before the window and never ended is stuck too
     if not ctx.simulated:
         ctx.say(f"Keep the spout clear: watching the lick line for {s.window_s:g} s")
     t0 = ctx.clock.now()
     edges = [e for r in ctx.watch(s.window_s, lick.read) for e in r]
     t_end = ctx.clock.now()
+    last = edges[-1] if edges else (before[-1] if before else None)
     to_session = lick.clock.to_session
     rate = len(edges) / s.window_s
     if rate > s.lick_chatter_hz:
         return [CheckResult("lick line idle", False,
                             f"{len(edges)} edges in {s.window_s:g} s ({rate:.0f}/s): noise on the lick line "
                             f"(check grounding and the sensor threshold)")]
-    if edges and edges[-1].onset:
-        held = t_end - float(to_session(edges[-1].t))
+    if last is not None and last.onset:
+        held = t_end - float(to_session(last.t))
         if held > s.lick_stuck_s:
             return [CheckResult("lick line idle", False,
                                 f"contact held for {held:.1f} s: the spout is touched, wet or shorted")]
@@ -250,14 +248,19 @@ def run_checks(
     registry: Registry | None = None,
     say: Callable[[str], None] = lambda _msg: None,
     clock: RealClock | VirtualClock | None = None,
+    interactive: bool | None = None,
 ) -> CheckReport:
+    """Open the drivers, run `checks` in order, close the drivers. `interactive` (default: unless every
+    driver is simulated) makes the checks tell the operator, through `say`, what to do and listen for."""
     settings = settings or CheckSettings()
     clock = clock or check_clock(config)
+    if interactive is None:
+        interactive = not all(e.type == "sim" for e in config.drivers.values())
     results: list[CheckResult] = []
     try:
         with open_drivers(config, CHECK_ROLES, clock, registry=registry) as drivers:
             clock.restart()
-            ctx = CheckContext(config, drivers, clock, settings, say)
+            ctx = CheckContext(config, drivers, clock, settings, say, simulated=not interactive)
             for check in checks:
                 results.extend(_run_one(check, ctx))
     except (OSError, ValueError, RuntimeError, KeyError) as e:  # a driver that cannot open: the one result

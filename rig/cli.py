@@ -15,7 +15,9 @@ from pathlib import Path
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
 
 # Subcommand modules (see rig/commands/__init__.py), in the order `rig --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("rig.commands.board", "rig.commands.summary")
+COMMAND_MODULES: tuple[str, ...] = (
+    "rig.commands.board", "rig.commands.summary", "rig.commands.check", "rig.commands.calibrate",
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("config/sim.yaml")

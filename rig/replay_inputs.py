@@ -48,20 +48,22 @@ class IterationInputs:
     ignored_operator: list[str] = field(default_factory=list)  # actions the engine never sees
 
 
-def group_sums(iteration: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+def group_sums(iteration: np.ndarray, values: np.ndarray, n: int, steps: np.ndarray | None = None) -> np.ndarray:
     """Per-iteration `float(values[rows].sum())` for iterations 0..n, summed exactly as numpy sums a
     contiguous 1-D float64 array of that length. Rows must be sorted by iteration; rows with an
-    iteration outside 0..n are ignored."""
+    iteration outside 0..n are ignored. `steps` may pass np.diff(iteration) when the caller has it."""
     out = np.zeros(n + 1)
     if not len(iteration):
         return out
     values = np.ascontiguousarray(values, dtype=np.float64)
-    keep = (iteration >= 0) & (iteration <= n)
-    if not keep.all():
-        iteration, values = iteration[keep], values[keep]
+    if iteration[0] < 0 or iteration[-1] > n:  # sorted: the ends tell whether any row is out of range
+        keep = (iteration >= 0) & (iteration <= n)
+        iteration, values, steps = iteration[keep], values[keep], None
         if not len(iteration):
             return out
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(iteration)) + 1))
+    if steps is None:
+        steps = np.diff(iteration)
+    starts = np.concatenate(([0], np.flatnonzero(steps) + 1))
     lengths = np.diff(np.append(starts, len(iteration)))
     owners = iteration[starts]
     for length in np.unique(lengths):
@@ -72,11 +74,11 @@ def group_sums(iteration: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def first_decrease(iteration: np.ndarray) -> int | None:
+def first_decrease(iteration: np.ndarray, steps: np.ndarray | None = None) -> int | None:
     """Index of the first row whose iteration is below the previous row's, or None."""
     if len(iteration) < 2:
         return None
-    bad = np.flatnonzero(np.diff(iteration) < 0)
+    bad = np.flatnonzero((np.diff(iteration) if steps is None else steps) < 0)
     return int(bad[0]) + 1 if len(bad) else None
 
 
@@ -84,10 +86,11 @@ def group_inputs(ball: np.ndarray, licks: np.ndarray, operator: list[dict], n: i
     """Group ball.bin, licks.bin and operator.jsonl records into per-iteration engine inputs for
     iterations 1..n. Raises InputError when a stream is out of iteration order or holds a bad value."""
     bi = np.asarray(ball["i"], dtype=np.int64)
-    row = first_decrease(bi)
+    steps = np.diff(bi)
+    row = first_decrease(bi, steps)
     if row is not None:
         raise InputError("ball.bin", row, int(bi[row]), f"iteration {bi[row]} after {bi[row - 1]}: out of order")
-    ball_cm = group_sums(bi, ball["cm"], n).tolist()
+    ball_cm = group_sums(bi, ball["cm"], n, steps).tolist()
 
     li = np.asarray(licks["i"], dtype=np.int64)
     row = first_decrease(li)

@@ -40,6 +40,16 @@ _FILE_ORDER = ("header.json", "ball.bin", "licks.bin", "operator.jsonl", "frames
                "commands.jsonl", "footer.json")
 
 
+class _NotApplicable:
+    """Marks a Divergence without a logged/replayed value pair (a malformed stream, a bad header)."""
+
+    def __repr__(self) -> str:
+        return "n/a"
+
+
+NA: Any = _NotApplicable()
+
+
 @dataclass(frozen=True)
 class Divergence:
     """One place where the log and the replay disagree (or the log is inconsistent with itself)."""
@@ -48,15 +58,17 @@ class Divergence:
     iteration: int | None  # None: not tied to one iteration (header, footer, file length)
     t: float | None
     field: str
-    logged: Any
-    replayed: Any
+    logged: Any = NA
+    replayed: Any = NA
     message: str = ""
 
     def __str__(self) -> str:
         where = f"iteration {self.iteration}" if self.iteration is not None else "session"
-        if self.t is not None and math.isfinite(self.t):
+        if isinstance(self.t, float) and math.isfinite(self.t):
             where += f" (t={self.t:.6f} s)"
-        text = f"{where}: {self.file}: {self.field}: logged {_short(self.logged)}, replayed {_short(self.replayed)}"
+        text = f"{where}: {self.file}: {self.field}"
+        if self.logged is not NA or self.replayed is not NA:
+            text += f": logged {_short(self.logged)}, replayed {_short(self.replayed)}"
         return f"{text} -- {self.message}" if self.message else text
 
 
@@ -148,7 +160,7 @@ def engine_setup(s: Session, out: list[Divergence], notes: list[str]) -> EngineS
     h = s.header
 
     def bad(fld: str, logged: Any, message: str) -> None:
-        out.append(Divergence("header.json", None, None, fld, logged, "-", message))
+        out.append(Divergence("header.json", None, None, fld, logged, NA, message))
 
     yaml_text = h.get("protocol_yaml")
     if not isinstance(yaml_text, str):
@@ -250,17 +262,7 @@ class _Replayed:
     error: Divergence | None = None
 
 
-def _pack_frame_fn():
-    pack = struct.Struct("<" + "".join(_CODES[t] for _, t in FRAME_FIELDS)).pack
-    moving, grey, cue, done = (FLAG_BITS[k] for k in ("moving", "in_grey", "cue_played", "done"))
-
-    def frame(i: int, s: Any) -> bytes:
-        flags = (moving if s.moving else 0) | (grey if s.in_grey else 0) | (cue if s.cue_played else 0) | (
-            done if s.done else 0)
-        return pack(i, s.t, s.trial, s.corridor, s.stage, s.position_cm, s.position_cum_cm, s.ball_speed_cm_s,
-                    s.virtual_speed_cm_s, s.cue_position_cm, s.zone_start_cm, s.rewards_in_trial, flags)
-
-    return frame
+_PACK_FRAME = struct.Struct("<" + "".join(_CODES[t] for _, t in FRAME_FIELDS)).pack
 
 
 def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInputs) -> _Replayed:
@@ -269,7 +271,8 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
     step = engine.start(0.0)
     events: list[tuple[int, Any]] = [(0, e) for e in step.events]
     commands: list[tuple[int, Any]] = [(0, c) for c in step.commands]
-    pack = _pack_frame_fn()
+    pack = _PACK_FRAME
+    b_moving, b_grey, b_cue, b_done = (FLAG_BITS[k] for k in ("moving", "in_grey", "cue_played", "done"))
     buf = bytearray()
     ball, licks, ops = inputs.ball_cm, inputs.licks, inputs.operator
     paused = False
@@ -296,11 +299,14 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
                 after = engine.stop(t, stop_reason)
                 step = Step(after.state, step.events + after.events, step.commands + after.commands)
         except ValueError as e:
-            error = Divergence("frames.bin", i, t, "engine", "a logged step", "refused",
-                               f"the engine rejects the logged inputs: {e}")
+            error = Divergence("frames.bin", i, t, "engine", message=f"the engine rejects the logged inputs: {e}")
             break
-        state = step.state
-        buf += pack(i, state)
+        st = step.state
+        # Inlined (not a helper call): this runs for every iteration of the session.
+        flags = ((b_moving if st.moving else 0) | (b_grey if st.in_grey else 0) | (b_cue if st.cue_played else 0)
+                 | (b_done if st.done else 0))
+        buf += pack(i, st.t, st.trial, st.corridor, st.stage, st.position_cm, st.position_cum_cm, st.ball_speed_cm_s,
+                    st.virtual_speed_cm_s, st.cue_position_cm, st.zone_start_cm, st.rewards_in_trial, flags)
         if step.commands:
             commands += [(i, c) for c in step.commands]
         if step.events:
@@ -310,7 +316,7 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
                     trials += 1
                 elif e.kind == "reward":
                     rewards += 1
-        if state.done:
+        if st.done:
             done = True
             break
     frames = np.frombuffer(bytes(buf), dtype=FRAME_DTYPE)
@@ -464,9 +470,8 @@ def verify_session(path: str | Path) -> VerifyReport:
         notes.append("no footer.json: the session was killed (or is still running); verifying up to its cut")
     else:
         for name in s.trimmed:
-            found.append(Divergence(name, None, None, "end of file", "a partial record", "-",
-                                    f"{name} ends in a partial record although the session was closed: "
-                                    "truncated or corrupted afterwards"))
+            found.append(Divergence(name, None, None, "end of file", message=f"{name} ends in a partial record "
+                                    "although the session was closed: truncated or corrupted afterwards"))
         for name, want in counts.items():
             have = _count(s, name)
             if have is not None and isinstance(want, int) and have != want:
@@ -488,7 +493,7 @@ def verify_session(path: str | Path) -> VerifyReport:
     try:
         inputs = group_inputs(s.ball, s.licks, s.operator, n)
     except InputError as e:
-        found.append(Divergence(e.file, e.iteration, None, f"row {e.row}", "-", "-", e.message))
+        found.append(Divergence(e.file, e.iteration, None, f"row {e.row}", message=e.message))
         return finish(0)
     notes += inputs.ignored_operator
     declared = counts.get("frames.bin")

@@ -26,7 +26,7 @@ from rig.clock import RealClock
 from rig.commands import mesoscope as mesoscope_commands
 from rig.config import RigConfig
 from rig.loading import load_protocol
-from rig.mesoscope.check import mesoscope_sync_check
+from rig.mesoscope.check import check_from_config, mesoscope_sync_check, sync_check
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.session_hook import MesoscopeHook, MesoscopeStartError, session_stem
 from rig.mesoscope.ttl_driver import EmulatorTTL
@@ -266,3 +266,31 @@ def test_rig_keys_writes_a_pair_and_never_overwrites(tmp_path: Path, capsys: pyt
 def test_rig_mesoscope_sim_passes_its_options_to_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(["mesoscope-sim", "--rate", "-1"]) == 2
     assert "rate_hz=-1.0" in capsys.readouterr().err
+
+
+class _ConfigWithMesoscope(RigConfig):
+    """RigConfig with the `mesoscope:` field the lead adds to rig/config.py (stand-in until then)."""
+
+    mesoscope: MesoscopeSettings | None = None
+
+
+def test_check_from_config_refuses_a_free_running_sim_frame_clock() -> None:
+    data = load_yaml(REPO / "config" / "sim-mesoscope.yaml").data
+    data["drivers"]["frame_clock"] = {"type": "sim"}
+    (result,) = check_from_config(_ConfigWithMesoscope.model_validate(data))
+    assert not result.ok and "needs type emulator_ttl" in result.message
+    data.pop("mesoscope")
+    assert check_from_config(_ConfigWithMesoscope.model_validate(data)) == []
+
+
+def test_rig_check_runs_the_sync_check_on_the_configs_frame_clock(tmp_path: Path) -> None:
+    from rig.checks import run_checks
+
+    with emulator(tmp_path) as emu:
+        data = load_yaml(REPO / "config" / "sim-mesoscope.yaml").data
+        data["drivers"]["frame_clock"]["truth_file"] = str(emu.truth)
+        data["mesoscope"] = settings_for(emu.cmd, emu.frames).model_dump()
+        report = run_checks(_ConfigWithMesoscope.model_validate(data), checks=(sync_check,))
+    assert [(r.name, r.ok) for r in report.results] == [
+        ("mesoscope: acquisition", True), ("mesoscope: frame clock present", True),
+        ("mesoscope: frame clock rate", True), ("mesoscope: TTL and ZeroMQ counts", True)]

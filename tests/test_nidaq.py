@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import nidaqmx  # the daq extra; part of dev, so CI always runs these
 import numpy as np
 import pytest
-
-nidaqmx = pytest.importorskip("nidaqmx")
-
-from nidaqmx._library_interpreter import LibraryInterpreter  # noqa: E402
-from nidaqmx.constants import (  # noqa: E402
+from nidaqmx._library_interpreter import LibraryInterpreter
+from nidaqmx.constants import (
     AcquisitionType,
     AngleUnits,
     Edge,
@@ -28,13 +26,13 @@ from nidaqmx.constants import (  # noqa: E402
     TimeUnits,
     VoltageUnits,
 )
-from nidaqmx.errors import DaqError, DaqNotFoundError  # noqa: E402
+from nidaqmx.errors import DaqError, DaqNotFoundError
 
-from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqValve  # noqa: E402
-from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable  # noqa: E402
-from drivers.nidaq.session import SESSIONS  # noqa: E402
-from drivers.registry import DriverContext, Registry  # noqa: E402
-from rig.clock import VirtualClock  # noqa: E402
+from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqValve
+from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
+from drivers.nidaq.session import SESSIONS
+from drivers.registry import DriverContext, Registry
+from rig.clock import VirtualClock
 
 REPO = Path(__file__).resolve().parent.parent
 AVAIL_SAMP_PER_CHAN = 0x1223  # DAQmx_Read_AvailSampPerChan

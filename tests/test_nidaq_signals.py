@@ -13,7 +13,7 @@ def test_schmitt_gives_the_same_edges_however_the_buffer_is_split() -> None:
     v = np.repeat(rng.choice([0.0, 5.0], size=60), 17) + rng.normal(0, 0.3, 60 * 17)
     whole = Schmitt(1.0, 4.0).feed(0, v)
     split, sch, start = [], Schmitt(1.0, 4.0), 0
-    for chunk in np.array_split(v, [5, 6, 300, 301, 777]):
+    for chunk in np.array_split(v, [5, 6, 17, 34, 306, 307, 340, 374, 777]):
         split += sch.feed(start, chunk)
         start += len(chunk)
     assert [c.rising for c in split] == [c.rising for c in whole]
@@ -52,3 +52,17 @@ def test_tone_has_its_frequency_and_ends_at_zero() -> None:
     w = tone(10_000, 50, 1000, 2.0, 5)
     assert len(w) == 500 and w[0] == 0 and w[-1] == 0 and np.max(np.abs(w)) <= 2.0
     assert np.argmax(np.abs(np.fft.rfft(w))) * 10_000 / 500 == pytest.approx(1000, abs=20)
+
+
+def test_the_registry_can_import_the_package_without_nidaqmx() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['nidaqmx'] = None\n"  # any `import nidaqmx` now fails
+        "import drivers.nidaq\n"
+        "from drivers.registry import _PENDING\n"
+        "print(sorted(r for r, t, c in _PENDING if t == 'nidaq'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['ball', 'cue', 'frame_clock', 'lick', 'valve']"

@@ -24,7 +24,12 @@ from drivers.serial_board.driver import SerialBall, SerialFrameClock, SerialValv
 
 FW = Path(__file__).resolve().parents[1] / "drivers" / "firmware"
 GXX = shutil.which("g++")
-pytestmark = pytest.mark.skipif(GXX is None, reason="g++ is needed to build the firmware for the host")
+
+
+@pytest.fixture(autouse=True)
+def _need_gxx():
+    # A missing compiler is a broken test machine, not a pass: fail loudly (CI installs g++).
+    assert GXX is not None, "g++ is needed to build the firmware for the host (apt-get install g++)"
 T = P.PacketType
 
 

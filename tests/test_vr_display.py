@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from drivers.base import View
+from drivers.base import Display, View
 from drivers.registry import DriverContext, default_registry
 from rig.clock import RealClock
 from rig.commands import vr as vr_commands
@@ -52,7 +53,9 @@ def small_params(cache: Path, **changes) -> OffscreenDisplay.Params:
 
 
 def view(trial: int, corridor: str, position: float) -> View:
-    return View(t=0.0, trial=trial, corridor=corridor, position_cm=position, in_grey=False, corridor_rewarded=True)
+    return View(
+        t=0.0, trial=trial, corridor=corridor, position_cm=position, in_grey=False, corridor_rewarded=True
+    )
 
 
 def open_gl_or_fail():
@@ -67,8 +70,15 @@ def open_gl_or_fail():
 
 def test_frame_tracker_counts_frames_marks_trial_starts_and_keeps_the_corridor_behind():
     tr = FrameTracker(continuous=True)
-    states = [tr.next(v) for v in (view(0, "leaf1", 0.0), view(0, "leaf1", 5.0), view(1, "circle1", 0.0),
-                                   view(1, "circle1", 3.0))]
+    states = [
+        tr.next(v)
+        for v in (
+            view(0, "leaf1", 0.0),
+            view(0, "leaf1", 5.0),
+            view(1, "circle1", 0.0),
+            view(1, "circle1", 3.0),
+        )
+    ]
     assert [s.frame for s in states] == [0, 1, 2, 3]
     assert [s.trial_start for s in states] == [True, False, True, False]
     assert [s.behind for s in states] == [None, None, "leaf1", "leaf1"]
@@ -93,10 +103,14 @@ def test_display_driver_module_imports_and_registers_without_moderngl_or_qt():
     assert set(r.stdout.split()) >= {"gl_offscreen", "gl_window", "sim"}
 
 
-def test_gl_types_are_registered_with_display_params():
+def test_gl_types_are_registered_with_display_params_and_implement_the_display_interface():
     reg = default_registry()  # this module imported rig.vr.display_driver, which registered them
     assert reg.spec("display", "gl_offscreen").cls is OffscreenDisplay
+    assert reg.spec("display", "gl_window").cls is WindowDisplay
     assert issubclass(reg.spec("display", "gl_window").params, DisplayParams)
+    ctx = DriverContext(clock=RealClock())
+    assert isinstance(OffscreenDisplay(OffscreenDisplay.Params(), ctx), Display)
+    assert isinstance(WindowDisplay(WindowDisplay.Params(), ctx), Display)
 
 
 def test_shipped_gl_configs_load_with_their_display_params():
@@ -138,8 +152,15 @@ def test_offscreen_display_photodiode_shows_checker_then_alternates(demo, cache:
     d.bind(demo)
     patches = []
     with d:
-        for k, v in enumerate([view(0, "leaf1", 10.0), view(0, "leaf1", 11.0), view(0, "leaf1", 12.0),
-                               view(1, "circle1", 0.0), view(1, "circle1", 1.0)]):
+        for k, v in enumerate(
+            [
+                view(0, "leaf1", 10.0),
+                view(0, "leaf1", 11.0),
+                view(0, "leaf1", 12.0),
+                view(1, "circle1", 0.0),
+                view(1, "circle1", 1.0),
+            ]
+        ):
             d.show(v)
             assert d.frames_shown == k + 1
             patches.append(d.snapshot()[rows, cols, 0])
@@ -189,12 +210,30 @@ def test_binding_a_protocol_with_other_corridors_is_refused(demo, cache: Path):
     other = load_protocol(REPO / "protocols" / "test1_task.yaml")
     with OffscreenDisplay(small_params(cache), DriverContext(clock=RealClock())) as d:
         d.bind(demo)
-        d.bind(demo.model_copy(update={"end": demo.end}))  # same corridors: fine
+        d.show(view(0, "leaf1", 1.0))
+        d.bind(demo.model_copy(update={"end": demo.end}))  # same corridors: fine, the frame count goes on
+        assert d.frames_shown == 1
         with pytest.raises(RuntimeError, match="already draws"):
             d.bind(other)
 
 
-def test_realtime_sim_session_with_offscreen_display_shows_and_logs_every_frame(demo, cache: Path, tmp_path: Path):
+@dataclass(frozen=True)
+class ContextWithProtocol(DriverContext):
+    """The DriverContext extension the display asks for: the session's protocol."""
+
+    protocol: object = None
+
+
+def test_display_takes_the_protocol_from_the_driver_context_when_it_has_one(demo, cache: Path):
+    open_gl_or_fail()
+    with OffscreenDisplay(small_params(cache), ContextWithProtocol(clock=RealClock(), protocol=demo)) as d:
+        d.show(view(0, "circle1", 30.0))
+        assert d.frames_shown == 1 and d.snapshot().std() > 10
+
+
+def test_realtime_sim_session_with_offscreen_display_shows_and_logs_every_frame(
+    demo, cache: Path, tmp_path: Path
+):
     open_gl_or_fail()
     entry = yaml.safe_load((REPO / "config" / "sim-offscreen.yaml").read_text())
     entry["drivers"]["display"]["layout"] = {"screens": [s.model_dump() for s in SMALL.screens]}
@@ -208,8 +247,9 @@ def test_realtime_sim_session_with_offscreen_display_shows_and_logs_every_frame(
         runner.devices.display.bind(runner.protocol)
         displays.append(runner.devices.display)
 
-    result = run_session(demo, config, SessionOptions(seed=3, duration_s=1.5, data_dir=tmp_path / "data"),
-                         on_runner=on_runner)
+    result = run_session(
+        demo, config, SessionOptions(seed=3, duration_s=1.5, data_dir=tmp_path / "data"), on_runner=on_runner
+    )
     (display,) = displays
     assert isinstance(display, OffscreenDisplay) and not display.is_open  # closed with the session
     s = Session.open(result.path)
@@ -229,19 +269,29 @@ def _three_monitors():
 
 
 def test_single_window_spans_the_monitors_the_screens_name():
-    layout = DisplayLayout(screens=tuple(s.model_copy(update={"monitor": m})
-                                         for s, m in zip(DisplayLayout().screens, (0, 1, 2), strict=True)))
+    layout = DisplayLayout(
+        screens=tuple(
+            s.model_copy(update={"monitor": m})
+            for s, m in zip(DisplayLayout().screens, (0, 1, 2), strict=True)
+        )
+    )
     (t,) = plan_windows(DisplayParams(layout=layout), _three_monitors())
     assert t.rect == (0, 0, 3840, 720) and t.screens == (0, 1, 2)
     assert [v.x for v in t.viewports] == [0, 1280, 2560]
 
 
 def test_per_screen_windows_go_fullscreen_on_their_monitors_or_side_by_side():
-    targets = plan_windows(DisplayParams(layout=DisplayLayout(), window="per_screen"), _three_monitors(), (10, 20))
+    targets = plan_windows(
+        DisplayParams(layout=DisplayLayout(), window="per_screen"), _three_monitors(), (10, 20)
+    )
     assert [t.rect for t in targets] == [(10, 20, 1280, 720), (1290, 20, 1280, 720), (2570, 20, 1280, 720)]
     assert all(t.viewports[0].rect == (0, 0, 1280, 720) and t.monitor is None for t in targets)
-    named = DisplayLayout(screens=tuple(s.model_copy(update={"monitor": m})
-                                        for s, m in zip(DisplayLayout().screens, (2, 1, 0), strict=True)))
+    named = DisplayLayout(
+        screens=tuple(
+            s.model_copy(update={"monitor": m})
+            for s, m in zip(DisplayLayout().screens, (2, 1, 0), strict=True)
+        )
+    )
     targets = plan_windows(DisplayParams(layout=named, window="per_screen"), _three_monitors())
     assert [t.rect[0] for t in targets] == [2560, 1280, 0] and [t.monitor for t in targets] == [2, 1, 0]
 
@@ -251,7 +301,9 @@ def test_window_placement_errors_name_the_screen_and_the_sizes():
     with pytest.raises(ValueError, match=r"screens\[0\] is 1280x720 px but monitor 3 is 1920x1080"):
         plan_windows(DisplayParams(layout=big, window="per_screen"), _three_monitors())
     with pytest.raises(ValueError, match="monitor is 7 but this desktop has 4"):
-        plan_windows(DisplayParams(layout=DisplayLayout(screens=(ScreenParams(monitor=7),))), _three_monitors())
+        plan_windows(
+            DisplayParams(layout=DisplayLayout(screens=(ScreenParams(monitor=7),))), _three_monitors()
+        )
     mixed = DisplayLayout.span(2, 180.0, 1280, 720)
     mixed = DisplayLayout(screens=(mixed.screens[0].model_copy(update={"monitor": 0}), mixed.screens[1]))
     with pytest.raises(ValueError, match="every screen a monitor, or none"):
@@ -286,31 +338,75 @@ def test_rig_render_uses_the_gl_config_display_layout(tmp_path: Path, cache: Pat
     cfg = tmp_path / "gl.yaml"
     cfg.write_text(yaml.safe_dump(entry))
     png = tmp_path / "out" / "leaf1.png"
-    code = run_command("render", str(DEMO), "--corridor", "leaf1", "--position", "100", "-o", str(png),
-                       "--config", str(cfg), "--texture-cache", str(cache))
+    code = run_command(
+        "render",
+        str(DEMO),
+        "--corridor",
+        "leaf1",
+        "--position",
+        "100",
+        "-o",
+        str(png),
+        "--config",
+        str(cfg),
+        "--texture-cache",
+        str(cache),
+    )
     assert code == 0 and png.is_file()
     arr = np.asarray(Image.open(png))
     assert arr.shape[:2] == (H, 3 * W) and arr.std() > 10  # a textured picture, not a blank
     p2 = tmp_path / "leaf1_300.png"
-    run_command("render", str(DEMO), "--corridor", "leaf1", "--position", "300", "-o", str(p2),
-                "--config", str(cfg), "--texture-cache", str(cache))
+    run_command(
+        "render",
+        str(DEMO),
+        "--corridor",
+        "leaf1",
+        "--position",
+        "300",
+        "-o",
+        str(p2),
+        "--config",
+        str(cfg),
+        "--texture-cache",
+        str(cache),
+    )
     assert not np.array_equal(arr, np.asarray(Image.open(p2)))
 
 
 def test_rig_render_without_a_gl_config_uses_the_default_three_screens(tmp_path: Path, cache: Path):
     open_gl_or_fail()
     png = tmp_path / "r.png"
-    code = run_command("render", str(DEMO), "--corridor", "circle1", "--position", "50", "-o", str(png),
-                       "--config", str(REPO / "config" / "sim.yaml"), "--texture-cache", str(cache))
+    code = run_command(
+        "render",
+        str(DEMO),
+        "--corridor",
+        "circle1",
+        "--position",
+        "50",
+        "-o",
+        str(png),
+        "--config",
+        str(REPO / "config" / "sim.yaml"),
+        "--texture-cache",
+        str(cache),
+    )
     assert code == 0
     assert Image.open(png).size == (DisplayParams().layout.width_px, DisplayParams().layout.height_px)
 
 
 def test_rig_render_rejects_an_unknown_corridor_and_a_bad_position(tmp_path: Path, capsys):
-    assert run_command("render", str(DEMO), "--corridor", "nope", "--position", "1", "-o", str(tmp_path / "x.png")) == 2
+    assert (
+        run_command(
+            "render", str(DEMO), "--corridor", "nope", "--position", "1", "-o", str(tmp_path / "x.png")
+        )
+        == 2
+    )
     assert "no corridor 'nope'" in capsys.readouterr().err
-    assert run_command("render", str(DEMO), "--corridor", "leaf1", "--position", "9999", "-o",
-                       str(tmp_path / "x.png")) == 2
+    assert (
+        run_command(
+            "render", str(DEMO), "--corridor", "leaf1", "--position", "9999", "-o", str(tmp_path / "x.png")
+        )
+        == 2
+    )
     assert "outside corridor" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
-

@@ -42,8 +42,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_child(xvfb, *args: str) -> dict:
-    r = subprocess.run([sys.executable, __file__, *args], env=xvfb.env(), cwd=REPO, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, __file__, *args],
+        env=xvfb.env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, f"child failed:\n{r.stdout}\n{r.stderr}"
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -65,7 +71,9 @@ def expected_frame(cache: Path, position: float, frame: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("window", ["single", "per_screen"])
-def test_window_display_draws_the_corridor_and_swaps_it_onto_the_screen(xvfb, cache: Path, tmp_path: Path, window):
+def test_window_display_draws_the_corridor_and_swaps_it_onto_the_screen(
+    xvfb, cache: Path, tmp_path: Path, window
+):
     out = tmp_path / "frames.npz"
     res = run_child(xvfb, "show", window, str(cache), str(out))
     assert res["windows"] == (1 if window == "single" else 3)
@@ -100,7 +108,9 @@ def _params(cache: Path, window: str = "single"):
     from rig.vr.params import DisplayLayout
 
     return WindowDisplay.Params(
-        layout=DisplayLayout.span(3, 270.0, W, H), window=window, textures={"px_per_cm": 2.0, "cache_dir": str(cache)}
+        layout=DisplayLayout.span(3, 270.0, W, H),
+        window=window,
+        textures={"px_per_cm": 2.0, "cache_dir": str(cache)},
     )
 
 
@@ -109,7 +119,12 @@ def _grab(windows) -> np.ndarray:
 
     parts = []
     for w in windows:
-        img = QGuiApplication.primaryScreen().grabWindow(w.winId()).toImage().convertToFormat(QImage.Format_RGB888)
+        img = (
+            QGuiApplication.primaryScreen()
+            .grabWindow(w.winId())
+            .toImage()
+            .convertToFormat(QImage.Format_RGB888)
+        )
         ptr = img.constBits()
         ptr.setsize(img.sizeInBytes())
         rows = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine())
@@ -137,8 +152,12 @@ def _child_show(window: str, cache: Path, out: Path) -> dict:
         windows = d._windows._windows  # noqa: SLF001 - the test reads the real windows back
         grabbed = _grab(windows)
         np.savez(out, captured=d.captured, grabbed=grabbed)
-        result = {"windows": len(windows), "frames_shown": d.frames_shown, "platform": QGuiApplication.platformName(),
-                  "self_test_ok": all(c.ok for c in d.self_test())}
+        result = {
+            "windows": len(windows),
+            "frames_shown": d.frames_shown,
+            "platform": QGuiApplication.platformName(),
+            "self_test_ok": all(c.ok for c in d.self_test()),
+        }
     d2 = WindowDisplay(_params(cache, window), DriverContext(clock=RealClock()))
     d2.bind(protocol)
     with d2:
@@ -167,8 +186,12 @@ def _child_session(cache: Path, data: Path) -> dict:
         runner.devices.display.bind(runner.protocol)
         shown.append(runner.devices.display)
 
-    res = run_session(load_protocol(DEMO), load_config(cfg), SessionOptions(seed=2, duration_s=1.0, data_dir=data),
-                      on_runner=on_runner)
+    res = run_session(
+        load_protocol(DEMO),
+        load_config(cfg),
+        SessionOptions(seed=2, duration_s=1.0, data_dir=data),
+        on_runner=on_runner,
+    )
     return {"path": str(res.path), "complete": res.run.complete, "frames_shown": shown[0].frames_shown}
 
 

@@ -131,7 +131,7 @@ class NidaqValve(NidaqRole):
 
     class Params(NidaqParams):
         counter: str = Field("ctr1", description="counter output that drives the valve, e.g. ctr1")
-        output_terminal: str | None = Field(None, description="route the pulse to this terminal, e.g. PFI12")
+        output_terminal: str | None = Field(None, description="route the pulse to this terminal, e.g. PFI13")
         max_open_ms: float = Field(500.0, gt=0, le=60_000, description="longest opening; the hardware ends it")
         manual_line: str | None = Field(
             None, description="digital line for manual opening under a watchdog, e.g. port0/line0"

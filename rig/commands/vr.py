@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("render", help="render what the mouse sees at one position to a PNG")
     p.add_argument("protocol", help="protocol YAML file (or the name of a shipped protocol)")
     p.add_argument("--corridor", required=True, help="corridor name")
-    p.add_argument("--position", required=True, type=float, metavar="CM", help="position in the corridor (cm)")
+    p.add_argument(
+        "--position", required=True, type=float, metavar="CM", help="position in the corridor (cm)"
+    )
     p.add_argument("-o", "--out", required=True, metavar="FILE.png")
     p.add_argument(
         "--config", help="rig config: its display layout and view are used when its display is a gl type"
@@ -71,8 +73,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     from rig.vr.preview import render_preview
 
     try:
-        out = render_preview(protocol, args.corridor, args.position, None, Path(args.out), params=params,
-                             ahead=tuple(args.ahead))
+        out = render_preview(
+            protocol,
+            args.corridor,
+            args.position,
+            None,
+            Path(args.out),
+            params=params,
+            ahead=tuple(args.ahead),
+        )
     except ValueError as e:
         print(f"rig render: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,7 +15,7 @@ import numpy as np
 
 from drivers.base import CheckResult, Clock, FrameClock
 from drivers.registry import DriverContext, default_registry
-from rig.clock import RealClock
+from rig.clock import RealClock, VirtualClock
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import FrameRateMismatch, LinkError, MesoscopeLink, frames_to_array
@@ -138,3 +138,16 @@ def check_from_config(config: Any, *, duration_s: float | None = None,
                                     duration_s=duration_s)
     finally:
         fc.close()
+
+
+def sync_check(ctx: Any) -> list[CheckResult]:
+    """The check for rig.checks.run_checks (`ctx`: rig.checks.CheckContext, its drivers open):
+    `run_checks(cfg, checks=DEFAULT_CHECKS + (sync_check,))`."""
+    settings: MesoscopeSettings | None = getattr(ctx.config, "mesoscope", None)
+    if settings is None:
+        return [CheckResult(NAME, True, "no mesoscope: section in the config; sync check skipped")]
+    if isinstance(ctx.clock, VirtualClock):
+        return [CheckResult(NAME, False, "the sync check needs the real-time clock; the mesoscope cannot "
+                                         "follow a virtual one")]
+    return mesoscope_sync_check(settings, ctx.drivers["frame_clock"], ctx.clock,
+                                keys=settings.client_keys())

@@ -246,6 +246,8 @@ class MesoscopeHook:
             "endpoint_cmd": s.endpoint_cmd, "endpoint_frames": s.endpoint_frames,
             "expected_rate_hz": s.expected_rate_hz, "counters": asdict(link.counters),
             "events": link.events(), "pings": len(link.pings), "problems": problems,
+            # Link events quote host perf_counter times ("rig time"); session time = that - this.
+            "host_clock_at_session_zero_s": self._origin,
         }
         self.report = report
         writer.attach(SYNC_REPORT, json.dumps(report, indent=1, default=_json_default).encode())

@@ -103,14 +103,20 @@ class _GLDisplay:
     def bind(self, protocol: Protocol) -> None:
         """Tell the display which protocol's corridors it draws (builds the renderer if already open)."""
         if not isinstance(protocol, Protocol):
-            raise TypeError(f"{self.kind} display: bind() needs a rig.protocol.Protocol, got {type(protocol)}")
-        if self._renderer is not None and self._protocol is not None and protocol.corridors != self._protocol.corridors:
+            raise TypeError(
+                f"{self.kind} display: bind() needs a rig.protocol.Protocol, got {type(protocol)}"
+            )
+        if (
+            self._renderer is not None
+            and self._protocol is not None
+            and protocol.corridors != self._protocol.corridors
+        ):
             raise RuntimeError(
                 f"{self.kind} display already draws the corridors of protocol {self._protocol.name!r}; "
                 f"{protocol.name!r} has others"
             )
         self._protocol = protocol
-        self._tracker = FrameTracker(continuous=protocol.inter_trial.mode == "continuous")
+        self._tracker.continuous = protocol.inter_trial.mode == "continuous"  # keeps the frame count
         if self._open and self._renderer is None:
             self._build_renderer()
 
@@ -286,4 +292,3 @@ class WindowDisplay(_GLDisplay):
     def captured(self):
         """The captured frame (H, W, 3) uint8, top row first, or None; per_screen: side by side."""
         return None if self._windows is None else self._windows.captured
-

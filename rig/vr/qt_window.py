@@ -40,7 +40,9 @@ class Target:
     monitor: int | None  # fullscreen on this monitor (per_screen with a monitor), else placed by rect
 
 
-def plan_windows(params: DisplayParams, monitors: list[tuple[int, int, int, int]], position=(0, 0)) -> list[Target]:
+def plan_windows(
+    params: DisplayParams, monitors: list[tuple[int, int, int, int]], position=(0, 0)
+) -> list[Target]:
     """Where the windows go, given the desktop rectangles of the OS monitors (pure: testable without Qt).
 
     Screens name their monitor by index (`ScreenParams.monitor`); either every screen names one or none
@@ -62,8 +64,9 @@ def plan_windows(params: DisplayParams, monitors: list[tuple[int, int, int, int]
             rect = _union([monitors[m] for m in dict.fromkeys(named)])  # type: ignore[index]
             if rect[2:] != (layout.width_px, layout.height_px):
                 raise ValueError(
-                    f"display layout is {layout.width_px}x{layout.height_px} px but monitors {sorted(set(named))} "
-                    f"cover {rect[2]}x{rect[3]} px; make the screens' width_px/height_px match the monitors"
+                    f"display layout is {layout.width_px}x{layout.height_px} px but monitors "
+                    f"{sorted(set(named))} cover {rect[2]}x{rect[3]} px; "
+                    "make the screens' width_px/height_px match the monitors"
                 )
         return [Target(rect, tuple(range(len(layout.screens))), tuple(viewports(layout)), None)]
     out, x = [], x0
@@ -130,7 +133,9 @@ class GLWindows:
             raise RuntimeError("Qt could not make the display window's OpenGL context current")
         fmt = qctx.format()
         if (fmt.majorVersion(), fmt.minorVersion()) < (3, 3):
-            raise RuntimeError(f"the display window got OpenGL {fmt.majorVersion()}.{fmt.minorVersion()}; need 3.3")
+            raise RuntimeError(
+                f"the display window got OpenGL {fmt.majorVersion()}.{fmt.minorVersion()}; need 3.3"
+            )
         self._ctx = _attach_moderngl()
         self._fbo = self._ctx.detect_framebuffer()  # the default framebuffer of whichever window is current
         for w, t in zip(self._windows, self._targets, strict=True):
@@ -147,8 +152,10 @@ class GLWindows:
         if app is None:
             # Qt aborts the process when no platform plugin can start, so refuse clearly beforehand.
             platform = os.environ.get("QT_QPA_PLATFORM", "")
-            if sys.platform.startswith("linux") and not platform and not (
-                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            if (
+                sys.platform.startswith("linux")
+                and not platform
+                and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
             ):
                 raise RuntimeError(
                     "gl_window display: no X or Wayland display (DISPLAY is not set); run under a desktop "
@@ -158,7 +165,9 @@ class GLWindows:
             app = self._app
         name = QGuiApplication.platformName()
         if name in NO_GL_PLATFORMS:
-            raise RuntimeError(f"gl_window display: Qt platform {name!r} has no GL windows; use xcb (X11 or Xvfb)")
+            raise RuntimeError(
+                f"gl_window display: Qt platform {name!r} has no GL windows; use xcb (X11 or Xvfb)"
+            )
         return app  # type: ignore[return-value]
 
     def _window(self, app: QGuiApplication, target: Target, vsync: bool) -> QWindow:

@@ -20,12 +20,16 @@ class Xvfb:
     """`with Xvfb(width, height) as display:` starts `Xvfb` on a free display number (chosen by the server
     itself through -displayfd) and stops it on exit. `display` is the DISPLAY string, e.g. ":3"."""
 
-    def __init__(self, width: int = 1920, height: int = 1080, depth: int = 24, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, width: int = 1920, height: int = 1080, depth: int = 24, timeout_s: float = 10.0
+    ) -> None:
         self.screen = f"{width}x{height}x{depth}"
         self.timeout_s = timeout_s
         self.display: str | None = None
         self._proc: subprocess.Popen | None = None
-        self._log = None  # Xvfb's stderr goes to a temporary file: a pipe nobody reads could fill and stall it
+        self._log = (
+            None  # Xvfb's stderr goes to a temporary file: a pipe nobody reads could fill and stall it
+        )
 
     def start(self) -> str:
         exe = shutil.which("Xvfb")
@@ -35,7 +39,17 @@ class Xvfb:
         self._log = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                [exe, "-displayfd", str(write_fd), "-screen", "0", self.screen, "-nolisten", "tcp", "-noreset"],
+                [
+                    exe,
+                    "-displayfd",
+                    str(write_fd),
+                    "-screen",
+                    "0",
+                    self.screen,
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ],
                 pass_fds=(write_fd,),
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
