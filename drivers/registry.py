@@ -19,7 +19,7 @@ from drivers.base import Clock, SimWorld
 ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
 
 # Modules that hold drivers; imported on first lookup so optional vendor packages load only when used.
-DRIVER_MODULES = ("drivers.sim", "drivers.serial_board", "drivers.nidaq")
+DRIVER_MODULES = ("drivers.sim", "drivers.serial_board", "drivers.nidaq", "rig.mesoscope.ttl_driver")
 
 
 @dataclass(frozen=True)

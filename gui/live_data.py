@@ -116,6 +116,7 @@ class LiveData:
         self.last_i = -1  # last iteration whose frame was ingested
         self.last_event_i = -1  # last iteration whose events came from a session file (telemetry skips them)
         self.version = 0  # bumps on every change; the plots redraw only when it moved
+        self.event_version = 0  # bumps on every event kept (the raster, anticipation and water plots)
         self._trial_corridor = 0
         self._anticipated = False
 
@@ -154,6 +155,7 @@ class LiveData:
         else:
             return
         self.version += 1
+        self.event_version += 1
 
     def add_telemetry_event(self, ev: dict) -> None:
         # The runner logs all events of an iteration in one flush, so a backfill holds all or none of them.
@@ -222,6 +224,8 @@ class LiveData:
             water_ul=float(water[-1]) if len(water) else 0.0,
             licks_n=self.licks.count_until(t_max),
             trial=int(self.trial_starts.col("trial", n_start)[-1]) if n_start else 0,
+            # Replay (t_max given) can move backwards: only live snapshots may skip unchanged event plots.
+            extra={"event_key": (self.event_version, n_start, n_end, n_rew) if t_max is None else None},
         )
 
 

@@ -290,9 +290,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._drawn_version = live.version
         snap = live.snapshot()
         self.plots.show_snapshot(snap)
-        st = link.last_status
-        water = st.get("water_ul", snap.water_ul) if st else snap.water_ul
-        self.status_panel.show_counts(snap.trials, snap.rewards_n, water, snap.licks_n, snap.t)
+        # Counters from the same data as the plots (the 2 Hz status would lag them by up to 0.5 s).
+        self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, snap.t)
 
     def _say(self, text: str, error: bool = False) -> None:
         from gui import style

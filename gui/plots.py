@@ -47,6 +47,7 @@ class PlotPanel(QtWidgets.QWidget):
                lengths: list[float] | None = None) -> None:
         self.view.clear()
         self._corridors = list(corridors)
+        self._event_key = None
         rewarded = rewarded or [False] * len(corridors)
         lengths = lengths or []
         ncols = max(1, min(len(corridors), MAX_RASTER_PLOTS))
@@ -144,6 +145,11 @@ class PlotPanel(QtWidgets.QWidget):
             self.trial_lines.setData(xs, ys)
         else:
             self.trial_lines.setData([], [])
+        key = snap.extra.get("event_key")
+        if key is not None and key == self._event_key:
+            self.draws += 1
+            return  # nothing new for the event plots: leave them (and their repaint) alone
+        self._event_key = key
         lo = max(snap.trial - RASTER_TRIALS + 1, 0)
         for k, p in enumerate(self.rasters):
             self.lick_dots[k].setData(*_recent(snap.licks.get(k), lo))

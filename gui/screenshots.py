@@ -8,12 +8,11 @@ viewer, seeked near its end.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from rig.vr.xvfb import Xvfb
+from gui.testing import qt_display
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,9 +32,7 @@ def main() -> int:
     p.add_argument("--live-seconds", type=float, default=75.0, help="how long the live session runs before the shot")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with Xvfb(1920, 1200) as display, tempfile.TemporaryDirectory() as tmp:
-        os.environ["DISPLAY"] = display
-        os.environ.pop("QT_QPA_PLATFORM", None)
+    with qt_display(1920, 1200), tempfile.TemporaryDirectory() as tmp:
         from rig import api
 
         data, locks = Path(tmp) / "data", Path(tmp) / "locks"

@@ -17,6 +17,7 @@ EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
 # Subcommand modules (see rig/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.commands.board", "rig.commands.summary", "rig.commands.check", "rig.commands.calibrate",
+    "rig.commands.mesoscope",
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +59,20 @@ def _signals_stop(stop: Callable[[], None]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rig.loading import LoadError, load_config, load_protocol
+    from rig.mesoscope.session_hook import MesoscopeStartError, mesoscope_hook
     from rig.session import SessionOptions, run_session
 
+    config_path = find_file(args.config, "config") if args.config else _default_config()
     try:
         protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config = load_config(find_file(args.config, "config") if args.config else _default_config())
+        config = load_config(config_path)
     except LoadError as e:
         _print_problems(e.problems)
+        return EXIT_BAD_INPUT
+    hook = mesoscope_hook(config, config_dir=config_path.parent)
+    if hook is not None and args.fast:
+        print(f"rig run: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     options = SessionOptions(
         animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
@@ -80,7 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         with _signals_stop(lambda: stopper[0]() if stopper else None) as received:
-            result = run_session(protocol, config, options, on_runner=on_runner, progress=bar)
+            result = run_session(protocol, config, options, on_runner=on_runner, progress=bar,
+                                 hooks=(hook,) if hook is not None else ())
+    except MesoscopeStartError as e:
+        print(f"rig run: {e}", file=sys.stderr)
+        print(e.path)
+        return EXIT_FAULT
     except OSError as e:
         print(f"rig run: {e}", file=sys.stderr)
         return EXIT_FAULT

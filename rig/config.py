@@ -86,6 +86,7 @@ class RigConfig(Frozen):
     valve_calibration: ValveCalibration
     drivers: dict[str, DriverEntry]
     sim: SimMouse | None = None
+    mesoscope: MesoscopeSettings | None = None
 
     _driver_params: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 

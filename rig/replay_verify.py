@@ -489,6 +489,8 @@ def verify_session(path: str | Path) -> VerifyReport:
         n = r
     if truncated:
         n = min(n, cut_iteration(s, n, notes))
+        if n == 0:
+            notes.append("the session was killed before its first iteration reached the disk: nothing to verify")
 
     try:
         inputs = group_inputs(s.ball, s.licks, s.operator, n)
@@ -529,11 +531,14 @@ def verify_session(path: str | Path) -> VerifyReport:
                 found.append(Divergence("frames.bin", n + 1 if n else None, None, "record", "<none>",
                                         "a next iteration", why))
     last_i = n if rep.error is None else len(rep.frames)
+    # Lines past the last replayed iteration are compared only when the whole log was replayed; otherwise
+    # (cut, gap, engine refusal) they would only repeat the divergence already reported.
+    partial = truncated or rep.error is not None or len(gaps) > 0
     for name, logged, replayed in (
         ("events.jsonl", s.events, [_event_record(i, e) for i, e in rep.events]),
         ("commands.jsonl", s.commands, [_command_record(i, c) for i, c in rep.commands]),
     ):
-        if truncated or rep.error is not None:
+        if partial:
             within = [r for r in logged if isinstance(r, dict) and isinstance(r.get("i"), int) and r["i"] <= last_i]
             if len(within) < len(logged) and truncated:
                 notes.append(f"{name}: {len(logged) - len(within)} line(s) after the cut (iteration {last_i}) "
@@ -545,7 +550,7 @@ def verify_session(path: str | Path) -> VerifyReport:
             found.append(d)
         if note:
             notes.append(note)
-    if not truncated and rep.error is None:
+    if not partial:
         _check_summary(footer, n, rep, found)
     return finish(len(rep.frames))
 
@@ -553,8 +558,8 @@ def verify_session(path: str | Path) -> VerifyReport:
 def _count(s: Session, name: str) -> int | None:
     attr = {"frames.bin": "frames", "ball.bin": "ball", "licks.bin": "licks", "frame_clock.bin": "frame_clock",
             "timing.bin": "timing", "events.jsonl": "events", "commands.jsonl": "commands",
-            "operator.jsonl": "operator", "mesoscope.jsonl": "mesoscope"}.get(name)
-    return None if attr is None else len(getattr(s, attr))
+            "operator.jsonl": "operator", "mesoscope.jsonl": "mesoscope", "faults.jsonl": "faults"}.get(name)
+    return None if attr is None or not hasattr(s, attr) else len(getattr(s, attr))
 
 
 def _check_inputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,16 @@ def session_info(session: Session) -> dict[str, Any]:
         "warnings": list(session.warnings),
         "faults": len(session.faults),
     }
+    sync = _sync_report(session.path)
+    if sync is not None:
+        # The reconciled frame table (TTL + mesoscope messages) is the better count when it exists.
+        info.update(
+            frames=sync.get("frames", info["frames"]),
+            frames_dropped=sync.get("frames_dropped", info["frames_dropped"]),
+            sync_counts_agree=sync.get("counts_agree"),
+            sync_flags=sync.get("flag_counts"),
+            imaging_gaps=sync.get("imaging_gaps"),
+        )
     if len(session.timing):
         work_ms = session.timing["work_s"] * 1e3
         latency_ms = session.timing["latency_s"] * 1e3
@@ -88,6 +99,17 @@ def session_info(session: Session) -> dict[str, Any]:
             missed_display_frames=None if h.get("fast") else missing_in_gaps(t_wall, 1 / rate),
         )
     return info
+
+
+def _sync_report(folder: Path) -> dict | None:
+    path = Path(folder) / "sync_report.json"
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def find_sessions(animal_dir: str | Path) -> list[Path]:

@@ -347,3 +347,38 @@ def test_killed_session_still_catches_an_altered_value_before_the_cut(copy):
     frames.tofile(copy / "frames.bin")
     report = verify_session(copy)
     assert report.truncated and report.first.iteration == 4001 and report.first.field == "trial"
+
+
+def test_operator_stopped_session_verifies(tmp_path):
+    path = run_fast(tmp_path, trials=30, hooks=(OperatorScript({700: [Operator("stop")]}),))
+    frames = frames_of(path)
+    assert len(frames) == 700 and json.loads((path / "footer.json").read_text())["complete"] is False
+    report = verify_session(path)
+    assert report.ok, [str(d) for d in report.divergences]
+
+
+def test_json_report_and_conflicting_options(copy, capsys):
+    frames = frames_of(copy)
+    frames["stage"][10] = 3
+    frames.tofile(copy / "frames.bin")
+    assert rig_replay(str(copy), "--verify", "--json") == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["first_divergence"].startswith("iteration 11 ")
+    assert "frames.bin: stage" in out["first_divergence"]
+    assert rig_replay(str(copy), "--verify", "--protocol", "train1_exposure") == 2
+    assert "--verify" in capsys.readouterr().err
+
+
+def test_real_clock_session_verifies(tmp_path):
+    # Frame times come from the real clock (irregular), so they are inputs here, not the virtual sequence.
+    p = load_protocol(REPO / "protocols" / "train1_task.yaml")
+    config = load_config(REPO / "config" / "sim.yaml")
+    path = run_session(p, config, SessionOptions(animal="RT", seed=3, duration_s=1.0, data_dir=tmp_path)).path
+    frames = frames_of(path)
+    assert json.loads((path / "header.json").read_text())["fast"] is False and len(frames) > 10
+    report = verify_session(path)
+    assert report.ok, [str(d) for d in report.divergences]
+    frames["t"][10] = frames["t"][9]  # time standing still: the engine refuses it, and the report says where
+    frames.tofile(path / "frames.bin")
+    d = verify_session(path).first
+    assert (d.file, d.iteration, d.field) == ("frames.bin", 11, "engine") and "increase strictly" in d.message

@@ -27,8 +27,8 @@ from rig.vr.geometry import ViewState
 from rig.vr.layout import viewports
 from rig.vr.params import DisplayLayout, DisplayParams, ScreenParams
 from rig.vr.photodiode import patch_slices
-from rig.vr.qt_window import plan_windows
 from rig.vr.renderer import CorridorRenderer, standalone_context
+from rig.vr.window_plan import plan_windows
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "protocols" / "demo.yaml"

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rig.checks import CheckSettings, run_checks
+    from rig.checks import DEFAULT_CHECKS, CheckSettings, run_checks
     from rig.cli import DEFAULT_CONFIG, REPO_ROOT, find_file
     from rig.loading import LoadError, load_config
 
@@ -38,7 +38,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f">>> {msg}", file=sys.stderr, flush=True)
 
     settings = CheckSettings(window_s=args.seconds, imaging=not args.no_imaging)
-    report = run_checks(config, settings=settings, say=say)
+    checks = DEFAULT_CHECKS
+    if config.mesoscope is not None:
+        from rig.mesoscope.check import sync_check
+
+        checks = DEFAULT_CHECKS + (sync_check,)
+    report = run_checks(config, checks=checks, settings=settings, say=say)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -115,9 +115,9 @@ class MesoscopeHook:
         # Task time 0 is now: the wait for imaging must not count as task time (or as missed display frames).
         clock = runner.clock
         clock.restart()
-        now = clock.now()
-        writer.clock_origin(time.perf_counter() - now, time.time() - now)
-        self._origin = time.perf_counter() - clock.now()
+        now, perf, unix = clock.now(), time.perf_counter(), time.time()
+        self._origin = perf - now
+        writer.clock_origin(self._origin, unix - now)
         self._drain(0, link)
         writer.mesoscope(0, 0.0, "imaging_ready", stem=stem, measured_rate_hz=rate,
                          expected_rate_hz=s.expected_rate_hz)

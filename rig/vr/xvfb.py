@@ -87,6 +87,9 @@ class Xvfb:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         log, self._log = self._log, None
+        runtime, self._runtime_dir = self._runtime_dir, None
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
         if log is not None:
             log.close()
         if proc is None:
@@ -112,6 +115,10 @@ class Xvfb:
         env["DISPLAY"] = self.display
         env.pop("WAYLAND_DISPLAY", None)
         env["QT_QPA_PLATFORM"] = "xcb"
+        if not env.get("XDG_RUNTIME_DIR"):
+            if self._runtime_dir is None:
+                self._runtime_dir = tempfile.mkdtemp(prefix="rig-xdg-")  # mode 0700, as Qt wants
+            env["XDG_RUNTIME_DIR"] = self._runtime_dir
         return env
 
     def __enter__(self) -> str:
