@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from drivers.registry import ROLES, Registry, default_registry
+from rig.mesoscope.config import MesoscopeSettings
 from rig.protocol import FieldErrors, FieldIssue, Frozen, field_error
 
 REQUIRED_ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
