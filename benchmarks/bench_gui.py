@@ -56,7 +56,7 @@ def main() -> int:
         sp.animal.setEditText("bench")
         sp.set_protocol(REPO / "protocols" / "demo.yaml")
         sp.max_trials.setValue(100000)
-        sp.duration.setValue(args.minutes * 60)
+        sp.duration.setValue(args.minutes * 60 + 120)  # outlives the measurement; stopped below
         win.start_session()
         t_attach = time.monotonic()
         while win.link is None or win.link.live is None:

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +20,17 @@ from contextlib import contextmanager
 
 class XvfbError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel send SIGTERM when the parent process exits (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _qt_app_alive() -> bool:
+    qt = sys.modules.get("PyQt5.QtWidgets")
+    return qt is not None and qt.QApplication.instance() is not None
 
 
 @contextmanager
@@ -28,7 +42,8 @@ def xvfb(width: int = 1600, height: int = 1000, timeout_s: float = 10.0) -> Iter
     read_fd, write_fd = os.pipe()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-                                 "-nolisten", "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=errors)
+                                 "-nolisten", "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=errors,
+                                preexec_fn=_die_with_parent)
         os.close(write_fd)
         try:
             text, deadline = b"", time.monotonic() + timeout_s
@@ -44,12 +59,15 @@ def xvfb(width: int = 1600, height: int = 1000, timeout_s: float = 10.0) -> Iter
             yield ":" + text.decode().strip()
         finally:
             os.close(read_fd)
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            # Qt aborts the whole process (exit 1) when its X server vanishes under a live QApplication;
+            # the server then ends with this process instead (see _die_with_parent).
+            if not _qt_app_alive():
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @contextmanager

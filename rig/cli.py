@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
 # Subcommand modules (see rig/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.commands.board", "rig.commands.summary", "rig.commands.check", "rig.commands.calibrate",
-    "rig.commands.mesoscope",
+    "rig.commands.mesoscope", "rig.commands.replay", "rig.commands.gui", "rig.commands.export",
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def _print_problems(problems: Sequence[object]) -> None:
 
 
 @contextmanager
-def _signals_stop(stop: Callable[[], None]):
+def signals_stop(stop: Callable[[], None]):
     """SIGINT/SIGTERM ask the loop to end cleanly instead of killing it mid-write."""
     received: list[int] = []
 
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rig.mesoscope.session_hook import MesoscopeStartError, mesoscope_hook
     from rig.session import SessionOptions, run_session
 
-    config_path = find_file(args.config, "config") if args.config else _default_config()
+    config_path = find_file(args.config, "config") if args.config else default_config()
     try:
         protocol = load_protocol(find_file(args.protocol, "protocols"))
         config = load_config(config_path)
@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stopper.append(runner.request_stop)
 
     try:
-        with _signals_stop(lambda: stopper[0]() if stopper else None) as received:
+        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
             result = run_session(protocol, config, options, on_runner=on_runner, progress=bar,
                                  hooks=(hook,) if hook is not None else ())
     except MesoscopeStartError as e:
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if r.complete else EXIT_FAULT
 
 
-def _default_config() -> Path:
+def default_config() -> Path:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG
 
 

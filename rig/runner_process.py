@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
-    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, _default_config, _signals_stop, find_file
+    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, default_config, find_file, signals_stop
     from rig.loading import LoadError, load_config, load_protocol
     from rig.session import SessionOptions, run_session
     from rig.telemetry import TelemetryError, TelemetryHook
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config = load_config(find_file(args.config, "config") if args.config else _default_config())
+        config = load_config(find_file(args.config, "config") if args.config else default_config())
     except LoadError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lock.update(session=str(runner.writer.path))
 
             try:
-                with _signals_stop(lambda: stopper[0]() if stopper else None) as received:
+                with signals_stop(lambda: stopper[0]() if stopper else None) as received:
                     result = run_session(protocol, config, options, on_runner=on_runner, hooks=(hook,))
             except OSError as e:
                 print(f"rig runner: {e}", file=sys.stderr)

@@ -37,6 +37,7 @@ def _sample(data_dir: Path) -> Path:
             w.commands(k, [Command(t, "cue", 100.0, frequency_hz=4000.0)])
             w.operator(k, t, "pause")
             w.mesoscope(k, t, "frame", n=k)
+            w.fault(k, t, "ball", "crc", "checksum error")
             w.timing(k, t, 0.001, 0.01)
         w.close(True, "done", {"note": "x"})
     return w.path

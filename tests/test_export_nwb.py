@@ -8,16 +8,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import nwbinspector  # the `export` extra: these tests fail, not skip, when it is missing
+import pynwb
 import pytest
 
-pynwb = pytest.importorskip("pynwb")
-nwbinspector = pytest.importorskip("nwbinspector")
-
-from rig import api  # noqa: E402
-from rig.commands import export as export_cmd  # noqa: E402
-from rig.export.nwb import SubjectInfo, export_nwb  # noqa: E402
-from rig.frametable import frame_table  # noqa: E402
-from rig.session_reader import Session  # noqa: E402
+from rig import api
+from rig.commands import export as export_cmd
+from rig.export.nwb import SubjectInfo, export_nwb
+from rig.frametable import frame_table
+from rig.session_reader import Session
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,12 +16,12 @@ def register(subparsers) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from rig.cli import EXIT_BAD_INPUT, _default_config, find_file
+    from rig.cli import EXIT_BAD_INPUT, default_config, find_file
 
     try:
         from gui.app import run
     except ImportError as e:
         print(f"rig gui: the app needs the gui extra (pip install 'corridor-rig[gui]'): {e}")
         return EXIT_BAD_INPUT
-    config = find_file(str(args.config), "config") if args.config else _default_config()
+    config = find_file(str(args.config), "config") if args.config else default_config()
     return run(config, args.data, args.lock_dir, args.replay)

@@ -19,7 +19,6 @@ This module imports neither moderngl nor PyQt5 at import time (the driver regist
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -29,8 +28,6 @@ from drivers.registry import DriverContext, register
 from rig.protocol import Protocol
 from rig.vr.geometry import ViewState
 from rig.vr.params import DisplayParams
-
-log = logging.getLogger(__name__)
 
 GL_DISPLAY_TYPES = ("gl_offscreen", "gl_window")
 

@@ -27,9 +27,9 @@ class Xvfb:
         self.timeout_s = timeout_s
         self.display: str | None = None
         self._proc: subprocess.Popen | None = None
-        self._log = (
-            None  # Xvfb's stderr goes to a temporary file: a pipe nobody reads could fill and stall it
-        )
+        # Xvfb's stderr goes to a temporary file: a pipe that nobody reads could fill up and stall it.
+        self._log = None
+        self._runtime_dir: str | None = None  # XDG_RUNTIME_DIR for Qt children when the caller has none
 
     def start(self) -> str:
         exe = shutil.which("Xvfb")
