@@ -19,13 +19,16 @@ from drivers.base import Clock, SimWorld
 ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
 
 # Modules that hold drivers; imported on first lookup so optional vendor packages load only when used.
-DRIVER_MODULES = ("drivers.sim", "drivers.serial_board", "drivers.nidaq", "rig.mesoscope.ttl_driver")
+DRIVER_MODULES = (
+    "drivers.sim", "drivers.serial_board", "drivers.nidaq", "rig.mesoscope.ttl_driver", "rig.vr.display_driver",
+)
 
 
 @dataclass(frozen=True)
 class DriverContext:
     clock: Clock
     world: SimWorld | None = None  # only simulated drivers use it
+    protocol: object | None = None  # the session's protocol (a display needs the corridors); opaque here
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.commands.board", "rig.commands.summary", "rig.commands.check", "rig.commands.calibrate",
     "rig.commands.mesoscope", "rig.commands.replay", "rig.commands.gui", "rig.commands.export",
+    "rig.commands.vr",
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

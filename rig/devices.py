@@ -27,10 +27,11 @@ class Devices:
 
     @classmethod
     def build(
-        cls, config: RigConfig, clock: Clock, world: SimWorld | None, registry: Registry | None = None
+        cls, config: RigConfig, clock: Clock, world: SimWorld | None, registry: Registry | None = None,
+        protocol: object | None = None,
     ) -> Devices:
         registry = registry or default_registry()
-        context = DriverContext(clock=clock, world=world)
+        context = DriverContext(clock=clock, world=world, protocol=protocol)
         made: dict[str, Any] = {}
         for role in ("ball", "lick", "valve", "cue", "frame_clock", "display"):
             entry = config.drivers[role]

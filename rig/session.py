@@ -145,7 +145,7 @@ def run_session(
     header = build_header(protocol, config, options, seed)
     clock: RealClock | VirtualClock = VirtualClock() if options.fast else RealClock()
     world = make_world(config, protocol, seed) if config.simulated else None
-    devices = Devices.build(config, clock, world)
+    devices = Devices.build(config, clock, world, protocol=protocol)
     calibration = config.valve_calibration
     engine = Engine(protocol, seed, calibration.duration_ms)
     min_free = config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz)
