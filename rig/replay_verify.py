@@ -26,10 +26,11 @@ import numpy as np
 
 from rig.config import ValveCalibration
 from rig.engine import Engine
-from rig.engine_io import Inputs, Step
+from rig.engine_io import Inputs
 from rig.loading import LoadError, protocol_from_dict, protocol_from_yaml
 from rig.protocol import Protocol
 from rig.replay_inputs import InputError, IterationInputs, group_inputs
+from rig.runner import apply_operator, step_engine
 from rig.session_reader import BINARY_FIELDS, FLAG_BITS, Session
 
 FRAME_FIELDS = BINARY_FIELDS["frames.bin"]
@@ -281,23 +282,12 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
     done = False
     error = None
     for i, t in enumerate(times, start=1):
-        manual: tuple[float, ...] = ()
         acts = ops.get(i)
+        manual: tuple[float, ...] = ()
         if acts:
-            for op in acts:
-                if op.action == "manual_reward":
-                    manual += (op.volume_ul,)
-                elif op.action == "pause":
-                    paused = True
-                elif op.action == "resume":
-                    paused = False
-                elif op.action == "stop":
-                    stop_reason = stop_reason or "operator stop"
+            manual, paused, stop_reason = apply_operator(acts, paused, stop_reason)
         try:
-            step = engine.step(Inputs(ball[i], licks[i], manual, paused), t)
-            if stop_reason and not step.state.done:
-                after = engine.stop(t, stop_reason)
-                step = Step(after.state, step.events + after.events, step.commands + after.commands)
+            step = step_engine(engine, Inputs(ball[i], licks[i], manual, paused), t, stop_reason)
         except ValueError as e:
             error = Divergence("frames.bin", i, t, "engine", message=f"the engine rejects the logged inputs: {e}")
             break

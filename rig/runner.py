@@ -38,6 +38,33 @@ class Operator:
     volume_ul: float = 0.0
 
 
+def apply_operator(
+    actions: list[Operator], paused: bool, stop_reason: str
+) -> tuple[tuple[float, ...], bool, str]:
+    """Fold one iteration's operator actions into engine inputs: (manual reward volumes, paused, stop reason).
+    The live loop and `rig replay --verify` both use it, so they read the log the same way."""
+    manual: tuple[float, ...] = ()
+    for op in actions:
+        if op.action == "manual_reward":
+            manual += (op.volume_ul,)
+        elif op.action == "pause":
+            paused = True
+        elif op.action == "resume":
+            paused = False
+        elif op.action == "stop":
+            stop_reason = stop_reason or "operator stop"
+    return manual, paused, stop_reason
+
+
+def step_engine(engine: Engine, inputs: Inputs, t: float, stop_reason: str) -> Step:
+    """One engine step, followed in the same iteration by the stop when one was asked for."""
+    step = engine.step(inputs, t)
+    if stop_reason and not step.state.done:
+        after = engine.stop(t, stop_reason)
+        step = Step(after.state, step.events + after.events, step.commands + after.commands)
+    return step
+
+
 class OperatorQueue:
     """Thread-safe inbox of operator requests; the loop drains it once per iteration."""
 
@@ -180,22 +207,11 @@ class Runner:
             if len(fc):
                 writer.frame_clock(i, fc_map.to_session(fc))
 
-            manual: tuple[float, ...] = ()
-            for op in self.operator.drain():
+            actions = self.operator.drain()
+            for op in actions:
                 writer.operator(i, t, op.action, volume_ul=op.volume_ul)
-                if op.action == "manual_reward":
-                    manual += (op.volume_ul,)
-                elif op.action == "pause":
-                    paused = True
-                elif op.action == "resume":
-                    paused = False
-                elif op.action == "stop":
-                    stop_reason = stop_reason or "operator stop"
-
-            step = engine.step(Inputs(ball_cm, onsets, manual, paused), t)
-            if stop_reason and not step.state.done:
-                after = engine.stop(t, stop_reason)
-                step = type(step)(after.state, step.events + after.events, step.commands + after.commands)
+            manual, paused, stop_reason = apply_operator(actions, paused, stop_reason)
+            step = step_engine(engine, Inputs(ball_cm, onsets, manual, paused), t, stop_reason)
             self._carry_out(i, step, max_open_ms)
             state = step.state
             swap_t = dev.display.show(
