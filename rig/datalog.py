@@ -399,6 +399,10 @@ class SessionWriter:
         """A device or link fault noticed at iteration i (t: when the driver noticed it)."""
         self._line("faults.jsonl", {"i": i, "t": t, "source": source, "kind": kind, "message": message})
 
+    def clock_map(self, i: int, t: float, source: str, offset: float, scale: float) -> None:
+        """The map a driver uses from its device clock to the session timeline (logged when it changes)."""
+        self._line("clocks.jsonl", {"i": i, "t": t, "source": source, "offset": offset, "scale": scale})
+
     # ---- flushing --------------------------------------------------------------------------------
 
     def tick(self, wall_now: float) -> None:

@@ -134,6 +134,7 @@ class Runner:
         self.hooks = hooks
         self.iteration = 0  # the iteration being run; hooks use it to stamp what they log
         self._faults_seen: dict[int, int] = {}
+        self._clock_maps: dict[str, object] = {}
         self._corridor_names = [c.name for c in protocol.corridors]
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
 
@@ -170,6 +171,7 @@ class Runner:
         trials = rewards = 0
         stop_reason = ""
 
+        self._log_clock_maps(0, 0.0)
         step = engine.start(0.0)
         writer.events(0, step.events)
         self._carry_out(0, step, max_open_ms)
@@ -235,6 +237,7 @@ class Runner:
                 hook.iteration(i, t, step)
             if i % FAULT_POLL_ITERATIONS == 0:
                 self._log_new_faults(i)
+                self._log_clock_maps(i, t)
             writer.tick(w_end)
 
             next_t += self.period
@@ -269,6 +272,14 @@ class Runner:
                 self.writer.fault(i, f.t, role, f.kind, f.message)
                 log.warning("%s fault at t=%.3f s: %s: %s", role, f.t, f.kind, f.message)
             self._faults_seen[key] = len(faults)
+
+    def _log_clock_maps(self, i: int, t: float) -> None:
+        """Log each device's clock map whenever it changes (a board refits it from heartbeats, a reset)."""
+        for role, device in self.devices.by_role().items():
+            cmap = device.clock
+            if self._clock_maps.get(role) != cmap:
+                self._clock_maps[role] = cmap
+                self.writer.clock_map(i, t, role, float(cmap.offset), float(cmap.scale))
 
     def _carry_out(self, i: int, step, max_open_ms: float) -> None:
         if not step.commands:

@@ -47,7 +47,7 @@ BINARY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "frame_clock.bin": (("i", "<i8"), ("frame", "<i8"), ("t", "<f8")),
     "timing.bin": (("i", "<i8"), ("t_wall", "<f8"), ("work_s", "<f8"), ("latency_s", "<f8")),
 }
-JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl", "faults.jsonl")
+JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl", "faults.jsonl", "clocks.jsonl")
 # Files whose content depends on wall-clock time; every other data file is byte-identical for
 # identical inputs.
 WALL_CLOCK_FILES = (HEADER, FOOTER, CLOCK, "timing.bin")
@@ -134,6 +134,7 @@ class Session:
     operator: list[dict] = field(default_factory=list)
     mesoscope: list[dict] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)
+    clocks: list[dict] = field(default_factory=list)
     clock: dict | None = None  # clock.json: where session time 0 lies on the host clocks, if recorded
 
     @property
@@ -229,5 +230,6 @@ class Session:
             operator=lines["operator.jsonl"],
             mesoscope=lines["mesoscope.jsonl"],
             faults=lines["faults.jsonl"],
+            clocks=lines["clocks.jsonl"],
             clock=clock if isinstance(clock, dict) else None,
         )

@@ -55,3 +55,6 @@ def test_demo_session_through_serial_board(emulator: Path, tmp_path: Path):
     assert s.frames["position_cum_cm"][-1] > 100
     assert info["faults"] > 0  # injected CRC errors and garbage were noticed and logged
     assert all(f["source"] in ("ball", "lick", "valve", "cue", "frame_clock") for f in s.faults)
+    # Every device's clock map was logged at the start, so each input time traces back to its device clock.
+    assert {c["source"] for c in s.clocks if c["i"] == 0} == {"ball", "lick", "valve", "cue", "frame_clock",
+                                                              "display"}

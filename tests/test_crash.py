@@ -38,6 +38,7 @@ def _sample(data_dir: Path) -> Path:
             w.operator(k, t, "pause")
             w.mesoscope(k, t, "frame", n=k)
             w.fault(k, t, "ball", "crc", "checksum error")
+            w.clock_map(k, t, "ball", 0.5, 1.0)
             w.timing(k, t, 0.001, 0.01)
         w.close(True, "done", {"note": "x"})
     return w.path
