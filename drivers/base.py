@@ -62,6 +62,7 @@ class View:
     position_cm: float
     in_grey: bool
     corridor_rewarded: bool
+    ahead_corridor: str | None = None  # the next trial's corridor, drawn beyond this one (None: grey ahead)
 
 
 @runtime_checkable
@@ -140,4 +141,25 @@ class SimWorld(Protocol):
 
     def frame_edges(self, t: float) -> np.ndarray:
         """Imaging frame-clock edges up to session time t not yet returned."""
+        ...
+
+
+@runtime_checkable
+class SyncOutput(Device, Protocol):
+    """Sync pulses to the mesoscope's aux trigger input (optional role `sync`).
+
+    The session schedules the pulses at random intervals in [min_interval_s, max_interval_s] (the
+    pyControl scheme) and calls `pulse()` for each; the random intervals let both sides' pulse lists be
+    matched offline without knowing the clock offset.
+    """
+
+    min_interval_s: float
+    max_interval_s: float
+
+    def pulse(self) -> object:
+        """Emit one pulse now; never blocks. The return value (if any) is driver-specific."""
+        ...
+
+    def read(self) -> np.ndarray:
+        """Device times of the pulses emitted since the previous read (as the device saw them)."""
         ...

@@ -17,6 +17,9 @@ from pydantic import BaseModel
 from drivers.base import Clock, SimWorld
 
 ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
+# Roles a rig may leave out of its config (the sync output to the mesoscope's aux trigger).
+OPTIONAL_ROLES = ("sync",)
+ALL_ROLES = ROLES + OPTIONAL_ROLES
 
 # Modules that hold drivers; imported on first lookup so optional vendor packages load only when used.
 DRIVER_MODULES = (
@@ -46,8 +49,8 @@ class Registry:
         self._specs: dict[tuple[str, str], DriverSpec] = {}
 
     def add(self, role: str, type_name: str, cls: type) -> None:
-        if role not in ROLES:
-            raise ValueError(f"unknown driver role {role!r}; roles: {', '.join(ROLES)}")
+        if role not in ALL_ROLES:
+            raise ValueError(f"unknown driver role {role!r}; roles: {', '.join(ALL_ROLES)}")
         params = getattr(cls, "Params", None)
         if params is None or not issubclass(params, BaseModel):
             raise TypeError(f"{cls.__name__} needs a pydantic Params model")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import BallSamples, CheckResult, ClockMap, LickEdge, SimWorld, View
 from drivers.registry import DriverContext, register
@@ -337,3 +337,78 @@ class SimDisplay(_SimDevice):
 
     def _describe(self) -> str:
         return "simulated display"
+
+
+@register("sync", "sim")
+class SimSync:
+    """Sync output to the mesoscope's aux trigger: records each pulse on the session timeline and, as
+    the imaging side would have timestamped it, in a simulated ScanImage clock (offset, drift, jitter;
+    `imaging_times()`), standing in for the `auxTrigger0` times of the imaging files. Needs no world."""
+
+    class Params(_Params):
+        min_interval_s: float = Field(0.1, gt=0, le=3600, description="shortest random interval between pulses")
+        max_interval_s: float = Field(1.9, gt=0, le=3600, description="longest random interval between pulses")
+        imaging_offset_s: float = Field(-2.0, ge=-1e6, le=1e6, description="imaging clock at session time 0")
+        imaging_drift_ppm: float = Field(30.0, ge=-1e4, le=1e4, description="imaging clock rate error")
+        imaging_jitter_ms: float = Field(0.05, ge=0, le=100, description="Gaussian timestamp jitter (SD)")
+        seed: int = Field(0, ge=0, description="seed of the timestamp jitter")
+
+        @model_validator(mode="after")
+        def _ordered(self) -> SimSync.Params:
+            if self.max_interval_s < self.min_interval_s:
+                raise ValueError(f"max_interval_s={self.max_interval_s} must be >= "
+                                 f"min_interval_s={self.min_interval_s}")
+            return self
+
+    def __init__(self, params: Params, context: DriverContext) -> None:
+        self.params = params
+        self.clock = ClockMap()
+        self.min_interval_s = float(params.min_interval_s)
+        self.max_interval_s = float(params.max_interval_s)
+        self._session_clock = context.clock
+        self._rng = np.random.default_rng(params.seed)
+        self._emitted: list[float] = []
+        self._imaging: list[float] = []
+        self._read = 0  # how many of _emitted read() has handed out
+        self._open = False
+
+    def open(self) -> None:
+        self._open = True
+
+    def close(self) -> None:
+        self._open = False
+
+    def __enter__(self) -> SimSync:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def self_test(self) -> list[CheckResult]:
+        p = self.params
+        return [CheckResult("sim sync", True, f"simulated aux-trigger output, intervals "
+                                              f"{p.min_interval_s:g}-{p.max_interval_s:g} s")]
+
+    def pulse(self) -> None:
+        if not self._open:
+            raise RuntimeError("sim sync driver is not open; call open() first")
+        t = float(self._session_clock.now())
+        p = self.params
+        self._emitted.append(t)
+        jitter = float(self._rng.normal(0.0, p.imaging_jitter_ms / 1000.0)) if p.imaging_jitter_ms else 0.0
+        self._imaging.append(p.imaging_offset_s + (1.0 + p.imaging_drift_ppm * 1e-6) * t + jitter)
+
+    def read(self) -> np.ndarray:
+        out = np.asarray(self._emitted[self._read:], dtype=float)
+        self._read = len(self._emitted)
+        return out
+
+    @property
+    def emitted(self) -> np.ndarray:
+        """Session times of every pulse emitted so far."""
+        return np.asarray(self._emitted, dtype=float)
+
+    def imaging_times(self) -> np.ndarray:
+        """Every pulse as the simulated imaging side timestamped it (its own clock)."""
+        return np.asarray(self._imaging, dtype=float)

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.registry import ROLES, Registry, default_registry
+from drivers.registry import ALL_ROLES, Registry, default_registry
 from rig.mesoscope.config import MesoscopeSettings
 from rig.protocol import FieldErrors, FieldIssue, Frozen, field_error
 
@@ -105,16 +105,16 @@ class RigConfig(Frozen):
                 FieldIssue(("drivers",), f"missing roles {missing}; every rig needs {list(REQUIRED_ROLES)}")
             )
         for role in self.drivers:
-            if role not in ROLES:
+            if role not in ALL_ROLES:
                 issues.append(
-                    FieldIssue(("drivers", role), f"unknown driver role; allowed: {', '.join(ROLES)}")
+                    FieldIssue(("drivers", role), f"unknown driver role; allowed: {', '.join(ALL_ROLES)}")
                 )
         registry = _registry_from(info)
         if isinstance(registry, str):
             issues.append(FieldIssue(("drivers",), registry))
         else:
             for role, entry in self.drivers.items():
-                if role not in ROLES:
+                if role not in ALL_ROLES:
                     continue
                 try:
                     spec = registry.spec(role, entry.type)

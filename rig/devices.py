@@ -9,7 +9,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.base import BallEncoder, Clock, CueOutput, Display, FrameClock, LickSensor, SimWorld, Valve
+from drivers.base import (
+    BallEncoder,
+    Clock,
+    CueOutput,
+    Display,
+    FrameClock,
+    LickSensor,
+    SimWorld,
+    SyncOutput,
+    Valve,
+)
 from drivers.registry import DriverContext, Registry, default_registry
 from rig.config import RigConfig
 
@@ -24,6 +34,7 @@ class Devices:
     cue: CueOutput
     frame_clock: FrameClock
     display: Display
+    sync: SyncOutput | None = None  # optional: pulses to the mesoscope's aux trigger
 
     @classmethod
     def build(
@@ -36,15 +47,21 @@ class Devices:
         for role in ("ball", "lick", "valve", "cue", "frame_clock", "display"):
             entry = config.drivers[role]
             made[role] = registry.create(role, entry.type, config.driver_params(role), context)
+        if "sync" in config.drivers:
+            made["sync"] = registry.create("sync", config.drivers["sync"].type, config.driver_params("sync"), context)
         return cls(**made)
 
     def by_role(self) -> dict[str, Any]:
-        return {"ball": self.ball, "lick": self.lick, "valve": self.valve, "cue": self.cue,
-                "frame_clock": self.frame_clock, "display": self.display}
+        roles: dict[str, Any] = {"ball": self.ball, "lick": self.lick, "valve": self.valve, "cue": self.cue,
+                                 "frame_clock": self.frame_clock, "display": self.display}
+        if self.sync is not None:
+            roles["sync"] = self.sync
+        return roles
 
     def all(self) -> list[Any]:
         # The valve first: it is opened first and closed first.
-        return [self.valve, self.ball, self.lick, self.cue, self.frame_clock, self.display]
+        core = [self.valve, self.ball, self.lick, self.cue, self.frame_clock, self.display]
+        return core if self.sync is None else [*core, self.sync]
 
     def open(self) -> None:
         opened = []

@@ -16,7 +16,8 @@ Conventions (the details the protocol schema leaves open):
   position, reward-zone start (so changing one, e.g. a what-if reward rule in replay, leaves the
   others' draws unchanged). Per trial start, in this order: the corridor (see rig.trialorder), one cue
   draw when the protocol has a cue, one zone draw when the rule in force is a zone mode. Draws are made
-  for every trial, rewarded or not, task or exposure.
+  for every trial, rewarded or not, task or exposure. The corridor order is drawn one trial ahead
+  (``State.next_corridor``) so the display can draw the corridor that follows; the sequence is the same.
 - Rewards: active modes pay each qualifying lick up to ``max_per_trial``; passive modes pay once per
   trial. A passive_after_cue reward still pending when the trial ends is dropped. ``rewards_in_trial``
   counts rule rewards that fell due (in exposure they are withheld but counted, so a task and its
@@ -34,7 +35,8 @@ Conventions (the details the protocol schema leaves open):
 
 Event data (all JSON-ready; None where a value does not apply):
   session_start: protocol, kind, seed
-  trial_start: corridor, corridor_index, rewarded, probe, cue_position_cm, zone_start_cm, stage, stage_name
+  trial_start: corridor, corridor_index, rewarded, probe, cue_position_cm, zone_start_cm, stage, stage_name,
+               next_corridor_index (the corridor of the trial after this one; None after the last trial)
   cue: position_cm, duration_ms, frequency_hz
   lick: anticipatory, iti
   reward / reward_withheld: volume_ul, duration_ms, rule (None for manual), source ("task" | "manual")
@@ -75,7 +77,7 @@ class Engine:
         "_stage", "_stage_trials", "_stage_antic", "_pending_advance", "_rule", "_mode", "_max_rewards",
         "_above_since", "_cum", "_evs", "_cmds", "_after_end",
         # trial
-        "_trial", "_ci", "_cname", "_tex", "_len", "_rewarded", "_probe", "_pos", "_in_grey", "_iti",
+        "_trial", "_ci", "_next_ci", "_cname", "_tex", "_len", "_rewarded", "_probe", "_pos", "_in_grey", "_iti",
         "_iti_until", "_cue_pos", "_cue_played", "_cue_t", "_zone", "_zone_end", "_zone_entered",
         "_passive_due", "_rewards", "_delivered", "_manual", "_licks", "_antic",
         # fast-path thresholds
@@ -111,6 +113,7 @@ class Engine:
         self._started = False
         self._done = False
         self._last: Step | None = None
+        self._next_ci = -1  # the corridor drawn for the trial after this one (-1: none / not yet drawn)
         self._evs: list[Event] = []
         self._cmds: list[Command] = []
 
@@ -187,7 +190,8 @@ class Engine:
         self._pos = pos
         self._cum += disp
         step = Step(State(t, self._trial, self._ci, self._stage, pos, self._cum, speed, disp / dt, go,
-                          self._in_grey, self._cue_pos, self._cue_played, self._zone, self._rewards, False))
+                          self._in_grey, self._cue_pos, self._cue_played, self._zone, self._rewards, False,
+                          self._next_ci))
         self._last = step
         return step
 
@@ -252,7 +256,8 @@ class Engine:
     def _finish(self, t: float, speed: float, vspeed: float, go: bool, evs: list, cmds: list) -> Step:
         self._update_thresholds()
         state = State(t, self._trial, self._ci, self._stage, self._pos, self._cum, speed, vspeed, go,
-                      self._in_grey, self._cue_pos, self._cue_played, self._zone, self._rewards, self._done)
+                      self._in_grey, self._cue_pos, self._cue_played, self._zone, self._rewards, self._done,
+                      self._next_ci)
         step = Step(state, tuple(evs), tuple(cmds))
         self._last = step
         if self._done:
@@ -403,7 +408,12 @@ class Engine:
             self._set_stage(to)
             self._emit("stage_advance", t, 0.0, {"from": frm, "to": to, "from_name": self._stages[frm].name,
                                                   "to_name": self._stages[to].name, "reason": reason})
-        ci = next(self._order)
+        # The order is drawn one trial ahead, so the display can show the corridor that follows. The
+        # order stream is its own generator and is drawn in the same sequence, so the corridors are the
+        # same as without the lookahead; no corridor is drawn for a trial that max_trials rules out.
+        ci = self._next_ci if self._next_ci >= 0 else next(self._order)
+        last = self._max_trials is not None and self._trial + 1 >= self._max_trials
+        self._next_ci = -1 if last else next(self._order)
         c = self._p.corridors[ci]
         self._ci, self._cname = ci, c.name
         self._tex, self._len = c.texture_length_cm, c.length_cm
@@ -437,6 +447,7 @@ class Engine:
             "cue_position_cm": None if cue is None else self._cue_pos,
             "zone_start_cm": None if rule.zone_start_cm is None else self._zone,
             "stage": self._stage, "stage_name": stage_name,
+            "next_corridor_index": self._next_ci if self._next_ci >= 0 else None,
         })
 
     def _end_trial(self, t: float) -> None:

@@ -50,6 +50,9 @@ class State:
     zone_start_cm: float  # this trial's reward zone start (nan unless a zone mode is in force)
     rewards_in_trial: int
     done: bool
+    # index of the next trial's corridor, known one trial ahead so the display can draw it beyond the
+    # grey part; -1 when there is none (the last trial under max_trials) or none is known yet
+    next_corridor: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,10 +182,13 @@ class Order(Frozen):
 
 class InterTrial(Frozen):
     """continuous: the next corridor follows the grey part with no jump (the paper's rig).
-    pause: the corridor stops at its end for pause_s, then the next starts at 0."""
+    pause: the corridor stops at its end for pause_s, then the next starts at 0.
+    show_next: in continuous mode, draw the next trial's corridor beyond the grey part (as far ahead as
+    the display's view distance reaches); false, or in pause mode, the world ahead is grey."""
 
     mode: Literal["continuous", "pause"] = "continuous"
     pause_s: float = Field(0.0, ge=0, le=600)
+    show_next: bool = True
 
 
 class Advance(Frozen):

@@ -3,7 +3,9 @@ optionally through another protocol (what-if).
 
 The recorded ball, lick and frame-clock inputs drive the real Runner through replay drivers
 (drivers.replay) that release each recorded sample on the iteration (virtual clock) or at the session
-time (real clock) at which the original loop consumed it; valve, cue and display are simulated. The
+time (real clock) at which the original loop consumed it; valve and cue are simulated, and so is the display
+unless a rig config's display driver is given (`ReplayOptions.display_config`: the VR corridor drawn again,
+in a window or offscreen) or a display object is passed in. The
 operator's logged actions (manual rewards, pause, resume, stop) are fed to the runner on their logged
 iterations. It is open loop: the mouse is not re-simulated, so in a what-if its running and licking are
 exactly what they were, whatever the other protocol does.
@@ -30,8 +32,10 @@ import pydantic
 
 import rig
 from drivers.base import Display
+from drivers.registry import DriverContext, default_registry
 from drivers.replay import ReplayBall, ReplayCue, ReplayDisplay, ReplayFrameClock, ReplayLick, ReplayValve
 from rig.clock import VirtualClock
+from rig.config import RigConfig
 from rig.datalog import SessionWriter
 from rig.devices import Devices
 from rig.engine import Engine
@@ -44,7 +48,8 @@ from rig.runner import LoopHook, Operator, OperatorQueue, Runner, RunResult
 from rig.session import git_commit, needed_disk_mb
 from rig.session_reader import Session
 
-__all__ = ["FAST_SPEED", "ReplayError", "ReplayOptions", "ReplayResult", "ScaledClock", "replay_session"]
+__all__ = ["FAST_SPEED", "ReplayError", "ReplayOptions", "ReplayResult", "ScaledClock", "build_display",
+           "replay_session"]
 
 # Speeds at or above this run on the virtual clock: no machine keeps a 60 Hz loop 1000 times faster.
 FAST_SPEED = 1000.0
@@ -88,6 +93,10 @@ class ReplayOptions:
     protocol_source: str = ""  # where the what-if protocol came from (recorded in the header)
     data_dir: Path | None = None  # default: the original session's data directory
     animal: str | None = None  # default: the original's animal id + "-replay" / "-whatif"
+    # Draw the replay with this rig config's display driver (e.g. gl_window, gl_offscreen) instead of the
+    # simulated one; only its `display` entry is used.
+    display_config: RigConfig | None = None
+    display_source: str = ""  # where display_config came from (recorded in the header)
 
     @property
     def virtual(self) -> bool:
@@ -164,7 +173,8 @@ def _released(iteration: np.ndarray, release: np.ndarray, n: int) -> tuple[np.nd
 
 
 def _header(
-    s: Session, protocol: Protocol, mode: str, animal: str, options: ReplayOptions, n: int, fast: bool
+    s: Session, protocol: Protocol, mode: str, animal: str, options: ReplayOptions, n: int, fast: bool,
+    display: str,
 ) -> dict[str, Any]:
     h = s.header
     protocol_yaml = dump_protocol(protocol)
@@ -180,7 +190,8 @@ def _header(
         "iterations": n,
         "speed": "virtual clock" if fast else options.speed,
         "inputs": "ball, licks, frame clock and operator actions from the log (open loop: the mouse is "
-                  "not re-simulated); valve, cue and display simulated",
+                  "not re-simulated); valve and cue simulated; display " + display,
+        "display": display,
     }
     if mode == "whatif":
         original["whatif_protocol"] = protocol.name
@@ -197,7 +208,8 @@ def _header(
         "experimenter": h.get("experimenter", ""),
         "notes": f"{'what-if' if mode == 'whatif' else 'replay'} of {s.path} ({h.get('animal')}, "
                  f"{h.get('date')}, session {h.get('session')})",
-        "options": {"speed": options.speed, "fast": fast, "protocol": options.protocol_source or None},
+        "options": {"speed": options.speed, "fast": fast, "protocol": options.protocol_source or None,
+                    "display_config": options.display_source or None},
         "replay_of": original,
         "software": {"rig": rig.__version__, "python": platform.python_version(), "numpy": np.__version__,
                      "pydantic": pydantic.VERSION},
@@ -205,6 +217,32 @@ def _header(
         "host": platform.node(),
         "start_time": datetime.now(UTC).isoformat(),
     }
+
+
+def build_display(config: RigConfig, clock: Any, protocol: Protocol, source: str = "") -> Display:
+    """The display driver a rig config names, on the replay's clock, bound to the protocol it draws.
+
+    Only the config's `display` entry is used: the other roles stay replay drivers. No simulated world is
+    given: nothing is re-simulated in a replay, so nobody is there to see the drawn frames.
+    """
+    where = f"{source}: " if source else ""
+    entry = config.drivers.get("display")
+    if entry is None:
+        raise ReplayError(f"{where}rig config {config.name!r} has no display driver")
+    context = DriverContext(clock=clock, world=None, protocol=protocol)
+    try:
+        display = default_registry().create("display", entry.type, config.driver_params("display"), context)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ReplayError(f"{where}cannot build display driver {entry.type!r}: {e}") from e
+    _bind(display, protocol)
+    return display
+
+
+def _bind(display: object, protocol: Protocol) -> None:
+    # The VR displays draw the protocol's corridors; they learn them from bind() when the context did not say.
+    bind = getattr(display, "bind", None)
+    if callable(bind):
+        bind(protocol)
 
 
 def replay_session(
@@ -219,10 +257,13 @@ def replay_session(
 ) -> ReplayResult:
     """Run a logged session's inputs through the live runner into a new session folder.
 
-    `display` replaces the simulated display (e.g. the VR renderer, to watch a session again); `hooks`
-    ride along as in rig.session.run_session (telemetry, GUI). Raises ReplayError when the session
-    cannot be replayed, rig.session_reader.SessionError when it cannot be read.
+    `display` replaces the simulated display (e.g. the VR renderer, to watch a session again; it is bound
+    to the protocol when it has a `bind` method); `options.display_config` builds one from a rig config
+    instead (not both). `hooks` ride along as in rig.session.run_session (telemetry, GUI). Raises
+    ReplayError when the session cannot be replayed, rig.session_reader.SessionError when it cannot be read.
     """
+    if display is not None and options.display_config is not None:
+        raise ReplayError("give a display or ReplayOptions.display_config, not both")
     s = Session.open(Path(path))
     problems: list[Divergence] = []
     notes: list[str] = []
@@ -252,6 +293,14 @@ def replay_session(
     rf, rel_f = _released(s.frame_clock["i"], release, n)
     config = s.header.get("config") or {}
     valve_max = ((config.get("drivers") or {}).get("valve") or {}).get("max_open_ms", 1000.0)
+    if options.display_config is not None:
+        display = build_display(options.display_config, clock, protocol, options.display_source)
+        shown = f"{options.display_config.drivers['display'].type} ({options.display_source or 'rig config'})"
+    elif display is not None:
+        _bind(display, protocol)
+        shown = type(display).__name__
+    else:
+        shown = "simulated"
     devices = Devices(
         ball=ReplayBall(clock, s.ball["t"][rb], s.ball["counts"][rb], rel_b, setup.counts_per_cm),
         lick=ReplayLick(clock, s.licks["t"][rl], s.licks["onset"][rl], rel_l),
@@ -262,7 +311,7 @@ def replay_session(
     )
     feed = _OperatorFeed(_operator_actions(s, n), float(release[-1]))
     engine = Engine(protocol, setup.seed, setup.calibration.duration_ms)
-    header = _header(s, protocol, mode, animal, options, n, fast)
+    header = _header(s, protocol, mode, animal, options, n, fast, shown)
     data_dir = Path(options.data_dir) if options.data_dir is not None else s.path.resolve().parents[2]
     try:
         day = date.fromisoformat(str(s.header.get("date")))

@@ -218,7 +218,9 @@ class Runner:
             state = step.state
             swap_t = dev.display.show(
                 View(t, state.trial, self._corridor_names[state.corridor], state.position_cm, state.in_grey,
-                     self._corridor_rewarded[state.corridor])
+                     self._corridor_rewarded[state.corridor],
+                     self._corridor_names[state.next_corridor]
+                     if state.next_corridor >= 0 and self.protocol.inter_trial.show_next else None)
             )
             writer.frame(i, state)
             if step.events:

@@ -17,6 +17,7 @@ import numpy as np
 import pydantic
 
 import rig
+from drivers.base import SyncOutput
 from rig.clock import RealClock, VirtualClock
 from rig.config import RigConfig
 from rig.datalog import SessionWriter
@@ -123,6 +124,18 @@ def sim_seed(config: RigConfig, seed: int) -> int:
     return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
 
 
+def sync_seed(seed: int) -> int:
+    """The sync-pulse schedule's seed, derived from the session seed (so the schedule can be re-derived)."""
+    return int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
+
+
+def sync_hook(sync: SyncOutput, seed: int) -> LoopHook:
+    """The hook that pulses the optional sync output on its random schedule and logs the pulses."""
+    from rig.mesoscope.syncpulses import SyncPulseHook
+
+    return SyncPulseHook(sync, sync_seed(seed))
+
+
 def run_session(
     protocol: Protocol,
     config: RigConfig,
@@ -153,6 +166,8 @@ def run_session(
         with devices:
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
             writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
+            if devices.sync is not None:
+                hooks = (*hooks, sync_hook(devices.sync, seed))
             runner = Runner(protocol, engine, devices, writer, clock, config.frame_rate_hz, operator, progress, hooks)
             if on_runner is not None:
                 on_runner(runner)

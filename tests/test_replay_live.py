@@ -212,3 +212,46 @@ def test_replay_of_an_operator_stopped_session_stops_at_the_same_iteration(tmp_p
     assert not result.inputs_exhausted
     for name in DETERMINISTIC:
         assert (result.path / name).read_bytes() == (path / name).read_bytes(), name
+
+
+def test_cli_replay_publishes_telemetry_a_subscriber_receives_and_answers_commands(tmp_path):
+    from rig.telemetry import CommandClient, TelemetrySubscriber
+
+    short = run_fast(tmp_path / "o", trials=2, seed=4)
+    n_logged = len(Session.open(short).frames)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", "replay", str(short), "--speed", "10", "--data", str(tmp_path / "r"),
+         "--telemetry", "tcp://127.0.0.1:*", "--commands", "tcp://127.0.0.1:*", "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    messages: list[tuple[str, dict]] = []
+    try:
+        line = proc.stderr.readline()  # the bound endpoints come first, before the replay starts
+        assert line.startswith("rig replay: telemetry tcp://127.0.0.1:"), line
+        telemetry, commands = line.split()[3], line.split()[5]
+        with TelemetrySubscriber(telemetry) as sub, CommandClient(commands) as client:
+            hello = client.request("hello", timeout_s=20.0)
+            assert hello["replay_of"] == str(short.resolve()) and hello["protocol"] == "train1_task"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(topic == "end" for topic, _ in messages):
+                messages += sub.poll(timeout_ms=200)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    new = Path(out.strip().splitlines()[-1])
+    states = [body for topic, body in messages if topic == "state"]
+    assert states, [topic for topic, _ in messages]
+    seen = [i for body in states for i in body["i"]]
+    assert seen == sorted(seen) and seen[-1] <= n_logged + 1
+    # What was published is what the replay logged.
+    frames = Session.open(new).frames
+    by_i = {int(i): float(p) for i, p in zip(frames["i"], frames["position_cm"], strict=True)}
+    for body in states:
+        for i, pos in zip(body["i"], body["pos"], strict=True):
+            assert pos == pytest.approx(by_i[i], abs=0.01)
+    (end,) = [body for topic, body in messages if topic == "end"]
+    summary = Session.open(new).footer["summary"]
+    assert (end["trials"], end["rewards"]) == (summary["trials"], summary["rewards"])
+    assert hello["session"] == str(new)

@@ -52,9 +52,10 @@ def small_params(cache: Path, **changes) -> OffscreenDisplay.Params:
     )
 
 
-def view(trial: int, corridor: str, position: float) -> View:
+def view(trial: int, corridor: str, position: float, ahead: str | None = None) -> View:
     return View(
-        t=0.0, trial=trial, corridor=corridor, position_cm=position, in_grey=False, corridor_rewarded=True
+        t=0.0, trial=trial, corridor=corridor, position_cm=position, in_grey=False, corridor_rewarded=True,
+        ahead_corridor=ahead,
     )
 
 
@@ -82,7 +83,14 @@ def test_frame_tracker_counts_frames_marks_trial_starts_and_keeps_the_corridor_b
     assert [s.frame for s in states] == [0, 1, 2, 3]
     assert [s.trial_start for s in states] == [True, False, True, False]
     assert [s.behind for s in states] == [None, None, "leaf1", "leaf1"]
-    assert all(s.ahead == () for s in states)  # the next corridor is not known: grey ahead
+    assert all(s.ahead == () for s in states)  # the views name no next corridor: grey ahead
+
+
+def test_frame_tracker_draws_the_next_corridor_ahead_only_in_continuous_protocols():
+    cont, pause = FrameTracker(continuous=True), FrameTracker(continuous=False)
+    assert cont.next(view(0, "leaf1", 590.0, ahead="circle1")).ahead == ("circle1",)
+    assert cont.next(view(0, "leaf1", 595.0)).ahead == ()
+    assert pause.next(view(0, "leaf1", 590.0, ahead="circle1")).ahead == ()
 
 
 def test_frame_tracker_draws_nothing_behind_when_trials_pause_between_corridors():
@@ -196,6 +204,39 @@ def test_offscreen_display_draws_the_previous_corridor_behind_after_a_trial_chan
     finally:
         ctx.release()
     assert np.array_equal(got, behind_leaf) and not np.array_equal(got, behind_grey)
+
+
+def test_offscreen_display_draws_the_next_corridor_beyond_the_grey_part(demo, cache: Path):
+    open_gl_or_fail()
+    params = small_params(cache, photodiode={"enabled": False})
+    leaf = next(c for c in demo.corridors if c.name == "leaf1")
+    end_of_grey = leaf.length_cm - 10.0  # 10 cm of grey left, the next corridor's texture right after it
+    ctx = standalone_context()
+    try:
+        with CorridorRenderer(ctx, demo.corridors, display_params(params)) as r:
+            upcoming = r.render(ViewState("leaf1", end_of_grey, ahead=("circle1",)))
+            upcoming_other = r.render(ViewState("leaf1", end_of_grey, ahead=("leaf1",)))
+            grey = r.render(ViewState("leaf1", end_of_grey))
+    finally:
+        ctx.release()
+    assert not np.array_equal(upcoming, grey) and not np.array_equal(upcoming, upcoming_other)
+    shown = {}
+    for show_next in (True, False):
+        d = OffscreenDisplay(params, DriverContext(clock=RealClock()))
+        d.bind(demo)
+        with d:
+            # what the runner asks for: the next corridor's name when inter_trial.show_next, else None
+            d.show(view(0, "leaf1", end_of_grey, ahead="circle1" if show_next else None))
+            shown[show_next] = d.snapshot()
+    assert np.array_equal(shown[True], upcoming)
+    assert np.array_equal(shown[False], grey)
+    # pause protocols keep the world ahead grey even when the view names the next corridor
+    paused = demo.model_copy(update={"inter_trial": demo.inter_trial.model_copy(update={"mode": "pause"})})
+    d = OffscreenDisplay(params, DriverContext(clock=RealClock()))
+    d.bind(paused)
+    with d:
+        d.show(view(0, "leaf1", end_of_grey, ahead="circle1"))
+        assert np.array_equal(d.snapshot(), grey)
 
 
 def test_show_before_the_protocol_is_bound_says_what_is_missing(cache: Path):

@@ -295,10 +295,13 @@ class SerialFrameClock(_BoardRole):
         return [*out, CheckResult("frame_clock: present", ok, msg)]
 
 
+@register("sync", "serial_board")
 class SerialSync(_BoardRole):
     """Random-interval sync pulses to the mesoscope's aux trigger (pyControl-style), with their times.
 
-    Not registered: drivers.registry has no "sync" role yet (see the report to the lead).
+    A session times the pulses itself (`pulse()` when its seeded schedule says so, intervals from
+    min/max_interval_ms); `start()` instead lets the board draw the intervals. `read()` returns the
+    board times of every pulse the board emitted either way.
     """
 
     class Params(LinkParams):
@@ -313,6 +316,8 @@ class SerialSync(_BoardRole):
         super().__init__(params, context)
         if params.max_interval_ms < params.min_interval_ms:
             raise ValueError("sync max_interval_ms must be >= min_interval_ms")
+        self.min_interval_s = params.min_interval_ms / 1000.0
+        self.max_interval_s = params.max_interval_ms / 1000.0
 
     def start(self) -> int:
         p = self.params

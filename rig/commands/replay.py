@@ -5,6 +5,11 @@
 (default)     replay through the live runner in real time (--speed X: X times faster; --fast: virtual
               clock) into a new session folder marked as a replay; the last stdout line is its path.
 --protocol P  what-if: the logged running and licking through protocol P (virtual clock unless --speed).
+--display-config C   draw the replay with rig config C's display driver (e.g. config/sim-gl.yaml: the
+              corridor in a window, as the mouse saw it; config/sim-offscreen.yaml: offscreen).
+--telemetry EP / --commands EP   publish live telemetry and serve operator commands on these ZeroMQ
+              endpoints (tcp://127.0.0.1:* picks a free port), as a runner process does, so the app or any
+              subscriber can watch and steer the replay; the bound endpoints are printed on stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 MAX_LISTED = 10  # further divergences listed after the first
@@ -31,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", help="what-if: replay the inputs through this protocol (file or shipped name)")
     p.add_argument("--data", help="data directory for the new session (default: the original's)")
     p.add_argument("--animal", help="animal folder for the new session (default: ANIMAL-replay / ANIMAL-whatif)")
+    p.add_argument("--display-config", metavar="FILE",
+                   help="draw the replay with this rig config's display driver (file or shipped name)")
+    p.add_argument("--telemetry", metavar="ENDPOINT",
+                   help="publish telemetry on this ZeroMQ PUB endpoint (default with --commands: a free loopback port)")
+    p.add_argument("--commands", metavar="ENDPOINT",
+                   help="serve operator commands on this ZeroMQ ROUTER endpoint (default with --telemetry: a free "
+                        "loopback port)")
     p.add_argument("--json", action="store_true", help="--verify: print the report as one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
@@ -45,9 +58,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"rig replay: {path}: not a session folder (no {HEADER})", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.verify:
-        if args.protocol or args.speed is not None or args.fast:
+        if (args.protocol or args.speed is not None or args.fast or args.display_config or args.telemetry
+                or args.commands):
             print("rig replay: --verify replays the session's own protocol offline; it takes no --protocol, "
-                  "--speed or --fast", file=sys.stderr)
+                  "--speed, --fast, --display-config, --telemetry or --commands", file=sys.stderr)
             return EXIT_BAD_INPUT
         from rig.replay_verify import verify_session
 
@@ -95,26 +109,49 @@ def _print_report(report, as_json: bool) -> None:
 
 
 def _run_replay(args: argparse.Namespace, path: Path) -> int:
-    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, find_file
-    from rig.loading import LoadError, load_protocol
-    from rig.replay import ReplayError, ReplayOptions, replay_session
-    from rig.session_reader import SessionError
+    from rig.cli import EXIT_BAD_INPUT, find_file
+    from rig.loading import LoadError, load_config, load_protocol
+    from rig.replay import ReplayOptions
 
-    protocol = None
-    if args.protocol:
-        try:
+    protocol = display_config = None
+    try:
+        if args.protocol:
             protocol = load_protocol(find_file(args.protocol, "protocols"))
-        except LoadError as e:
-            for p in e.problems:
-                print(p, file=sys.stderr)
-            return EXIT_BAD_INPUT
+        if args.display_config:
+            display_config = load_config(find_file(args.display_config, "config"))
+    except LoadError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return EXIT_BAD_INPUT
     # A what-if is an analysis: it runs on the virtual clock unless a speed is asked for.
     fast = args.fast or (protocol is not None and args.speed is None)
     options = ReplayOptions(
         speed=args.speed if args.speed is not None else 1.0, fast=fast, protocol=protocol,
         protocol_source=str(args.protocol or ""), data_dir=Path(args.data) if args.data else None,
-        animal=args.animal,
+        animal=args.animal, display_config=display_config, display_source=str(args.display_config or ""),
     )
+    with ExitStack() as stack:
+        hooks = ()
+        if args.telemetry or args.commands:
+            from rig.telemetry import LOOPBACK, TelemetryError, TelemetryHook
+
+            try:
+                hook = stack.enter_context(TelemetryHook(args.telemetry or LOOPBACK, args.commands or LOOPBACK))
+            except TelemetryError as e:
+                print(f"rig replay: {e}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            hook.info.update(replay_of=str(path.resolve()), animal=options.animal, display=options.display_source)
+            print(f"rig replay: telemetry {hook.telemetry_endpoint} commands {hook.commands_endpoint}",
+                  file=sys.stderr, flush=True)
+            hooks = (hook,)
+        return _replay_with(args, path, options, hooks)
+
+
+def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) -> int:
+    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL
+    from rig.replay import ReplayError, replay_session
+    from rig.session_reader import SessionError
+
     stopper: list[Callable[[], None]] = []
     received: list[int] = []
 
@@ -123,6 +160,11 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
         if stopper:
             stopper[0]()
 
+    def on_runner(runner) -> None:
+        stopper.append(runner.request_stop)
+        for hook in hooks:  # subscribers asking "hello" learn where the replay is written
+            hook.info["session"] = str(runner.writer.path)
+
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -130,11 +172,14 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
         bar = tqdm(unit="trial", desc="replay", file=sys.stderr, dynamic_ncols=True)
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = replay_session(path, options, on_runner=lambda r: stopper.append(r.request_stop), progress=bar)
+        result = replay_session(path, options, on_runner=on_runner, progress=bar, hooks=hooks)
     except (ReplayError, SessionError, ValueError) as e:
         print(f"rig replay: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:
+        print(f"rig replay: {e}", file=sys.stderr)
+        return EXIT_FAULT
+    except RuntimeError as e:  # a display that cannot open (no GL context, no X display)
         print(f"rig replay: {e}", file=sys.stderr)
         return EXIT_FAULT
     finally:

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,12 +23,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rig.sync import ClockFit, fit_clock_offset
 
 if TYPE_CHECKING:
+    from drivers.base import Clock, SyncOutput
     from rig.datalog import SessionWriter
     from rig.engine_io import Step
     from rig.runner import Runner, RunResult
 
 SYNC_PULSES = "sync_pulses.npy"
 PULSE_DTYPE = np.dtype([("i", "<i8"), ("t", "<f8")])  # iteration that read the pulse, its session time
+SYNC_EMITTED = "sync_emitted.npy"
+# A pulse as the sync driver reported it: iteration that read it, its device time, that mapped to the session.
+EMITTED_DTYPE = np.dtype([("i", "<i8"), ("t_device", "<f8"), ("t", "<f8")])
 
 
 class AlignmentError(ValueError):
@@ -64,6 +69,29 @@ class PulseTrain:
         return out
 
 
+class RandomPulseSchedule:
+    """An open-ended random-interval schedule, drawn as time passes: the same onsets as
+    `pulse_schedule(duration, seed, ...)` for the same seed and bounds, so it can be re-derived offline."""
+
+    def __init__(self, seed: int, min_interval_s: float, max_interval_s: float, start_s: float = 0.0) -> None:
+        if not 0 < min_interval_s <= max_interval_s:
+            raise ValueError(f"need 0 < min_interval_s <= max_interval_s, got {min_interval_s}, {max_interval_s}")
+        self.seed, self.min_interval_s, self.max_interval_s = seed, min_interval_s, max_interval_s
+        self._rng = np.random.default_rng(seed)
+        self._next = start_s + self._draw()
+
+    def _draw(self) -> float:
+        return float(self._rng.uniform(self.min_interval_s, self.max_interval_s))
+
+    def due(self, t: float) -> np.ndarray:
+        """Scheduled onsets at or before t not handed out yet."""
+        out: list[float] = []
+        while self._next <= t:
+            out.append(self._next)
+            self._next += self._draw()
+        return np.asarray(out, dtype=float)
+
+
 # ---- rig-side record -----------------------------------------------------------------------------
 
 
@@ -97,6 +125,80 @@ class SyncPulseRecorder:
         buf = io.BytesIO()
         np.save(buf, table, allow_pickle=False)
         self._writer.attach(SYNC_PULSES, buf.getvalue())
+
+
+class SyncPulseHook:
+    """Runner hook driving a sync output (drivers.base.SyncOutput) on a seeded random schedule.
+
+    Each iteration, when the schedule says a pulse is due it calls `sync.pulse()` once (onsets that fell
+    due together after a stall become one pulse) and logs the commanded session time (mesoscope.jsonl
+    kind `sync_pulse`: t_pulse, t_scheduled); it also drains `sync.read()`, the pulses as the device
+    reports them, into kind `sync_emitted` (t_device, and t_session mapped by the driver's clock). At the end the
+    commanded times go to sync_pulses.npy (PULSE_DTYPE) and the reported ones to sync_emitted.npy
+    (EMITTED_DTYPE). A failing pulse is logged as a fault (source `sync`) and the session goes on: a sync
+    line is no reason to stop the behaviour.
+    """
+
+    def __init__(self, sync: SyncOutput, seed: int) -> None:
+        self.sync = sync
+        self.schedule = RandomPulseSchedule(seed, float(sync.min_interval_s), float(sync.max_interval_s))
+        self.commanded: list[tuple[int, float]] = []
+        self.emitted: list[tuple[int, float, float]] = []
+        self._writer: SessionWriter | None = None
+        self._clock: Clock | None = None
+
+    def start(self, runner: Runner) -> None:
+        self._writer, self._clock = runner.writer, runner.clock
+        s = self.schedule
+        self._writer.mesoscope(runner.iteration, runner.clock.now(), "sync_schedule", seed=s.seed,
+                               min_interval_s=s.min_interval_s, max_interval_s=s.max_interval_s)
+
+    def iteration(self, i: int, t: float, step: Step) -> None:
+        writer, clock = self._writer, self._clock
+        if writer is None or clock is None:
+            return
+        due = self.schedule.due(clock.now())
+        if len(due):
+            t_cmd = float(clock.now())
+            try:
+                self.sync.pulse()
+            except Exception as e:  # a broken sync line must not end the session; it is logged as a fault
+                writer.fault(i, t_cmd, "sync", "pulse_failed", f"{type(e).__name__}: {e}")
+            else:
+                self.commanded.append((i, t_cmd))
+                writer.mesoscope(i, t, "sync_pulse", t_pulse=[t_cmd], t_scheduled=[float(x) for x in due])
+        self._drain(i, t)
+
+    def _drain(self, i: int, t: float) -> None:
+        assert self._writer is not None
+        t_dev = np.asarray(self.sync.read(), dtype=float)
+        if len(t_dev):
+            t_ses = np.asarray(self.sync.clock.to_session(t_dev), dtype=float)
+            self.emitted.extend((i, float(a), float(b)) for a, b in zip(t_dev, t_ses, strict=True))
+            self._writer.mesoscope(i, t, "sync_emitted", t_device=t_dev.tolist(), t_session=t_ses.tolist())
+
+    def end(self, runner: Runner, result: RunResult | None) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._drain(runner.iteration, runner.clock.now())
+        finally:
+            self._writer.attach(SYNC_PULSES, _npy(np.array(self.commanded, dtype=PULSE_DTYPE)))
+            self._writer.attach(SYNC_EMITTED, _npy(np.array(self.emitted, dtype=EMITTED_DTYPE)))
+
+
+def _npy(table: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, table, allow_pickle=False)
+    return buf.getvalue()
+
+
+def load_pulses(session_dir: str | Path, name: str = SYNC_PULSES) -> np.ndarray:
+    """A session's logged pulse table (sync_pulses.npy or sync_emitted.npy)."""
+    path = Path(session_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no sync pulses logged (was a sync driver configured?)")
+    return np.load(path, allow_pickle=False)
 
 
 # ---- imaging side: ScanImage frame headers --------------------------------------------------------

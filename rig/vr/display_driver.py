@@ -7,8 +7,9 @@
 
 Both turn the runner's `drivers.base.View` into a `rig.vr.geometry.ViewState`: they count frames (the
 photodiode patch's parity), mark a trial's first frame (the patch's checkerboard) and, in continuous
-protocols, draw the previous trial's corridor behind the mouse. The view names no next corridor (the
-engine draws it only when the trial starts), so the world ahead of the current corridor is grey.
+protocols, draw the previous trial's corridor behind the mouse and the next trial's corridor
+(`View.ahead_corridor`, which the runner fills when `inter_trial.show_next`) beyond the current one's
+grey part, as far as the view distance reaches. In pause protocols the world ahead stays grey.
 
 The renderer needs the protocol's corridors, which a driver does not get from its config: the driver
 takes them from `DriverContext.protocol` when the context has one, else from `bind(protocol)` (before
@@ -39,7 +40,8 @@ def display_params(params: DisplayParams) -> DisplayParams:
 
 
 class FrameTracker:
-    """Turns the runner's views into view states: frame counter, trial starts, the corridor behind."""
+    """Turns the runner's views into view states: frame counter, trial starts, the corridors behind and
+    ahead."""
 
     def __init__(self, continuous: bool = True) -> None:
         self.continuous = continuous
@@ -60,7 +62,7 @@ class FrameTracker:
             position_cm=view.position_cm,
             frame=self.frame,
             trial_start=trial_start,
-            ahead=(),
+            ahead=(view.ahead_corridor,) if self.continuous and view.ahead_corridor is not None else (),
             behind=self._behind,
         )
         self.frame += 1
