@@ -14,11 +14,13 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtWidgets
 
+from gui.check_panel import CheckPanel
 from gui.launcher import start_runner, tail
 from gui.plots import PlotPanel
 from gui.session_link import SessionLink
 from gui.setup_panel import SetupPanel
 from gui.status_panel import FaultPanel, StatusPanel
+from gui.vr_view import VRPreview
 from rig.runner_process import RigBusy, default_lock_dir, read_lock
 
 log = logging.getLogger(__name__)
@@ -80,11 +82,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.setup_panel = SetupPanel(Path(config_path), data_dir)
         self.controls = ControlPanel()
+        self.checks = CheckPanel()
         self.faults = FaultPanel()
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(self.setup_panel)
+        ll.addWidget(self.checks)
         ll.addWidget(self.controls)
         ll.addWidget(self.faults)
         ll.addStretch(1)
@@ -95,11 +99,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.setWordWrap(True)
         self.banner.hide()
         self.plots = PlotPanel()
+        self.vr = VRPreview()
         right = QtWidgets.QWidget()
         rl = QtWidgets.QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.status_panel)
         rl.addWidget(self.banner)
+        rl.addWidget(self.vr)
         rl.addWidget(self.plots, 1)
 
         central = QtWidgets.QWidget()
@@ -118,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         c.valve_close.clicked.connect(lambda: self.command("valve_close"))
         c.session_controls(False)
         self._stop_armed = False
+        self.checks.button.clicked.connect(self.check_rig)
 
         self._refresh_timer = QtCore.QTimer(self)
         self._refresh_timer.timeout.connect(self.refresh)
@@ -148,6 +155,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_panel.show_state("STARTING")
         self.controls.start.setEnabled(False)
         self._say(f"starting {setup.protocol.stem} for {setup.animal} (runner pid {self.proc.pid})")
+
+    def check_rig(self) -> None:
+        """Run `rig check` on the chosen config; not while a session holds the rig's devices."""
+        if self.link is not None and self.link.finished is None or self._starting_since is not None:
+            self._say("the rig is running a session; check it before or after", error=True)
+            return
+        config = Path(self.setup_panel.config_edit.text())
+        if not config.is_file():
+            self._say(f"rig config {config} does not exist", error=True)
+            return
+        self.checks.run(config)
 
     def watch(self) -> None:
         """Follow a starting runner; find a running session to attach to; notice one that died silently."""
@@ -213,6 +231,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plots.set_corridors(list(hello.get("corridors", [])), list(hello.get("rewarded", [])),
                                 list(hello.get("lengths_cm", [])))
         self.setWindowTitle(f"corridor-rig · {hello.get('rig')} · {hello.get('animal')} · {hello.get('protocol')}")
+        self.vr.set_protocol(session_protocol(hello.get("session")))
 
     # ---- commands ----------------------------------------------------------------------------------
 
@@ -290,6 +309,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._drawn_version = live.version
         snap = live.snapshot()
         self.plots.show_snapshot(snap)
+        if snap.frames.shape[1]:
+            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]))
         # Counters from the same data as the plots (the 2 Hz status would lag them by up to 0.5 s).
         self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, snap.t)
 
@@ -305,7 +326,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refresh_timer.stop()
         self._watch_timer.stop()
         self._detach()
+        self.vr.clear()
         super().closeEvent(event)
+
+
+def session_protocol(folder: str | Path | None):
+    """The protocol a session folder was run with (from its header), or None when it cannot be read."""
+    from rig.loading import LoadError, protocol_from_dict
+    from rig.session_reader import Session, SessionError
+
+    if not folder:
+        return None
+    try:
+        return protocol_from_dict(Session.open(folder).header.get("protocol"), source=str(folder))
+    except (SessionError, LoadError) as e:
+        log.warning("no VR preview: the protocol in %s cannot be read: %s", folder, e)
+        return None
 
 
 def _fmt(params: dict) -> str:

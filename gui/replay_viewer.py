@@ -15,6 +15,7 @@ from PyQt5 import QtCore, QtWidgets
 from gui.live_data import LiveData
 from gui.plots import PlotPanel
 from gui.status_panel import StatusPanel
+from gui.vr_view import VRPreview
 from rig.session_reader import Session, SessionError
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
@@ -61,11 +62,13 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.info = QtWidgets.QLabel(objectName="muted")
         self.info.setWordWrap(True)
         self.plots = PlotPanel()
+        self.vr = VRPreview()
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.addLayout(bar)
         lay.addWidget(self.status_panel)
         lay.addWidget(self.info)
+        lay.addWidget(self.vr)
         lay.addWidget(self.plots, 1)
         self.setCentralWidget(central)
 
@@ -110,6 +113,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
                           f"{h.get('seed')} · {h.get('start_time', '')[:19]} · {state} · {ntrials} trials")
         self.setWindowTitle(f"corridor-rig · replay · {h.get('animal')} · {protocol.get('name')} · {path.name}")
         self.status_panel.show_state("FINISHED" if session.complete else "STOPPED")
+        from gui.main_window import session_protocol
+
+        self.vr.set_protocol(session_protocol(path))
         self.seek(self.t0)
 
     # ---- transport ---------------------------------------------------------------------------------
@@ -166,12 +172,22 @@ class ReplayWindow(QtWidgets.QMainWindow):
         assert self.live is not None
         snap = self.live.snapshot(self.t)
         self.plots.show_snapshot(snap)
+        if snap.frames.shape[1]:
+            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]))
+            if not self.playing:  # a seek while paused shows its picture at once
+                self.vr.draw_now()
         self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, self.t - self.t0)
         self.time_label.setText(f"{_mmss(self.t - self.t0)} / {_mmss(self.t_end - self.t0)}")
         if self.trial_box.maximum() and not self.trial_box.hasFocus():
             self.trial_box.blockSignals(True)
             self.trial_box.setValue(snap.trial)
             self.trial_box.blockSignals(False)
+
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self._timer.stop()
+        self.vr.clear()
+        super().closeEvent(event)
 
 
 def _mmss(s: float) -> str:

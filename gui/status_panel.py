@@ -83,8 +83,24 @@ class StatusPanel(QtWidgets.QWidget):
         self.details.setText(
             f"{loop} · <span style='color:{miss_col}'>missed frames {missed}</span> · "
             f"<span style='color:{disk_col}'>{disk_txt}</span> · drivers <span style='color:{style.OK}'>"
-            f"● {drv or '–'}</span>{valve}"
+            f"● {drv or '–'}</span>{valve}{mesoscope_text(st.get('mesoscope'))}"
         )
+
+
+def mesoscope_text(m: dict | None) -> str:
+    """The mesoscope link in the status line: frames, rate, drops, last frame's age (red when down)."""
+    if not m:
+        return ""
+    rate = m.get("rate_hz")
+    age = m.get("last_frame_age_s")
+    down = not m.get("alive") or m.get("in_gap")
+    drops = int(m.get("drops") or 0) + int(m.get("rejected") or 0)
+    colour = style.FAULT if down else (style.WARN if drops else style.OK)
+    state = "DOWN" if down else "imaging"
+    rate_txt = f"{rate:.1f} Hz" if rate is not None else "– Hz"
+    age_txt = f"last {age:.1f} s ago" if age is not None else "no frame yet"
+    return (f" · <span style='color:{colour}'>mesoscope {state}: {m.get('frames', 0)} frames, {rate_txt}, "
+            f"drops {drops}, {age_txt}</span>")
 
 
 class FaultPanel(QtWidgets.QGroupBox):

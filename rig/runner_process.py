@@ -1,5 +1,6 @@
 """The runner process: one session, run exactly as `rig run` runs it, plus telemetry and a command channel.
 
+    python -m rig.runner_process --replay SESSION [--speed X] [--fast] [--display-config FILE] [--config C] ...
     python -m rig.runner_process --protocol P [--config C] [--animal A] [--data DIR] [--seed N]
         [--max-trials N] [--duration S] [--fast] [--experimenter E] [--notes N]
         [--telemetry tcp://127.0.0.1:PORT] [--commands tcp://127.0.0.1:PORT] [--lock-dir DIR]
@@ -149,8 +150,15 @@ class RigLock:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rig.runner_process", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", required=True, help="protocol YAML file (or a shipped protocol's name)")
-    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--protocol", help="protocol YAML file (or a shipped protocol's name)")
+    what.add_argument("--replay", metavar="SESSION", type=Path,
+                      help="replay this session folder (rig.replay) instead of running a protocol")
+    p.add_argument("--speed", type=float, default=1.0, help="--replay: session seconds per wall second")
+    p.add_argument("--display-config", metavar="FILE",
+                   help="--replay: draw with this rig config's display driver (file or shipped name)")
+    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml); with --replay, only the rig name "
+                                    "(whose lock the replay holds) is taken from it")
     p.add_argument("--animal", default="sim-mouse")
     p.add_argument("--data", help="data directory (default: the config's data_dir)")
     p.add_argument("--seed", type=int)
@@ -170,18 +178,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, default_config, find_file, signals_stop
     from rig.loading import LoadError, load_config, load_protocol
+    from rig.mesoscope.session_hook import MesoscopeStartError, mesoscope_hook
     from rig.session import SessionOptions, run_session
     from rig.telemetry import TelemetryError, TelemetryHook
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if args.replay is not None:
+        return replay_main(args)
     try:
         protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config = load_config(find_file(args.config, "config") if args.config else default_config())
+        config_path = find_file(args.config, "config") if args.config else default_config()
+        config = load_config(config_path)
     except LoadError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    meso = mesoscope_hook(config, config_dir=Path(config_path).parent)  # as `rig run` does
+    if meso is not None and args.fast:
+        print(f"rig runner: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     options = SessionOptions(
         animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials, duration_s=args.duration,
@@ -211,7 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             try:
                 with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-                    result = run_session(protocol, config, options, on_runner=on_runner, hooks=(hook,))
+                    hooks = (meso, hook) if meso is not None else (hook,)
+                    result = run_session(protocol, config, options, on_runner=on_runner, hooks=hooks)
+            except MesoscopeStartError as e:
+                print(f"rig runner: {e}", file=sys.stderr)
+                return EXIT_FAULT
             except OSError as e:
                 print(f"rig runner: {e}", file=sys.stderr)
                 return EXIT_FAULT
@@ -222,6 +243,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     if received:
         return EXIT_SIGNAL
     return EXIT_OK if r.complete else EXIT_FAULT
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """`--replay SESSION`: rig.replay.replay_session under the rig's lock, with the same telemetry, so the app
+    attaches to a replay exactly as to a live session."""
+    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, default_config, find_file, signals_stop
+    from rig.loading import LoadError, load_config
+    from rig.replay import ReplayError, ReplayOptions, replay_session
+    from rig.session_reader import HEADER, SessionError
+    from rig.telemetry import TelemetryError, TelemetryHook
+
+    session = args.replay.resolve()
+    if not (session / HEADER).is_file():
+        print(f"rig runner: --replay {args.replay}: not a session folder (no {HEADER})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.speed > 0:
+        print(f"rig runner: --speed must be a positive number, got {args.speed}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        config = load_config(find_file(args.config, "config") if args.config else default_config())
+        display = load_config(find_file(args.display_config, "config")) if args.display_config else None
+    except LoadError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = ReplayOptions(speed=args.speed, fast=args.fast, data_dir=Path(args.data) if args.data else None,
+                            display_config=display, display_source=str(args.display_config or ""))
+    try:
+        header = json.loads((session / HEADER).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"rig runner: {session / HEADER}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    animal = f"{header.get('animal')}-replay"
+    protocol_name = (header.get("protocol") or {}).get("name")
+    try:
+        lock = RigLock.acquire(config.name, args.lock_dir, animal=animal, protocol=protocol_name,
+                               replay_of=str(session))
+    except RigBusy as e:
+        print(f"rig runner: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    with lock:
+        try:
+            hook = TelemetryHook(args.telemetry, args.commands)
+        except TelemetryError as e:
+            print(f"rig runner: {e}", file=sys.stderr)
+            return EXIT_FAULT
+        with hook:
+            hook.info.update(rig=config.name, animal=animal, replay_of=str(session))
+            lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
+            stopper: list = []
+
+            def on_runner(runner) -> None:
+                stopper.append(runner.request_stop)
+                hook.info["session"] = str(runner.writer.path)
+                lock.update(session=str(runner.writer.path))
+
+            try:
+                with signals_stop(lambda: stopper[0]() if stopper else None) as received:
+                    result = replay_session(session, options, on_runner=on_runner, hooks=(hook,))
+            except (ReplayError, SessionError) as e:
+                print(f"rig runner: {e}", file=sys.stderr)
+                return EXIT_FAULT
+            except OSError as e:
+                print(f"rig runner: {e}", file=sys.stderr)
+                return EXIT_FAULT
+    print(f"{'complete' if result.complete else 'incomplete'}: {result.reason}; replay of {session}")
+    print(result.path, flush=True)
+    if received:
+        return EXIT_SIGNAL
+    return EXIT_OK if result.complete else EXIT_FAULT
 
 
 if __name__ == "__main__":

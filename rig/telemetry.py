@@ -161,6 +161,11 @@ class TelemetryHook:
         self._i = 0
         self._free_mb: float | None = None
         self._corridor = 0
+        # A mesoscope hook riding along (rig.mesoscope.session_hook.MesoscopeHook): its link state joins the
+        # status. Found by its attributes, so telemetry does not import the mesoscope package.
+        self._meso = next((h for h in getattr(runner, "hooks", ()) if hasattr(h, "frames") and hasattr(h, "gaps")
+                           and hasattr(h, "link")), None)
+        self._meso_last: tuple[float, int] | None = None
         logging.getLogger().addHandler(self._faults)
         self.info.setdefault("protocol", p.name)
         self.info.setdefault("kind", p.kind)
@@ -244,6 +249,34 @@ class TelemetryHook:
             "missed_frames": self._stats.missed, "corridor": self._corridor,
             "free_disk_mb": None if self._free_mb is None else round(self._free_mb, 1),
             "drivers": self._driver_health(), **self._stats.take(),
+            **({"mesoscope": self._mesoscope_status(wall)} if self._meso is not None else {}),
+        }
+
+    def _mesoscope_status(self, wall: float) -> dict[str, Any]:
+        """Frames received, their rate since the last status, transport drops and the last frame's age.
+        Read defensively: the hook's state is its own, and the link is None before start and after end."""
+        hook = self._meso
+        frames = list(getattr(hook, "frames", ()) or ())
+        n = len(frames)
+        rate = None
+        if self._meso_last is not None and wall > self._meso_last[0]:
+            rate = round((n - self._meso_last[1]) / (wall - self._meso_last[0]), 2)
+        self._meso_last = (wall, n)
+        link = getattr(hook, "link", None)
+        counters = getattr(link, "counters", None)
+        last_t = getattr(frames[-1], "t_receive", None) if frames else None
+        gaps = getattr(hook, "gaps", ()) or ()
+        return {
+            "connected": link is not None,
+            "alive": bool(getattr(link, "alive", False)) if link is not None else False,
+            "frames": n, "rate_hz": rate,
+            "drops": int(getattr(counters, "seq_gaps", 0) or 0),
+            "rejected": sum(int(getattr(counters, k, 0) or 0) for k in ("malformed", "oversized", "wrong_version",
+                                                                         "out_of_order")),
+            # The link stamps frames with perf_counter (the rig clock), like `wall` here.
+            "last_frame_age_s": None if last_t is None else round(max(wall - last_t, 0.0), 3),
+            "imaging_gaps": len(gaps),
+            "in_gap": bool(gaps) and getattr(gaps[-1], "end", 0) is None,
         }
 
     def _driver_health(self) -> dict[str, str]:

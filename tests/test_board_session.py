@@ -54,7 +54,9 @@ def test_demo_session_through_serial_board(emulator: Path, tmp_path: Path):
     s = Session.open(Path(folder))
     assert s.frames["position_cum_cm"][-1] > 100
     assert info["faults"] > 0  # injected CRC errors and garbage were noticed and logged
-    assert all(f["source"] in ("ball", "lick", "valve", "cue", "frame_clock") for f in s.faults)
+    assert all(f["source"] in ("ball", "lick", "valve", "cue", "frame_clock", "sync") for f in s.faults)
     # Every device's clock map was logged at the start, so each input time traces back to its device clock.
     assert {c["source"] for c in s.clocks if c["i"] == 0} == {"ball", "lick", "valve", "cue", "frame_clock",
-                                                              "display"}
+                                                              "display", "sync"}
+    # The board's sync line sent random-interval pulses, each logged with its commanded time.
+    assert sum(1 for m in s.mesoscope if m["kind"] == "sync_pulse") >= 2

@@ -73,6 +73,16 @@ def test_start_from_gui_updates_plots_and_counters(qtbot, window):
     assert w.session_path is not None and (w.session_path / "header.json").exists()
 
 
+def test_live_vr_preview_follows_the_mouse(qtbot, window):
+    w = window
+    wait_for(qtbot, lambda: w.vr.renders >= 3)  # redrawn as the position moves, a few times per second
+    assert w.vr.pixmap_size() == (480, 90) and w.vr.last_image.std() > 5
+    frames = w.link.live.frames.ordered()
+    names = w.link.hello["corridors"]
+    assert w.vr.caption.text().split(" · ")[0] in names
+    assert frames.shape[1] > 0
+
+
 def test_manual_reward_is_acknowledged_and_logged(qtbot, window):
     w = window
     w.controls.reward_ul.setValue(4.0)

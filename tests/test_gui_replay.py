@@ -114,3 +114,20 @@ def test_live_data_ring_buffer_keeps_the_newest_frames_in_order():
     r.extend({"i": np.arange(10, 22)})
     r.extend({"i": [99]})
     assert r.ordered()[0].tolist() == [18, 19, 20, 21, 99]
+
+
+def test_vr_preview_shows_the_corridor_at_the_playhead(viewer, finished):
+    s = Session.open(finished)
+    f = s.frames
+    # Two playhead times in different corridors (or far apart in one): the pictures must differ.
+    k1 = int(np.flatnonzero(f["position_cm"] > 40)[0])
+    k2 = int(np.flatnonzero((f["corridor"] != f["corridor"][k1]) & (f["position_cm"] > 40))[0])
+    viewer.seek(float(f["t"][k1]))
+    assert viewer.vr.renderer is not None and viewer.vr.renders >= 1
+    first = viewer.vr.last_image.copy()
+    assert first.shape == (90, 480, 3) and first.std() > 10  # a textured corridor, not a blank picture
+    name1 = s.header["protocol"]["corridors"][int(f["corridor"][k1])]["name"]
+    assert viewer.vr.caption.text().startswith(name1)
+    viewer.seek(float(f["t"][k2]))
+    assert not np.array_equal(first, viewer.vr.last_image)
+    assert viewer.vr.pixmap_size() == (480, 90)

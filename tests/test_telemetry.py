@@ -189,3 +189,52 @@ def test_runner_process_refuses_a_second_session_on_the_same_rig(tmp_path):
             first.kill()
             first.wait()
     assert read_lock("sim", tmp_path) is None
+
+
+def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_path):
+    from rig.mesoscope.config import MesoscopeSettings
+    from rig.mesoscope.protocol import FrameMsg
+    from rig.mesoscope.session_hook import MesoscopeHook
+
+    class FramesEveryIteration(MesoscopeHook):
+        """Stands in for the mesoscope (the hardware boundary): one received frame per loop iteration."""
+
+        def start(self, runner) -> None:
+            pass
+
+        def iteration(self, i: int, t: float, step) -> None:
+            self.frames.append(FrameMsg(instance="x", seq=i + 1, t_bridge=t, acquisition=1, frame=i + 1,
+                                        plane=0, volume=i, t_meso=t, t_receive=time.perf_counter()))
+
+        def end(self, runner, result) -> None:
+            pass
+
+    meso = FramesEveryIteration(MesoscopeSettings(expected_rate_hz=30.0))
+    hook = TelemetryHook()
+    sub = TelemetrySubscriber(hook.telemetry_endpoint)
+    time.sleep(0.2)  # PUB/SUB join
+    protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+    config = load_config(REPO / "config" / "sim.yaml")
+    with hook:
+        run_session(protocol, config, SessionOptions(animal="m1", seed=1, fast=True, max_trials=2,
+                                                              data_dir=tmp_path), hooks=(meso, hook))
+        msgs = []
+        for _ in range(40):
+            msgs += sub.poll(timeout_ms=50)
+            if any(t == "end" for t, _ in msgs):
+                break
+    sub.close()
+    final = [b for t, b in msgs if t == "status" and not b.get("running", True)][-1]
+    m = final["mesoscope"]
+    assert m["frames"] == len(meso.frames) > 0
+    assert m["connected"] is False and m["drops"] == 0 and m["last_frame_age_s"] is not None
+
+
+def test_status_has_no_mesoscope_entry_without_a_mesoscope_hook(tmp_path):
+    hook = TelemetryHook()
+    protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+    config = load_config(REPO / "config" / "sim.yaml")
+    with hook:
+        run_session(protocol, config, SessionOptions(animal="m1", seed=1, fast=True, max_trials=1, data_dir=tmp_path),
+                    hooks=(hook,))
+        assert "mesoscope" not in hook.status()

@@ -1,0 +1,110 @@
+"""Window panels that need no running session: pre-session checks (a real `rig check` subprocess), under a
+private Xvfb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gui.testing import qt_display
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xvfb_display():
+    with qt_display() as display:
+        yield display
+
+
+def test_check_rig_lists_each_result_without_blocking_the_window(qtbot, qapp, tmp_path):
+    from gui.main_window import MainWindow
+
+    w = MainWindow(REPO / "config" / "sim.yaml", tmp_path / "data", tmp_path / "locks")
+    qtbot.addWidget(w)
+    w.checks.button.click()
+    assert w.checks.running and not w.checks.button.isEnabled()  # returned at once; the check runs aside
+    with qtbot.waitSignal(w.checks.finished, timeout=30_000) as got:
+        pass
+    assert got.args == [True]
+    names = [c.name for c in w.checks.results]
+    assert "encoder moves" in names and "valve clicks" in names
+    assert w.checks.list.count() == len(names) and w.checks.list.item(0).text().startswith("✔")
+    assert "all checks passed" in w.checks.summary.text() and w.checks.button.isEnabled()
+
+
+def test_check_rig_with_a_broken_config_says_what_is_wrong(qtbot, qapp, tmp_path):
+    from gui.check_panel import CheckPanel
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "config" / "sim.yaml").read_text() + "\nnot_a_field: 3\n")
+    panel = CheckPanel()
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.finished, timeout=30_000) as got:
+        panel.run(bad, seconds=0.2)
+    assert got.args == [False] and panel.results == []
+    assert "exit code 2" in panel.summary.text() and "not_a_field" in panel.summary.text()
+
+
+def test_check_output_with_a_failure_is_reported_as_failed():
+    from gui.check_panel import parse_check_output
+
+    out = ('{"config": "x", "ok": false, "results": [{"name": "encoder moves", "ok": false, '
+           '"message": "no counts in 3 s"}, {"name": "cue output", "ok": true, "message": "played"}]}')
+    ok, lines, summary = parse_check_output(out, "", 1)
+    assert not ok and [c.ok for c in lines] == [False, True] and summary == "1 of 2 check(s) failed"
+
+
+def test_status_line_shows_the_mesoscope_link(qtbot):
+    from gui.status_panel import StatusPanel
+
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    base = {"period_ms_p50": 16.7, "period_ms_max": 18.0, "missed_frames": 0, "free_disk_mb": 5e4, "drivers": {}}
+    panel.show_status(base)
+    assert "mesoscope" not in panel.details.text()  # no mesoscope hook in the runner: nothing shown
+    panel.show_status(base | {"mesoscope": {"alive": True, "frames": 120, "rate_hz": 30.0, "drops": 2, "rejected": 0,
+                                            "last_frame_age_s": 0.03, "in_gap": False}})
+    text = panel.details.text()
+    assert "mesoscope imaging: 120 frames, 30.0 Hz, drops 2, last 0.0 s ago" in text
+    panel.show_status(base | {"mesoscope": {"alive": False, "frames": 120, "rate_hz": 0.0, "drops": 0,
+                                            "last_frame_age_s": 4.2, "in_gap": True}})
+    assert "mesoscope DOWN" in panel.details.text() and "last 4.2 s ago" in panel.details.text()
+
+
+def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qapp, tmp_path):
+    import subprocess
+    import sys
+
+    from gui.main_window import MainWindow
+    from rig import api
+    from rig.runner_process import read_lock
+    from rig.session_reader import Session
+
+    original = api.run(REPO / "protocols" / "demo.yaml", fast=True, max_trials=4, data_dir=tmp_path / "orig",
+                       animal="P1", seed=2)
+    locks = tmp_path / "locks"
+    proc = subprocess.Popen([sys.executable, "-m", "rig.runner_process", "--replay", str(original), "--speed", "1",
+                             "--data", str(tmp_path / "data"), "--lock-dir", str(locks)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        w = MainWindow(REPO / "config" / "sim.yaml", tmp_path / "data", locks)
+        qtbot.addWidget(w)
+        qtbot.waitUntil(lambda: w.link is not None and w.link.live is not None and len(w.link.live.frames) > 30,
+                        timeout=20_000)
+        info = read_lock("sim", locks)
+        assert info["replay_of"] == str(original.resolve()) and info["pid"] == proc.pid
+        assert "Reattached" in w.banner.text() and w.link.hello.get("replay_of") == str(original.resolve())
+        w.controls.stop.click()
+        w.controls.stop.click()
+        qtbot.waitUntil(lambda: w.link.finished is not None, timeout=10_000)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 1, err  # stopped early: an incomplete replay
+        replay = Session.open(out.strip().splitlines()[-1])
+        assert replay.header["animal"] == "P1-replay" and replay.footer["reason"] == "operator stop"
+        w.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
