@@ -6,6 +6,7 @@ Starts a private Xvfb, the control app's main window and, from it, a real runner
 time). While the app attaches and plots, a 10 ms QTimer measures its own lateness (= how long the Qt event
 loop was busy elsewhere). Reports event-loop latency percentiles, the app's and the runner's CPU use, and
 the runner loop's own record from the session folder (iteration period, work time, missed display frames).
+The VR preview (4 Hz, 3 x 160x90 px) is part of what the app does meanwhile.
 Goals (issue 7): event-loop latency p99 < 50 ms; runner loop unaffected by the GUI.
 """
 
@@ -92,6 +93,7 @@ def main() -> int:
         cpu_app, cpu_run = sum(os.times()[:2]) - cpu_app0, proc_cpu_s(runner_pid) - cpu_run0
         timer.stop()
         draws = win.plots.draws
+        vr_renders = win.vr.renders
         session_path = win.session_path
         win.controls.stop.click()
         win.controls.stop.click()
@@ -114,6 +116,7 @@ def main() -> int:
         "app_cpu_percent": round(100 * cpu_app / wall, 1),
         "runner_cpu_percent": round(100 * cpu_run / wall, 1),
         "plot_redraws_per_s": round(draws / wall, 1),
+        "vr_preview_renders_per_s": round(vr_renders / wall, 2),
         "runner": {
             "period_ms_p50": round(float(np.percentile(period_ms, 50)), 3),
             "period_ms_p99": round(float(np.percentile(period_ms, 99)), 3),

@@ -58,7 +58,9 @@ class CheckPanel(QtWidgets.QGroupBox):
         row.addWidget(self.summary, 1)
         lay.addLayout(row)
         self.list = QtWidgets.QListWidget()
-        self.list.setMaximumHeight(110)
+        self.list.setMaximumHeight(96)
+        self.list.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.list.setWordWrap(True)
         lay.addWidget(self.list)
         self.results: list[CheckLine] = []
         self.ok: bool | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
+from gui.export_bar import ExportBar
 from gui.live_data import LiveData
 from gui.plots import PlotPanel
 from gui.status_panel import StatusPanel
@@ -63,11 +64,13 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.info.setWordWrap(True)
         self.plots = PlotPanel()
         self.vr = VRPreview()
+        self.exports = ExportBar()
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.addLayout(bar)
         lay.addWidget(self.status_panel)
         lay.addWidget(self.info)
+        lay.addWidget(self.exports)
         lay.addWidget(self.vr)
         lay.addWidget(self.plots, 1)
         self.setCentralWidget(central)
@@ -116,6 +119,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         from gui.main_window import session_protocol
 
         self.vr.set_protocol(session_protocol(path))
+        self.exports.set_session(path)
         self.seek(self.t0)
 
     # ---- transport ---------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ def main() -> int:
         sp.experimenter.setText("A. Researcher")
         sp.notes.setPlainText("screenshot session (simulated rig)")
         _spin(app, 0.5)
+        win.check_rig()
+        _spin(app, 30, until=lambda: not win.checks.running)
         win.start_session()
         _spin(app, 30, until=lambda: win.link is not None and win.link.live is not None)
         _spin(app, args.live_seconds / 2)

@@ -9,6 +9,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from gui import style
 from gui.launcher import SessionSetup
+from gui.suggest import shipped, suggest_next
 from rig.loading import LoadError, load_config, load_protocol, validate_files
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,19 @@ def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> li
         except SessionError as e:
             out.append({"path": str(folder), "error": str(e)})
     return out
+
+
+def _suggest(last: dict):
+    """gui.suggest.suggest_next for the newest history entry (opening its folder to judge learning)."""
+    from rig.session_reader import Session, SessionError
+
+    if "error" in last:
+        return None
+    try:
+        session = Session.open(last["path"])
+    except SessionError:
+        session = None
+    return suggest_next(last, session)
 
 
 class SetupPanel(QtWidgets.QGroupBox):
@@ -69,6 +83,11 @@ class SetupPanel(QtWidgets.QGroupBox):
         self.history = QtWidgets.QLabel(wordWrap=True, objectName="muted")
         self.history.setTextFormat(QtCore.Qt.RichText)
         form.addRow("", self.history)
+        self.suggestion = None
+        self.use_suggested = QtWidgets.QPushButton()
+        self.use_suggested.hide()
+        self.use_suggested.clicked.connect(self._use_suggested)
+        form.addRow("", self.use_suggested)
 
         self.protocol_box = QtWidgets.QComboBox()
         for p in shipped_protocols():
@@ -201,10 +220,20 @@ class SetupPanel(QtWidgets.QGroupBox):
             ok = "" if s.get("complete") else f" <span style='color:{style.WARN}'>incomplete</span>"
             lines.append(f"{when} <b>{s.get('protocol')}</b> · {s.get('stage') or ''} · {s.get('trials')} trials · "
                          f"{s.get('water_ul', 0):.0f} µl{ok}")
-        last = sessions[0].get("protocol")
-        hint = f"<br>suggested next: <b>{last}</b> (the last session's protocol)" if last else ""
+        suggestion = _suggest(sessions[0])
+        hint = (f"<br>suggested next: <b>{suggestion.protocol}</b> ({suggestion.reason})"
+                if suggestion is not None else "")
         self.history.setText("last sessions:<br>" + "<br>".join(lines) + hint)
-        self.suggested = last
+        self.suggested = suggestion.protocol if suggestion is not None else None
+        self.suggestion = suggestion
+        path = shipped(suggestion.protocol, REPO / "protocols") if suggestion is not None else None
+        self.use_suggested.setVisible(path is not None)
+        self.use_suggested.setText(f"Use {suggestion.protocol}" if suggestion is not None else "")
+
+    def _use_suggested(self) -> None:
+        path = shipped(self.suggestion.protocol, REPO / "protocols") if self.suggestion is not None else None
+        if path is not None:
+            self.set_protocol(path)
 
     def _validate_protocol(self) -> None:
         path = self.protocol_path() if self.protocol_box.count() else None

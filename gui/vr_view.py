@@ -9,6 +9,7 @@ never makes a standalone EGL context.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,8 @@ class PreviewRenderer:
 class VRPreview(QtWidgets.QGroupBox):
     """Shows the last view point given to `show_view` (at most every PREVIEW_MS, and only when it moved)."""
 
+    _textures_ready = QtCore.pyqtSignal(object, str)  # protocol, error ("" when fine)
+
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("What the mouse sees", parent)
         lay = QtWidgets.QVBoxLayout(self)
@@ -125,22 +128,59 @@ class VRPreview(QtWidgets.QGroupBox):
         self.last_image: np.ndarray | None = None
         self._wanted: ViewPoint | None = None
         self._drawn: ViewPoint | None = None
+        self._pending: Protocol | None = None
+        self._textures_ready.connect(self._make_renderer)
         self._timer = QtCore.QTimer(self)
         self._timer.timeout.connect(self._draw)
         self._timer.start(PREVIEW_MS)
 
     def set_protocol(self, protocol: Protocol | None) -> None:
-        """Draw this protocol's corridors from now on (None: nothing to show)."""
+        """Draw this protocol's corridors from now on (None: nothing to show). Wall textures not in the
+        cache yet (seconds of work for a new protocol) are built in a worker thread first."""
         self.clear()
         if protocol is None:
             return
+        self._pending = protocol
+        self.image.setText("preparing the corridor textures…")
+        params = preview_params()
+
+        def build() -> None:
+            from rig.vr.textures import TextureStore
+
+            store = TextureStore(params.textures.cache_dir, params.textures.px_per_cm)
+            try:
+                for c in protocol.corridors:
+                    if c.texture.source != "grey":
+                        store.corridor(c, params.corridor.wall_height_cm)
+            except (OSError, ValueError) as e:
+                self._textures_ready.emit(protocol, str(e))
+                return
+            self._textures_ready.emit(protocol, "")
+
+        threading.Thread(target=build, name="vr-preview-textures", daemon=True).start()
+
+    def _make_renderer(self, protocol: Protocol, error: str) -> None:
+        if protocol is not self._pending:
+            return  # another protocol was chosen meanwhile
+        self._pending = None
         try:
+            if error:
+                raise PreviewError(f"the corridor textures could not be built: {error}")
             self.renderer = PreviewRenderer(protocol)
+            self.image.setText("")
         except (PreviewError, OSError, ValueError) as e:
             log.warning("VR preview unavailable: %s", e)
             self.image.setText(f"preview unavailable: {e}")
+            return
+        self._drawn = None
+        self._draw()
+
+    @property
+    def ready(self) -> bool:
+        return self.renderer is not None
 
     def clear(self) -> None:
+        self._pending = None
         if self.renderer is not None:
             self.renderer.close()
             self.renderer = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -84,6 +84,8 @@ class RigConfig(Frozen):
     data_dir: str = "data"
     frame_rate_hz: float = Field(60.0, gt=0, le=1000)
     min_free_disk_mb: float = Field(200.0, ge=0)
+    loop_priority: Literal["normal", "high", "realtime"] = Field(
+        "normal", description="scheduling priority of real-time sessions (needs root or CAP_SYS_NICE)")
     valve_calibration: ValveCalibration
     drivers: dict[str, DriverEntry]
     sim: SimMouse | None = None

@@ -24,6 +24,7 @@ from rig.datalog import SessionWriter
 from rig.devices import Devices
 from rig.engine import Engine
 from rig.loading import dump_protocol
+from rig.priority import raise_priority
 from rig.protocol import End, Protocol
 from rig.runner import LoopHook, OperatorQueue, Runner, RunResult
 
@@ -164,6 +165,7 @@ def run_session(
     min_free = config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz)
     with SessionWriter.create(data_dir, options.animal, header, min_free_mb=min_free) as writer:
         with devices:
+            priority = "virtual clock" if options.fast else raise_priority(config.loop_priority)
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
             writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
             if devices.sync is not None:
@@ -176,7 +178,7 @@ def run_session(
             complete=result.complete,
             reason=result.reason,
             summary={"iterations": result.iterations, "missed_frames": result.missed_frames,
-                     "trials": result.trials, "rewards": result.rewards},
+                     "trials": result.trials, "rewards": result.rewards, "loop_priority": priority},
         )
         return SessionResult(writer.path, seed, result)
 

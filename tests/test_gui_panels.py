@@ -108,3 +108,68 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """Real session folders: a learned train1 (60 trials), a short train1 (8 trials), a test1."""
+    from rig import api
+
+    data = tmp_path_factory.mktemp("history")
+    run = lambda proto, n, animal: api.run(REPO / "protocols" / f"{proto}.yaml", fast=True, max_trials=n,  # noqa: E731
+                                           data_dir=data, animal=animal, seed=1)
+    return {"learned": run("train1_task", 60, "L1"), "short": run("train1_task", 8, "S1"),
+            "test1": run("test1_task", 6, "T1"), "data": data}
+
+
+def _suggest(folder):
+    from gui.suggest import suggest_next
+    from rig.session_info import session_info
+    from rig.session_reader import Session
+
+    s = Session.open(folder)
+    return suggest_next(session_info(s), s), session_info(s)
+
+
+def test_suggestion_advances_train1_when_anticipatory_licking_crossed_the_criterion(history):
+    from gui.suggest import ADVANCE_FRACTION, anticipatory_fraction
+    from rig.session_reader import Session
+
+    frac, n = anticipatory_fraction(Session.open(history["learned"]))
+    assert frac >= ADVANCE_FRACTION and n == 20
+    sug, _ = _suggest(history["learned"])
+    assert sug.protocol == "test1_task" and sug.advance and "learned train1" in sug.reason
+
+
+def test_suggestion_repeats_train1_too_short_to_judge_and_any_incomplete_session(history):
+    sug, info = _suggest(history["short"])
+    assert sug.protocol == "train1_task" and not sug.advance and "not learned yet" in sug.reason
+    from gui.suggest import suggest_next
+
+    again = suggest_next(info | {"complete": False, "protocol": "test2_task"})
+    assert again.protocol == "test2_task" and "did not complete" in again.reason
+
+
+def test_suggestion_follows_the_sequence_and_keeps_lane_and_texture_family(history):
+    from gui.suggest import suggest_next
+
+    sug, _ = _suggest(history["test1"])
+    assert sug.protocol == "train2_task" and sug.advance
+    base = {"complete": True, "trials": 300}
+    assert suggest_next(base | {"protocol": "grating_test1_exposure"}).protocol == "grating_train2_exposure"
+    assert suggest_next(base | {"protocol": "train2_exposure"}).protocol == "test2_exposure"
+    assert suggest_next(base | {"protocol": "train2_exposure", "trials": 30}).protocol == "train2_exposure"
+    assert suggest_next(base | {"protocol": "test3_task"}).protocol == "test3_task"
+    assert suggest_next(base | {"protocol": "demo"}).protocol == "demo"
+
+
+def test_setup_panel_shows_the_suggestion_and_uses_it(qtbot, history):
+    from gui.setup_panel import SetupPanel
+
+    panel = SetupPanel(REPO / "config" / "sim.yaml", history["data"])
+    qtbot.addWidget(panel)
+    panel.animal.setEditText("L1")
+    assert "suggested next: <b>test1_task</b>" in panel.history.text()
+    assert not panel.use_suggested.isHidden() and panel.use_suggested.text() == "Use test1_task"
+    panel.use_suggested.click()
+    assert panel.protocol_path().name == "test1_task.yaml" and panel.protocol is not None

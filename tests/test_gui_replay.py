@@ -116,14 +116,15 @@ def test_live_data_ring_buffer_keeps_the_newest_frames_in_order():
     assert r.ordered()[0].tolist() == [18, 19, 20, 21, 99]
 
 
-def test_vr_preview_shows_the_corridor_at_the_playhead(viewer, finished):
+def test_vr_preview_shows_the_corridor_at_the_playhead(qtbot, viewer, finished):
     s = Session.open(finished)
     f = s.frames
     # Two playhead times in different corridors (or far apart in one): the pictures must differ.
     k1 = int(np.flatnonzero(f["position_cm"] > 40)[0])
     k2 = int(np.flatnonzero((f["corridor"] != f["corridor"][k1]) & (f["position_cm"] > 40))[0])
+    qtbot.waitUntil(lambda: viewer.vr.ready, timeout=20_000)  # textures are prepared in a worker thread
     viewer.seek(float(f["t"][k1]))
-    assert viewer.vr.renderer is not None and viewer.vr.renders >= 1
+    assert viewer.vr.renders >= 1
     first = viewer.vr.last_image.copy()
     assert first.shape == (90, 480, 3) and first.std() > 10  # a textured corridor, not a blank picture
     name1 = s.header["protocol"]["corridors"][int(f["corridor"][k1])]["name"]
@@ -131,3 +132,31 @@ def test_vr_preview_shows_the_corridor_at_the_playhead(viewer, finished):
     viewer.seek(float(f["t"][k2]))
     assert not np.array_equal(first, viewer.vr.last_image)
     assert viewer.vr.pixmap_size() == (480, 90)
+
+
+def test_export_buttons_write_nwb_mouseland_and_summary_png_in_a_worker_thread(qtbot, viewer, finished, tmp_path):
+    from gui.export_bar import default_output
+
+    bar = viewer.exports
+    assert all(b.isEnabled() for b in bar.buttons.values())
+    assert default_output(finished, "nwb").parent == finished.parent  # beside the session, not inside it
+    outs = {"nwb": tmp_path / "s.nwb", "mouseland": tmp_path / "s.npy", "summary": tmp_path / "s.png"}
+    results = {}
+    bar.done.connect(lambda kind, ok, text: results.__setitem__(kind, (ok, text)))
+    for kind, out in outs.items():
+        bar.export(kind, out)
+        assert not bar.buttons[kind].isEnabled()  # returned at once; the export runs aside
+    qtbot.waitUntil(lambda: len(results) == 3, timeout=60_000)
+    assert all(ok for ok, _ in results.values()), results
+    assert outs["nwb"].stat().st_size > 1000 and outs["summary"].read_bytes()[:4] == b"\x89PNG"
+    beh = np.load(outs["mouseland"], allow_pickle=True).item()
+    assert len(beh) == 1
+    assert "written" in bar.message.text() and all(b.isEnabled() for b in bar.buttons.values())
+
+
+def test_a_failed_export_is_shown(qtbot, viewer, tmp_path):
+    bar = viewer.exports
+    with qtbot.waitSignal(bar.done, timeout=20_000) as got:
+        bar.export("nwb", tmp_path / "wrong-suffix.txt")
+    assert got.args[0] == "nwb" and got.args[1] is False and ".nwb" in got.args[2]
+    assert "export failed" in bar.message.text()

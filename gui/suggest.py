@@ -1,0 +1,103 @@
+"""The next protocol to run for an animal, from its last session: the paper's stage sequence
+train1 -> test1 -> train2 -> test2 -> test3, keeping the animal's lane (task / exposure) and texture family
+(natural / grating_).
+
+- An incomplete last session is repeated.
+- A training stage (train1, train2) is advanced from when the task animal has learned it: anticipatory
+  licking (a lick before the cue) in at least ADVANCE_FRACTION of the last ADVANCE_WINDOW trials in
+  rewarded corridors. The protocol's own last stage criterion is used instead when it has one. Exposure
+  animals have no learning readout: they follow the sequence after a complete session of at least
+  MIN_EXPOSURE_TRIALS trials (their task cohort sets the days; the operator decides).
+- A probe stage (test1, test2) is one recording: the next stage follows. test3 is the last one.
+- Protocols outside the sequence (demo, pretraining, no-cue) are suggested again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEQUENCE = ("train1", "test1", "train2", "test2", "test3")
+ADVANCE_FRACTION = 0.7
+ADVANCE_WINDOW = 20
+MIN_EXPOSURE_TRIALS = 100
+_NAME = re.compile(r"^(?P<family>grating_)?(?P<stage>train1|test1|train2|test2|test3)_(?P<lane>task|exposure)$")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    protocol: str  # a protocol name (protocols/NAME.yaml when shipped)
+    reason: str
+    advance: bool  # moves to the next stage
+
+
+def anticipatory_fraction(session, window: int = ADVANCE_WINDOW) -> tuple[float | None, int]:
+    """(fraction of the last `window` rewarded-corridor trials with a lick before the cue, trials counted);
+    None when the session has no finished trial in a rewarded corridor. `session`: rig.session_reader.Session."""
+    corridors = (session.header.get("protocol") or {}).get("corridors") or []
+    rewarded = {k for k, c in enumerate(corridors) if c.get("rewarded")}
+    corridor, anticipated, done = 0, False, []
+    for ev in session.events:
+        kind, data = ev.get("kind"), ev.get("data") or {}
+        if kind == "trial_start":
+            corridor, anticipated = int(data.get("corridor_index", 0)), False
+        elif kind == "lick" and not data.get("iti") and data.get("anticipatory"):
+            anticipated = True
+        elif kind == "trial_end" and corridor in rewarded:
+            done.append(anticipated)
+    last = done[-window:]
+    return (float(np.mean(last)) if last else None), len(last)
+
+
+def _criterion(protocol: dict[str, Any]) -> tuple[float, int]:
+    stages = protocol.get("stages") or []
+    adv = (stages[-1].get("advance") or {}) if stages else {}
+    if adv.get("anticipatory_fraction"):
+        return float(adv["anticipatory_fraction"]), int(adv.get("window", ADVANCE_WINDOW))
+    return ADVANCE_FRACTION, ADVANCE_WINDOW
+
+
+def suggest_next(last_info: dict[str, Any], last_session=None) -> Suggestion | None:
+    """The suggestion after the session `last_info` (a rig.session_info dict); `last_session` (its
+    rig.session_reader.Session) is needed to judge a training stage of a task animal."""
+    name = last_info.get("protocol")
+    if not name:
+        return None
+    if not last_info.get("complete"):
+        return Suggestion(name, "the last session did not complete: repeat it", False)
+    m = _NAME.match(str(name))
+    if m is None:
+        return Suggestion(name, "the last session's protocol (not in the train1 → test3 sequence)", False)
+    family, stage, lane = m.group("family") or "", m.group("stage"), m.group("lane")
+    k = SEQUENCE.index(stage)
+    if k == len(SEQUENCE) - 1:
+        return Suggestion(name, "test3 is the last stage of the sequence", False)
+    following = f"{family}{SEQUENCE[k + 1]}_{lane}"
+    if stage.startswith("test"):
+        return Suggestion(following, f"{stage} is a single probe recording: next stage", True)
+    if lane == "exposure":
+        trials = int(last_info.get("trials") or 0)
+        if trials >= MIN_EXPOSURE_TRIALS:
+            return Suggestion(following, f"exposure lane: {trials} trials of {stage} done (follow the task cohort)",
+                              True)
+        return Suggestion(name, f"exposure lane: only {trials} trials of {stage} (< {MIN_EXPOSURE_TRIALS})", False)
+    if last_session is None:
+        return Suggestion(name, "the last session could not be read to judge learning: repeat it", False)
+    threshold, window = _criterion(last_session.header.get("protocol") or {})
+    frac, n = anticipatory_fraction(last_session, window)
+    if frac is None:
+        return Suggestion(name, "no rewarded trial finished last session: repeat it", False)
+    if frac >= threshold and n >= window:
+        return Suggestion(following, f"learned {stage}: anticipatory licking {frac:.0%} of the last {n} rewarded "
+                                     f"trials (≥ {threshold:.0%})", True)
+    return Suggestion(name, f"not learned yet: anticipatory licking {frac:.0%} of the last {n} rewarded trials "
+                            f"(advance at ≥ {threshold:.0%} over {window})", False)
+
+
+def shipped(protocol: str, protocols_dir: Path) -> Path | None:
+    path = Path(protocols_dir) / f"{protocol}.yaml"
+    return path if path.is_file() else None
