@@ -1,4 +1,5 @@
-"""The `rig` command. Exit codes: 0 ok, 1 a fault or failed check, 2 bad input, 130 stopped by a signal."""
+"""The `rig` command. Exit codes: 0 ok, 1 a fault or failed check, 2 bad input, 3 the rig is busy with another
+session, 130 stopped by a signal."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_SIGNAL = 0, 1, 2, 130
+EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_SIGNAL = 0, 1, 2, 3, 130
 
 # Subcommand modules (see rig/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -80,6 +81,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
         experimenter=args.experimenter or "", notes=args.notes or "",
     )
+    lock = None
+    if not args.fast:
+        # A real-time session owns the rig's hardware: one at a time per rig, whoever starts it (CLI or GUI).
+        from rig.runner_process import RigBusy, RigLock
+
+        try:
+            lock = RigLock.acquire(config.name, animal=args.animal, protocol=protocol.name, source="rig run")
+        except RigBusy as e:
+            print(f"rig run: {e}", file=sys.stderr)
+            return EXIT_BUSY
     bar = _progress_bar(protocol, args)
     received: list[int] = []
     stopper: list[Callable[[], None]] = []
@@ -101,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if lock is not None:
+            lock.release()
     r = result.run
     print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
           f"seed {result.seed}, missed display frames {r.missed_frames}")

@@ -200,3 +200,28 @@ def test_sigkill_leaves_readable_incomplete_session_with_at_most_100ms_missing(t
     t_last = float(s.frames["t"][-1])
     t_loop_start = s.timing_origin_monotonic  # monotonic time of session t = 0, from the header
     assert killed_at - t_loop_start - t_last <= 0.1 + 1 / 60
+
+
+def test_second_realtime_session_on_the_same_rig_is_refused(tmp_path: Path):
+    env = dict(os.environ, RIG_LOCK_DIR=str(tmp_path / "locks"))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--seed", "1", "--data",
+         str(tmp_path / "a"), "--duration", "60", "-q"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        _wait_for_frames(tmp_path / "a", 0.2)
+        second = rig_cmd("run", "protocols/demo.yaml", "--duration", "1", "--data", str(tmp_path / "b"), "-q",
+                         env=env)
+        assert second.returncode == 3
+        assert "already running a session" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert not (tmp_path / "b").exists()
+        # A --fast simulation touches no hardware, so it may run beside a live session.
+        assert rig_cmd("run", "protocols/demo.yaml", "--fast", "--max-trials", "1", "--data",
+                       str(tmp_path / "c"), "-q", env=env).returncode == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    # Once the first session has ended, the rig is free again.
+    again = rig_cmd("run", "protocols/demo.yaml", "--duration", "0.5", "--data", str(tmp_path / "d"), "-q", env=env)
+    assert again.returncode == 0, again.stderr
