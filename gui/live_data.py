@@ -98,6 +98,7 @@ class Snapshot:
     water_ul: float
     licks_n: int
     trial: int
+    next_corridor: int = -1  # the corridor after the current trial's (-1: none or unknown)
     extra: dict = field(default_factory=dict)
 
 
@@ -111,7 +112,8 @@ class LiveData:
         self.licks = Table(("t", "pos", "trial", "corridor", "anticipatory"))
         self.cues = Table(("t", "pos", "trial", "corridor"))
         self.rewards = Table(("t", "pos", "trial", "corridor", "volume"))
-        self.trial_starts = Table(("t", "trial", "corridor"))
+        # next: the corridor of the trial after this one (-1: none or unknown), for the VR preview
+        self.trial_starts = Table(("t", "trial", "corridor", "next"))
         self.trial_ends = Table(("t", "trial", "corridor", "anticipated"))
         self.last_i = -1  # last iteration whose frame was ingested
         self.last_event_i = -1  # last iteration whose events came from a session file (telemetry skips them)
@@ -139,7 +141,8 @@ class LiveData:
         if kind == "trial_start":
             self._trial_corridor = int(data.get("corridor_index", ev.get("corridor", 0)))
             self._anticipated = False
-            self.trial_starts.append(t, trial, self._trial_corridor)
+            nxt = data.get("next_corridor_index")
+            self.trial_starts.append(t, trial, self._trial_corridor, -1 if nxt is None else int(nxt))
         elif kind == "lick":
             if data.get("iti"):
                 return
@@ -224,6 +227,7 @@ class LiveData:
             water_ul=float(water[-1]) if len(water) else 0.0,
             licks_n=self.licks.count_until(t_max),
             trial=int(self.trial_starts.col("trial", n_start)[-1]) if n_start else 0,
+            next_corridor=int(self.trial_starts.col("next", n_start)[-1]) if n_start else -1,
             # Replay (t_max given) can move backwards: only live snapshots may skip unchanged event plots.
             extra={"event_key": (self.event_version, n_start, n_end, n_rew) if t_max is None else None},
         )

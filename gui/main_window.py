@@ -320,7 +320,7 @@ class MainWindow(QtWidgets.QMainWindow):
         snap = live.snapshot()
         self.plots.show_snapshot(snap)
         if snap.frames.shape[1]:
-            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]))
+            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]), snap.next_corridor)
         # Counters from the same data as the plots (the 2 Hz status would lag them by up to 0.5 s).
         self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, snap.t)
 

@@ -177,7 +177,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         snap = self.live.snapshot(self.t)
         self.plots.show_snapshot(snap)
         if snap.frames.shape[1]:
-            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]))
+            self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]), snap.next_corridor)
             if not self.playing:  # a seek while paused shows its picture at once
                 self.vr.draw_now()
         self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, self.t - self.t0)

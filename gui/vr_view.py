@@ -42,6 +42,7 @@ def preview_params(screens: int = 3, width_px: int = SCREEN_W, height_px: int = 
 class ViewPoint:
     corridor: int  # index into the protocol's corridors
     position_cm: float
+    ahead: int = -1  # the next trial's corridor, drawn beyond the grey part (-1: grey ahead)
 
 
 class PreviewRenderer:
@@ -87,8 +88,12 @@ class PreviewRenderer:
                                f"({len(corridors)} corridors)")
         c = corridors[view.corridor]
         pos = min(max(float(view.position_cm), 0.0), float(c.length_cm))
+        inter = self.protocol.inter_trial
+        # As the rig's display does it: the next corridor shows beyond the grey part only in continuous mode.
+        show_ahead = inter.mode == "continuous" and inter.show_next and 0 <= view.ahead < len(corridors)
+        ahead = (corridors[view.ahead].name,) if show_ahead else ()
         self._make_current()
-        return self._renderer.render(ViewState(c.name, pos))
+        return self._renderer.render(ViewState(c.name, pos, ahead=ahead))
 
     def close(self) -> None:
         if self._closed:
@@ -190,8 +195,8 @@ class VRPreview(QtWidgets.QGroupBox):
         self.image.setText("no session")
         self.caption.setText("")
 
-    def show_view(self, corridor: int, position_cm: float) -> None:
-        self._wanted = ViewPoint(int(corridor), round(float(position_cm), 1))
+    def show_view(self, corridor: int, position_cm: float, ahead: int = -1) -> None:
+        self._wanted = ViewPoint(int(corridor), round(float(position_cm), 1), int(ahead))
 
     def draw_now(self) -> None:
         """Draw the wanted view point at once (the replay viewer does so when seeking while paused)."""

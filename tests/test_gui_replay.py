@@ -160,3 +160,21 @@ def test_a_failed_export_is_shown(qtbot, viewer, tmp_path):
         bar.export("nwb", tmp_path / "wrong-suffix.txt")
     assert got.args[0] == "nwb" and got.args[1] is False and ".nwb" in got.args[2]
     assert "export failed" in bar.message.text()
+
+
+def test_vr_preview_draws_the_next_trials_corridor_beyond_the_grey_part(qtbot, viewer, finished):
+    from gui.vr_view import ViewPoint
+
+    s = Session.open(finished)
+    start = next(e for e in s.events if e["kind"] == "trial_start" and e["trial"] == 2)
+    nxt = start["data"]["next_corridor_index"]
+    assert nxt is not None
+    viewer.seek(start["t"] + 0.5)
+    assert viewer.live.snapshot(viewer.t).next_corridor == nxt  # the playhead knows the corridor ahead
+    qtbot.waitUntil(lambda: viewer.vr.ready, timeout=20_000)
+    r = viewer.vr.renderer
+    corridor = r.protocol.corridors[start["data"]["corridor_index"]]
+    near_end = corridor.length_cm - 5.0  # in the grey part, looking at what follows it
+    grey_ahead = r.render(ViewPoint(start["data"]["corridor_index"], near_end))
+    textured_ahead = r.render(ViewPoint(start["data"]["corridor_index"], near_end, ahead=nxt))
+    assert textured_ahead.std() > grey_ahead.std() + 5  # textured walls ahead instead of grey
