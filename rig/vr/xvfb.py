@@ -3,9 +3,11 @@ headless rigs. Mesa gives GL windows on it through GLX (software rendering)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -14,6 +16,12 @@ from types import TracebackType
 
 class XvfbError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when the parent process exits (Linux), so a
+    server left running (e.g. under a live QApplication, see gui.testing) never outlives its user."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Xvfb:
@@ -53,6 +61,7 @@ class Xvfb:
                 pass_fds=(write_fd,),
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
+                preexec_fn=_die_with_parent,
             )
             os.close(write_fd)
             write_fd = -1
