@@ -137,6 +137,7 @@ class Runner:
         self._clock_maps: dict[str, object] = {}
         self._corridor_names = [c.name for c in protocol.corridors]
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
+        self._show_next = protocol.inter_trial.show_next
 
     def request_stop(self) -> None:
         """Safe to call from a signal handler or another thread."""
@@ -220,7 +221,7 @@ class Runner:
                 View(t, state.trial, self._corridor_names[state.corridor], state.position_cm, state.in_grey,
                      self._corridor_rewarded[state.corridor],
                      self._corridor_names[state.next_corridor]
-                     if state.next_corridor >= 0 and self.protocol.inter_trial.show_next else None)
+                     if state.next_corridor >= 0 and self._show_next else None)
             )
             writer.frame(i, state)
             if step.events:
