@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.base import BallSamples, CheckResult, Clock, ClockMap, LickEdge, View
+from drivers.base import BallSamples, Clock, ClockMap, LickEdge, View
+from drivers.soft_device import SoftDevice
 
 
 def _release_order(release_t: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -29,39 +30,15 @@ def _release_order(release_t: np.ndarray, n: int, what: str) -> np.ndarray:
     return release_t
 
 
-class _ReplayDevice:
-    """Lifecycle shared by the replay drivers: open/close, a self-test and the identity clock map."""
+class _ReplayDevice(SoftDevice):
+    """Replay drivers: the identity clock map (recorded times are already on the session timeline)."""
 
-    role = ""
+    family = "replay"
 
     def __init__(self, clock: Clock) -> None:
-        self.clock = ClockMap()  # recorded times are already on the session timeline
+        self.clock = ClockMap()
         self._session_clock = clock
         self._open = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
-
-    def open(self) -> None:
-        self._open = True
-
-    def close(self) -> None:
-        self._open = False
-
-    def self_test(self) -> list[CheckResult]:
-        return [CheckResult(f"replay {self.role}", True, self._describe())]
-
-    def __enter__(self) -> _ReplayDevice:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _need_open(self) -> None:
-        if not self._open:
-            raise RuntimeError(f"replay {self.role} driver is not open; call open() first")
 
     def _describe(self) -> str:
         return "replayed from a log"

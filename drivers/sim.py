@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.base import BallSamples, CheckResult, ClockMap, LickEdge, SimWorld, View
 from drivers.registry import DriverContext, register
+from drivers.soft_device import SoftDevice
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _SimDevice:
+class _SimDevice(SoftDevice):
     """Lifecycle shared by the sim drivers: open/close (also as a context manager) and the world check."""
 
-    role: ClassVar[str] = ""
+    family = "sim"
 
     def __init__(self, params: BaseModel, context: DriverContext) -> None:
         world: SimWorld | None = context.world
@@ -76,40 +77,6 @@ class _SimDevice:
         self._session_clock = context.clock
         self._world: SimStreams = world
         self._open = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
-
-    def open(self) -> None:
-        if not self._open:
-            self._attach()
-            self._open = True
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._detach()
-
-    def self_test(self) -> list[CheckResult]:
-        return [CheckResult(f"sim {self.role}", True, self._describe())]
-
-    def __enter__(self) -> Any:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _need_open(self) -> None:
-        if not self._open:
-            raise RuntimeError(f"sim {self.role} driver is not open; call open() first")
-
-    def _attach(self) -> None:
-        pass
-
-    def _detach(self) -> None:
-        pass
 
     def _describe(self) -> str:
         return "simulated"
