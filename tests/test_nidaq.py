@@ -28,7 +28,9 @@ from nidaqmx.constants import (
 )
 from nidaqmx.errors import DaqError, DaqNotFoundError
 
-from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqValve
+from drivers.base import ClockMap, SyncOutput
+from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqSync, NidaqValve
+from drivers.nidaq.clockfit import ClockFit
 from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
 from drivers.nidaq.session import SESSIONS
 from drivers.registry import DriverContext, Registry
@@ -109,7 +111,7 @@ def nidaq_registry() -> Registry:
     for cls in (sim.SimDisplay,):
         reg.add("display", "sim", cls)
     for role, cls in (("ball", NidaqBall), ("lick", NidaqLick), ("valve", NidaqValve), ("cue", NidaqCue),
-                      ("frame_clock", NidaqFrameClock)):
+                      ("frame_clock", NidaqFrameClock), ("sync", NidaqSync)):
         reg.add(role, "nidaq", cls)
     return reg
 
@@ -119,9 +121,10 @@ def test_example_config_validates_against_the_nidaq_drivers() -> None:
 
     cfg = load_config(REPO / "config" / "nidaq-example.yaml", nidaq_registry())
     assert {r: e.type for r, e in cfg.drivers.items() if r != "display"} == dict.fromkeys(
-        ("ball", "lick", "valve", "cue", "frame_clock"), "nidaq"
+        ("ball", "lick", "valve", "cue", "frame_clock", "sync"), "nidaq"
     )
     assert cfg.driver_params("valve").manual_line == "port0/line0"
+    assert cfg.driver_params("sync").counter == "ctr3"
 
 
 def test_bad_nidaq_params_are_rejected_with_the_field() -> None:
@@ -436,3 +439,128 @@ def test_self_test_reports_present_and_missing_channels(daq, ctx) -> None:
     assert not bad[0].ok and "Dev1/ai7 is not a ai channel of Dev1" in bad[0].message
     gone = NidaqLick(NidaqLick.Params(device="Dev9"), ctx).self_test()
     assert not gone[0].ok and "devices found: Dev1, Dev2" in gone[0].message
+
+
+# ---- sync output --------------------------------------------------------------------------------------
+
+
+def test_sync_pulse_is_a_counter_pulse_timed_on_the_shared_clock(daq, ctx) -> None:
+    lick = NidaqLick(NidaqLick.Params(), ctx)
+    sync = NidaqSync(NidaqSync.Params(counter="ctr3", output_terminal="PFI15", width_ms=10), ctx)
+    assert isinstance(sync, SyncOutput)
+    with lick, sync:
+        co = daq.handle_of("create_co_pulse_chan_time")
+        daq.interp.create_co_pulse_chan_time.assert_called_once_with(
+            co, "Dev1/ctr3", "", TimeUnits.SECONDS.value, Level.LOW.value, 0.0, 0.001, 0.001
+        )
+        daq.interp.set_chan_attribute_string.assert_called_once_with(co, "chan", mock.ANY, "/Dev1/PFI15")
+        ctx.clock.wait_until(2.0)
+        lick.read()  # the shared clock starts: device time 0 = session time 2.0
+        ctx.clock.wait_until(3.5)
+        daq.interp.reset_mock()
+        assert sync.pulse() == pytest.approx(1.5)
+        assert daq.interp.mock_calls == [
+            mock.call.stop_task(co),
+            mock.call.set_chan_attribute_double(co, "chan", CO_PULSE_HIGH_TIME, 0.01),
+            mock.call.start_task(co),
+        ]
+        ctx.clock.wait_until(5.25)
+        sync.pulse()
+        daq.interp.is_task_done.assert_called_once_with(co)  # re-armed: checks the previous pulse ended
+        got = sync.read()
+        np.testing.assert_allclose(got, [1.5, 3.25])
+        assert sync.clock is lick.clock
+        np.testing.assert_allclose(sync.clock.to_session(got), [3.5, 5.25])
+        assert sync.read().size == 0  # each pulse is read once
+    assert co in {c.args[0] for c in daq.calls("clear_task")}
+
+
+def test_sync_alone_times_pulses_on_the_session_clock(daq, ctx) -> None:
+    with NidaqSync(NidaqSync.Params(), ctx) as sync:
+        ctx.clock.wait_until(0.75)
+        sync.pulse()
+        np.testing.assert_allclose(sync.read(), [0.75])
+        assert sync.clock == ClockMap()
+        daq.interp.create_ai_voltage_chan.assert_not_called()  # no clocked input: no clock task either
+        assert (sync.min_interval_s, sync.max_interval_s) == (1.0, 5.0)
+
+
+def test_sync_params_are_checked_and_pulse_needs_open(ctx) -> None:
+    with pytest.raises(ValueError, match="max_interval_s"):
+        NidaqSync.Params(min_interval_s=2.0, max_interval_s=1.0)
+    with pytest.raises(ValueError, match="width_ms"):
+        NidaqSync.Params(width_ms=500, min_interval_s=0.2)
+    with pytest.raises(RuntimeError, match="not open"):
+        NidaqSync(NidaqSync.Params(), ctx).pulse()
+
+
+# ---- clock fit ----------------------------------------------------------------------------------------
+
+
+def test_clock_map_follows_a_50_ppm_drift_through_the_reads(daq, ctx) -> None:
+    rate, drift, start = 200.0, 50e-6, 1.0
+    rng = np.random.default_rng(3)
+    lick = NidaqLick(NidaqLick.Params(sample_rate_hz=rate), ctx)
+    maps = []
+    with lick:
+        ctx.clock.wait_until(start)
+        lick.read()
+        ai = daq.handle_of("create_ai_voltage_chan")
+        fed = 0
+        for k in range(1, 3001):  # 150 s of reads every 50 ms
+            newest = 10 * k  # index + 1 of the newest sample in this read
+            daq.feed(ai, np.zeros((1, newest - fed)))
+            fed = newest
+            latency = min(0.0003 + rng.exponential(0.003), 0.04)  # the read comes after its sample
+            ctx.clock.wait_until(start + (1 + drift) * (newest - 1) / rate + latency)
+            lick.read()
+            if not maps or lick.clock != maps[-1]:
+                maps.append(lick.clock)
+        m = lick.clock
+    assert m.scale == pytest.approx(1 + drift, abs=2e-6)
+    t_dev = (fed - 1) / rate
+    err = m.to_session(t_dev) - (start + (1 + drift) * t_dev)
+    assert 0 <= err < 0.001  # late by at most the minimum latency; without the fit it would be 7.5 ms
+    assert len(maps) <= 151  # refit at most once a second of host time
+
+
+def test_clock_fit_is_offset_only_until_the_pairs_span_min_span_then_a_line_under_them() -> None:
+    fit = ClockFit(ClockMap(offset=10.0), refit_s=0.0, min_span_s=5.0)
+    assert fit.add(10.002, 0.0)
+    assert fit.map == ClockMap(offset=10.002, scale=1.0)
+    assert fit.add(12.001, 2.0)  # a read closer to its sample lowers the offset; the span is too short
+    assert fit.map == ClockMap(offset=10.001, scale=1.0)
+    pairs = [(10.002, 0.0), (12.001, 2.0), (10.001 + 1.0001 * 6.0, 6.0), (10.0015 + 1.0001 * 8.0, 8.0)]
+    for h, d in pairs[2:]:
+        fit.add(h, d)
+    assert fit.map.scale > 1.0
+    gaps = [h - fit.map.to_session(d) for h, d in pairs]
+    assert min(gaps) == pytest.approx(0.0, abs=1e-12)  # no pair lies below the line; one touches it
+    with pytest.raises(ValueError, match="finite"):
+        fit.add(float("nan"), 1.0)
+
+
+def test_clock_fit_refits_at_most_once_per_refit_interval() -> None:
+    fit = ClockFit(ClockMap(offset=0.0), refit_s=1.0)
+    assert fit.add(0.005, 0.0)
+    assert not fit.add(0.5, 0.499)  # better pair, but only 0.5 s since the last fit
+    assert fit.map.offset == pytest.approx(0.005)
+    assert fit.add(1.2, 1.1995)
+    assert fit.map.offset == pytest.approx(0.0005)
+
+
+def test_clock_fit_forgets_pairs_older_than_the_window() -> None:
+    fit = ClockFit(ClockMap(offset=0.0), window_s=10.0, refit_s=0.0, min_span_s=1e9)  # offset only
+    fit.add(0.001, 0.0)
+    fit.add(5.003, 5.0)
+    assert fit.map.offset == pytest.approx(0.001)
+    fit.add(20.003, 20.0)  # the 1 ms pairs are more than 10 s older: the offset follows the newer ones
+    assert fit.map.offset == pytest.approx(0.003)
+
+
+def test_clock_fit_rejects_an_impossible_rate_and_keeps_the_scale() -> None:
+    fit = ClockFit(ClockMap(offset=0.0), refit_s=0.0, min_span_s=1.0)
+    for d in range(5):
+        fit.add(1.01 * d, float(d))  # 1 % rate error: not a crystal
+    assert fit.map.scale == 1.0
+    assert fit.map.offset == 0.0

@@ -65,4 +65,4 @@ def test_the_registry_can_import_the_package_without_nidaqmx() -> None:
         "print(sorted(r for r, t, c in _PENDING if t == 'nidaq'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "['ball', 'cue', 'frame_clock', 'lick', 'valve']"
+    assert out.stdout.strip() == "['ball', 'cue', 'frame_clock', 'lick', 'sync', 'valve']"

@@ -70,7 +70,7 @@ def test_open_ended_schedule_gives_the_same_onsets_as_pulse_schedule() -> None:
 def test_sync_role_is_optional_and_validated() -> None:
     assert "sync" not in sim_config(None).drivers  # the shipped sim rig has none and stays valid
     assert isinstance(sim_config({"type": "sim"}).driver_params("sync"), SimSync.Params)
-    with pytest.raises(ValidationError, match=r"drivers\.sync\.type.*allowed: serial_board, sim"):
+    with pytest.raises(ValidationError, match=r"drivers\.sync\.type.*allowed: nidaq, serial_board, sim"):
         sim_config({"type": "nonesuch"})
     with pytest.raises(ValidationError, match="max_interval_s=0.1 must be >= min_interval_s=0.5"):
         sim_config({"type": "sim", "min_interval_s": 0.5, "max_interval_s": 0.1})

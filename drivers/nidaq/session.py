@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from drivers.base import Clock, ClockMap
+from drivers.nidaq.clockfit import ClockFit
 from drivers.nidaq.errors import (
     NidaqConfigError,
     NidaqError,
@@ -59,6 +60,7 @@ class _InputTask:
     task: Any
     rows: int = 0
     reader: Any = None
+    samples_read: int = 0  # per channel since the start: the newest sample's index + 1
 
 
 def make_task(nidaqmx: ModuleType, where: str) -> Any:
@@ -81,6 +83,9 @@ class DeviceSession:
         self.rate_hz: float | None = None
         self.clock_ai_channel = "ai0"
         self.clock_map = ClockMap()
+        # ClockFit keyword arguments (window_s, refit_s, bin_s, min_span_s), set before the first read.
+        self.fit_settings: dict[str, float] = {}
+        self._fit: ClockFit | None = None
         self._session_clock = clock
         self._tasks: dict[str, _InputTask] = {}
         self._streams: list[Stream] = []
@@ -217,7 +222,11 @@ class DeviceSession:
             ai.task.start()
         except nd.errors.Error as e:
             raise NidaqError(f"{self.device}: cannot start the clocked input tasks at {rate:g} Hz: {e}") from e
-        self.clock_map = ClockMap(offset=self._session_clock.now(), scale=1.0)
+        started_at = self._session_clock.now()
+        self.clock_map = ClockMap(offset=started_at, scale=1.0)
+        # The AI task's start returned after its clock started: (started_at, 0) is a valid first pair.
+        self._fit = ClockFit(self.clock_map, **self.fit_settings)
+        self._fit.add(started_at, 0.0)
         self._started = True
         for t in self._tasks.values():
             t.reader = self._reader(t)
@@ -272,11 +281,22 @@ class DeviceSession:
         except nd.errors.Error as e:
             raise NidaqError(f"{self.device}: reading the {key} task failed: {e}") from e
         got = int(got)
+        if got > 0:
+            t.samples_read += got
+            self._clock_pair(t.samples_read)
         for s in self._streams:
             if s.task_key == key:
                 if s.subscribed:
                     s.chunks.append(np.array(data[s.row, :got]))
                 s.next_index += got
+
+    def _clock_pair(self, samples_read: int) -> None:
+        """One (host, device) pair for the clock fit: the session time just after a read, and the device
+        time of the newest sample it returned (sample i is taken at i / rate)."""
+        if self._fit is None:
+            return
+        if self._fit.add(self._session_clock.now(), (samples_read - 1) / (self.rate_hz or 1000.0)):
+            self.clock_map = self._fit.map
 
     def unsubscribe(self, stream: Stream) -> None:
         stream.subscribed = False
