@@ -75,7 +75,7 @@ def test_sync_role_is_optional_and_validated() -> None:
     with pytest.raises(ValidationError, match="max_interval_s=0.1 must be >= min_interval_s=0.5"):
         sim_config({"type": "sim", "min_interval_s": 0.5, "max_interval_s": 0.1})
     reg = default_registry()
-    assert reg.types("sync") == ["serial_board", "sim"]
+    assert reg.types("sync") == ["nidaq", "serial_board", "sim"]
     assert reg.spec("sync", "serial_board").cls is SerialSync
 
 
