@@ -11,7 +11,15 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rig.config import RigConfig
+    from rig.mesoscope.session_hook import MesoscopeHook
+    from rig.protocol import Protocol
+    from rig.session import SessionOptions
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_SIGNAL = 0, 1, 2, 3, 130
 
@@ -59,10 +67,22 @@ def signals_stop(stop: Callable[[], None]):
             signal.signal(s, h)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class RunInputs:
+    """What `rig run` and the GUI's runner process both build from their arguments before a session."""
+
+    protocol: Protocol
+    config: RigConfig
+    config_path: Path
+    options: SessionOptions
+    mesoscope: MesoscopeHook | None
+
+
+def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
+    """Load and check the protocol and config named by args; an exit code (after printing why) on bad input."""
     from rig.loading import LoadError, load_config, load_protocol
-    from rig.mesoscope.session_hook import MesoscopeStartError, mesoscope_hook
-    from rig.session import SessionOptions, run_session
+    from rig.mesoscope.session_hook import mesoscope_hook
+    from rig.session import SessionOptions
 
     config_path = find_file(args.config, "config") if args.config else default_config()
     try:
@@ -73,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     hook = mesoscope_hook(config, config_dir=config_path.parent)
     if hook is not None and args.fast:
-        print(f"rig run: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
+        print(f"{prog}: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
               file=sys.stderr)
         return EXIT_BAD_INPUT
     options = SessionOptions(
@@ -81,6 +101,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
         experimenter=args.experimenter or "", notes=args.notes or "",
     )
+    return RunInputs(protocol, config, config_path, options, hook)
+
+
+def run_prepared(prep: RunInputs, prog: str, *, extra_hooks: tuple = (), on_runner: Callable | None = None,
+                 progress: object | None = None) -> int:
+    """Run the session with SIGINT/SIGTERM asking the loop to stop; print the outcome, the folder last."""
+    from rig.mesoscope.session_hook import MesoscopeStartError
+    from rig.session import run_session
+
+    stopper: list[Callable[[], None]] = []
+
+    def wire(runner) -> None:
+        stopper.append(runner.request_stop)
+        if on_runner is not None:
+            on_runner(runner)
+
+    hooks = ((prep.mesoscope,) if prep.mesoscope is not None else ()) + tuple(extra_hooks)
+    try:
+        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
+            result = run_session(prep.protocol, prep.config, prep.options, on_runner=wire, progress=progress,
+                                 hooks=hooks)
+    except MesoscopeStartError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        print(e.path)
+        return EXIT_FAULT
+    except OSError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_FAULT
+    r = result.run
+    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
+          f"seed {result.seed}, missed display frames {r.missed_frames}")
+    print(result.path, flush=True)
+    if received:
+        return EXIT_SIGNAL
+    return EXIT_OK if r.complete else EXIT_FAULT
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prep = prepare_run(args, "rig run")
+    if isinstance(prep, int):
+        return prep
+    protocol, config = prep.protocol, prep.config
     lock = None
     if not args.fast:
         # A real-time session owns the rig's hardware: one at a time per rig, whoever starts it (CLI or GUI).
@@ -92,35 +154,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"rig run: {e}", file=sys.stderr)
             return EXIT_BUSY
     bar = _progress_bar(protocol, args)
-    received: list[int] = []
-    stopper: list[Callable[[], None]] = []
-
-    def on_runner(runner) -> None:
-        stopper.append(runner.request_stop)
-
     try:
-        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-            result = run_session(protocol, config, options, on_runner=on_runner, progress=bar,
-                                 hooks=(hook,) if hook is not None else ())
-    except MesoscopeStartError as e:
-        print(f"rig run: {e}", file=sys.stderr)
-        print(e.path)
-        return EXIT_FAULT
-    except OSError as e:
-        print(f"rig run: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return run_prepared(prep, "rig run", progress=bar)
     finally:
         if bar is not None:
             bar.close()
         if lock is not None:
             lock.release()
-    r = result.run
-    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
-          f"seed {result.seed}, missed display frames {r.missed_frames}")
-    print(result.path)
-    if received:
-        return EXIT_SIGNAL
-    return EXIT_OK if r.complete else EXIT_FAULT
 
 
 def default_config() -> Path:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXIT_BUSY = 3
+from rig.cli import EXIT_BUSY  # one exit code for "the rig is busy", whoever reports it
+
 LOCK_DIR_ENV = "RIG_LOCK_DIR"
 
 
@@ -176,10 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
-    from rig.cli import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL, default_config, find_file, signals_stop
-    from rig.loading import LoadError, load_config, load_protocol
-    from rig.mesoscope.session_hook import MesoscopeStartError, mesoscope_hook
-    from rig.session import SessionOptions, run_session
+    from rig.cli import EXIT_FAULT, prepare_run, run_prepared
     from rig.telemetry import TelemetryError, TelemetryHook
 
     args = build_parser().parse_args(argv)
@@ -187,23 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     if args.replay is not None:
         return replay_main(args)
-    try:
-        protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config_path = find_file(args.config, "config") if args.config else default_config()
-        config = load_config(config_path)
-    except LoadError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    meso = mesoscope_hook(config, config_dir=Path(config_path).parent)  # as `rig run` does
-    if meso is not None and args.fast:
-        print(f"rig runner: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = SessionOptions(
-        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials, duration_s=args.duration,
-        data_dir=Path(args.data) if args.data else None, experimenter=args.experimenter, notes=args.notes,
-    )
+    prep = prepare_run(args, "rig runner")  # exactly as `rig run` reads its arguments
+    if isinstance(prep, int):
+        return prep
+    config, protocol = prep.config, prep.protocol
     try:
         lock = RigLock.acquire(config.name, args.lock_dir, animal=args.animal, protocol=protocol.name)
     except RigBusy as e:
@@ -219,30 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             hook.info.update(rig=config.name, animal=args.animal, experimenter=args.experimenter,
                              config_path=str(args.config or ""))
             lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
-            stopper: list = []
 
             def on_runner(runner) -> None:
-                stopper.append(runner.request_stop)
                 hook.info["session"] = str(runner.writer.path)
                 lock.update(session=str(runner.writer.path))
 
-            try:
-                with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-                    hooks = (meso, hook) if meso is not None else (hook,)
-                    result = run_session(protocol, config, options, on_runner=on_runner, hooks=hooks)
-            except MesoscopeStartError as e:
-                print(f"rig runner: {e}", file=sys.stderr)
-                return EXIT_FAULT
-            except OSError as e:
-                print(f"rig runner: {e}", file=sys.stderr)
-                return EXIT_FAULT
-    r = result.run
-    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
-          f"seed {result.seed}, missed display frames {r.missed_frames}")
-    print(result.path, flush=True)
-    if received:
-        return EXIT_SIGNAL
-    return EXIT_OK if r.complete else EXIT_FAULT
+            return run_prepared(prep, "rig runner", extra_hooks=(hook,), on_runner=on_runner)
 
 
 def replay_main(args: argparse.Namespace) -> int:
