@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,11 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextmanager
+def attached(args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any], hook_info: dict[str, Any]):
+    """Hold the rig's lock and serve telemetry/commands for one session (live or replay); yields
+    (hook, on_runner), on_runner recording the session folder in both. Raises RigBusy or TelemetryError."""
+    from rig.telemetry import TelemetryHook
+
+    with RigLock.acquire(rig_name, args.lock_dir, **lock_info) as lock, \
+            TelemetryHook(args.telemetry, args.commands) as hook:
+        hook.info.update(rig=rig_name, **hook_info)
+        lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
+
+        def on_runner(runner) -> None:
+            hook.info["session"] = str(runner.writer.path)
+            lock.update(session=str(runner.writer.path))
+
+        yield hook, on_runner
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     from rig.cli import EXIT_FAULT, prepare_run, run_prepared
-    from rig.telemetry import TelemetryError, TelemetryHook
+    from rig.telemetry import TelemetryError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -188,28 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep = prepare_run(args, "rig runner")  # exactly as `rig run` reads its arguments
     if isinstance(prep, int):
         return prep
-    config, protocol = prep.config, prep.protocol
     try:
-        lock = RigLock.acquire(config.name, args.lock_dir, animal=args.animal, protocol=protocol.name)
+        with attached(args, prep.config.name, {"animal": args.animal, "protocol": prep.protocol.name},
+                      {"animal": args.animal, "experimenter": args.experimenter,
+                       "config_path": str(args.config or "")}) as (hook, on_runner):
+            return run_prepared(prep, "rig runner", extra_hooks=(hook,), on_runner=on_runner)
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return EXIT_BUSY
-    with lock:
-        try:
-            hook = TelemetryHook(args.telemetry, args.commands)
-        except TelemetryError as e:
-            print(f"rig runner: {e}", file=sys.stderr)
-            return EXIT_FAULT
-        with hook:
-            hook.info.update(rig=config.name, animal=args.animal, experimenter=args.experimenter,
-                             config_path=str(args.config or ""))
-            lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
-
-            def on_runner(runner) -> None:
-                hook.info["session"] = str(runner.writer.path)
-                lock.update(session=str(runner.writer.path))
-
-            return run_prepared(prep, "rig runner", extra_hooks=(hook,), on_runner=on_runner)
+    except TelemetryError as e:
+        print(f"rig runner: {e}", file=sys.stderr)
+        return EXIT_FAULT
 
 
 def replay_main(args: argparse.Namespace) -> int:
@@ -219,7 +227,7 @@ def replay_main(args: argparse.Namespace) -> int:
     from rig.loading import LoadError, load_config
     from rig.replay import ReplayError, ReplayOptions, replay_session
     from rig.session_reader import HEADER, SessionError
-    from rig.telemetry import TelemetryError, TelemetryHook
+    from rig.telemetry import TelemetryError
 
     session = args.replay.resolve()
     if not (session / HEADER).is_file():
@@ -244,37 +252,23 @@ def replay_main(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     animal = f"{header.get('animal')}-replay"
     protocol_name = (header.get("protocol") or {}).get("name")
+    stopper: list = []
     try:
-        lock = RigLock.acquire(config.name, args.lock_dir, animal=animal, protocol=protocol_name,
-                               replay_of=str(session))
+        with attached(args, config.name, {"animal": animal, "protocol": protocol_name, "replay_of": str(session)},
+                      {"animal": animal, "replay_of": str(session)}) as (hook, on_runner):
+
+            def wire(runner) -> None:
+                stopper.append(runner.request_stop)
+                on_runner(runner)
+
+            with signals_stop(lambda: stopper[0]() if stopper else None) as received:
+                result = replay_session(session, options, on_runner=wire, hooks=(hook,))
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return EXIT_BUSY
-    with lock:
-        try:
-            hook = TelemetryHook(args.telemetry, args.commands)
-        except TelemetryError as e:
-            print(f"rig runner: {e}", file=sys.stderr)
-            return EXIT_FAULT
-        with hook:
-            hook.info.update(rig=config.name, animal=animal, replay_of=str(session))
-            lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
-            stopper: list = []
-
-            def on_runner(runner) -> None:
-                stopper.append(runner.request_stop)
-                hook.info["session"] = str(runner.writer.path)
-                lock.update(session=str(runner.writer.path))
-
-            try:
-                with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-                    result = replay_session(session, options, on_runner=on_runner, hooks=(hook,))
-            except (ReplayError, SessionError) as e:
-                print(f"rig runner: {e}", file=sys.stderr)
-                return EXIT_FAULT
-            except OSError as e:
-                print(f"rig runner: {e}", file=sys.stderr)
-                return EXIT_FAULT
+    except (TelemetryError, ReplayError, SessionError, OSError) as e:
+        print(f"rig runner: {e}", file=sys.stderr)
+        return EXIT_FAULT
     print(f"{'complete' if result.complete else 'incomplete'}: {result.reason}; replay of {session}")
     print(result.path, flush=True)
     if received:

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import selectors
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mesoscope_support import emulator as start_emulator
 
 from drivers.registry import DriverContext
 from rig.clock import RealClock
@@ -39,41 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 RATE = 20.0  # Hz: enough frames in a few seconds
 
 
-@dataclass
-class Emulator:
-    proc: subprocess.Popen[str]
-    cmd: str
-    frames: str
-    truth: Path
-
-    def records(self) -> list[dict]:
-        return [json.loads(line) for line in self.truth.read_text().splitlines()]
-
-
-@contextmanager
-def emulator(tmp_path: Path, *args: str) -> Iterator[Emulator]:
-    truth = tmp_path / "truth.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rig.mesoscope.emulator", "--cmd", "tcp://127.0.0.1:0", "--frames",
-         "tcp://127.0.0.1:0", "--truth", str(truth), "--rate", str(RATE), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        assert sel.select(timeout=15), f"emulator printed nothing within 15 s (exit {proc.poll()})"
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), f"emulator said {line!r}; stderr: {proc.stderr.read()}"
-        ready = json.loads(line[6:])
-        yield Emulator(proc, ready["cmd"], ready["frames"], truth)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+def emulator(tmp_path: Path, *args: str):
+    return start_emulator(tmp_path, "--rate", str(RATE), *args)
 
 
 def rig_config(frame_clock: dict) -> RigConfig:

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_support import OperatorScript
 
 from drivers.replay import ReplayBall, ReplayLick, ReplayValve
 from rig import cli
 from rig.clock import VirtualClock
-from rig.engine_io import Step
 from rig.loading import load_config, load_protocol
 from rig.replay import ReplayOptions, replay_session
 from rig.replay_verify import verify_session
-from rig.runner import Operator, Runner
+from rig.runner import Operator
 from rig.session import SessionOptions, run_session
 from rig.session_reader import Session
 
@@ -30,25 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 # Every data file but the wall-clock ones (header, footer, clock.json, timing.bin).
 DETERMINISTIC = ("frames.bin", "ball.bin", "licks.bin", "frame_clock.bin", "events.jsonl", "commands.jsonl",
                  "operator.jsonl")
-
-
-class OperatorScript:
-    """LoopHook playing operator actions into the runner on given iterations."""
-
-    def __init__(self, actions: dict[int, list[Operator]]) -> None:
-        self.actions = actions
-        self.runner: Runner | None = None
-
-    def start(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def iteration(self, i: int, t: float, step: Step) -> None:
-        assert self.runner is not None
-        for op in self.actions.get(i + 1, ()):
-            self.runner.operator.put(op)
-
-    def end(self, runner, result) -> None:
-        pass
 
 
 def run_fast(data: Path, protocol: str = "train1_task", trials: int = 20, seed: int = 9, hooks=()) -> Path:

@@ -8,37 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_support import OperatorScript
 
 from rig import cli
-from rig.engine_io import Step
 from rig.loading import load_config, load_protocol
 from rig.replay_inputs import group_sums
 from rig.replay_verify import verify_session
-from rig.runner import Operator, Runner
+from rig.runner import Operator
 from rig.session import SessionOptions, run_session
 from rig.session_reader import BINARY_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOLS = sorted((REPO / "protocols").glob("*.yaml"))
-
-
-class OperatorScript:
-    """LoopHook playing operator actions into the runner on given iterations (a scripted experimenter)."""
-
-    def __init__(self, actions: dict[int, list[Operator]]) -> None:
-        self.actions = actions
-        self.runner: Runner | None = None
-
-    def start(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def iteration(self, i: int, t: float, step: Step) -> None:
-        assert self.runner is not None
-        for op in self.actions.get(i + 1, ()):
-            self.runner.operator.put(op)
-
-    def end(self, runner, result) -> None:
-        pass
 
 
 def run_fast(data: Path, protocol: str | Path = "train1_task", trials: int = 30, seed: int = 7, hooks=()) -> Path:
