@@ -59,7 +59,7 @@ class LowDiskSpaceError(OSError):
     """The data disk has less free space than the session needs; nothing was created."""
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -71,11 +71,22 @@ def _json_default(obj: Any) -> Any:
 
 # One encoder for every JSON line: sorted keys, no spaces, repr-exact floats (Python's float repr),
 # NaN written as NaN (Python's json reads it back).
-_LINE_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_json_default)
+_LINE_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=json_default)
+
+
+def event_record(i: int, e: Event) -> dict[str, Any]:
+    """The events.jsonl record of an engine event consumed at iteration i (also rebuilt by replay --verify)."""
+    return {"i": i, "t": e.t, "kind": e.kind, "trial": e.trial, "position_cm": e.position_cm, "data": e.data}
+
+
+def command_record(i: int, c: Command) -> dict[str, Any]:
+    """The commands.jsonl record of an engine command issued at iteration i."""
+    return {"i": i, "t": c.t, "kind": c.kind, "duration_ms": c.duration_ms, "volume_ul": c.volume_ul,
+            "frequency_hz": c.frequency_hz, "source": c.source}
 
 
 def _dump_document(obj: Any) -> bytes:
-    return (json.dumps(obj, sort_keys=True, indent=1, default=_json_default) + "\n").encode("utf-8")
+    return (json.dumps(obj, sort_keys=True, indent=1, default=json_default) + "\n").encode("utf-8")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -364,24 +375,11 @@ class SessionWriter:
 
     def events(self, i: int, events: Sequence[Event]) -> None:
         for e in events:
-            record = {"i": i, "t": e.t, "kind": e.kind, "trial": e.trial, "position_cm": e.position_cm}
-            record["data"] = e.data
-            self._line("events.jsonl", record)
+            self._line("events.jsonl", event_record(i, e))
 
     def commands(self, i: int, commands: Sequence[Command]) -> None:
         for c in commands:
-            self._line(
-                "commands.jsonl",
-                {
-                    "i": i,
-                    "t": c.t,
-                    "kind": c.kind,
-                    "duration_ms": c.duration_ms,
-                    "volume_ul": c.volume_ul,
-                    "frequency_hz": c.frequency_hz,
-                    "source": c.source,
-                },
-            )
+            self._line("commands.jsonl", command_record(i, c))
 
     def operator(self, i: int, t: float, action: str, **data: Any) -> None:
         """An operator action (manual_reward, pause, resume, stop, flush_valve, ...) taken at iteration i."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from rig.config import ValveCalibration
+from rig.datalog import command_record, event_record, json_default
 from rig.engine import Engine
 from rig.engine_io import Inputs
 from rig.loading import LoadError, protocol_from_dict, protocol_from_yaml
@@ -102,18 +103,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
-
-
 # Canonical text of a JSON record: equal text <=> equal values, types included (1 vs 1.0, True vs 1),
 # and NaN equal to NaN. Logged lines are re-encoded too, so the comparison does not depend on how the
 # writer spaced or ordered them.
-_CANON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_default).encode
+_CANON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=json_default).encode
 
 
 def _canon(record: Any) -> str:
@@ -348,15 +341,6 @@ def compare_frames(logged: np.ndarray, replayed: np.ndarray) -> Divergence | Non
     return None
 
 
-def _event_record(i: int, e: Any) -> dict:
-    return {"i": i, "t": e.t, "kind": e.kind, "trial": e.trial, "position_cm": e.position_cm, "data": e.data}
-
-
-def _command_record(i: int, c: Any) -> dict:
-    return {"i": i, "t": c.t, "kind": c.kind, "duration_ms": c.duration_ms, "volume_ul": c.volume_ul,
-            "frequency_hz": c.frequency_hz, "source": c.source}
-
-
 def compare_lines(
     name: str, logged: list[dict], replayed: list[dict], *, prefix_only: bool, footer_count: int | None
 ) -> tuple[Divergence | None, str | None]:
@@ -525,8 +509,8 @@ def verify_session(path: str | Path) -> VerifyReport:
     # (cut, gap, engine refusal) they would only repeat the divergence already reported.
     partial = truncated or rep.error is not None or len(gaps) > 0
     for name, logged, replayed in (
-        ("events.jsonl", s.events, [_event_record(i, e) for i, e in rep.events]),
-        ("commands.jsonl", s.commands, [_command_record(i, c) for i, c in rep.commands]),
+        ("events.jsonl", s.events, [event_record(i, e) for i, e in rep.events]),
+        ("commands.jsonl", s.commands, [command_record(i, c) for i, c in rep.commands]),
     ):
         if partial:
             within = [r for r in logged if isinstance(r, dict) and isinstance(r.get("i"), int) and r["i"] <= last_i]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rig.clock import VirtualClock
-from rig.datalog import SessionWriter
+from rig.datalog import SessionWriter, json_default
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import LinkError, LoggedMessage, MesoscopeLink, frames_to_array
@@ -250,7 +250,7 @@ class MesoscopeHook:
             "host_clock_at_session_zero_s": self._origin,
         }
         self.report = report
-        writer.attach(SYNC_REPORT, json.dumps(report, indent=1, default=_json_default).encode())
+        writer.attach(SYNC_REPORT, json.dumps(report, indent=1, default=json_default).encode())
 
     def _ping_fit(self, link: MesoscopeLink) -> ClockFit | None:
         """Mesoscope clock -> session time from the link's pings (None without pings)."""
@@ -265,12 +265,6 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=False)
     return buf.getvalue()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
 def mesoscope_hook(config: Any, *, config_dir: Path | None = None) -> MesoscopeHook | None:
