@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rig.datalog import SessionWriter
-from rig.engine_io import Command, Event, State
+from rig.datalog.writer import SessionWriter
+from rig.engine.records import Command, Event, State
 
 
 def _state(k: int) -> State:

@@ -49,8 +49,8 @@ def three_screens(w: int, h: int):
 def bench_offscreen(frames: int, screen: tuple[int, int]) -> None:
     from drivers.base import View
     from drivers.registry import DriverContext
-    from rig.clock import RealClock
     from rig.loading import load_protocol
+    from rig.runner.clock import RealClock
     from rig.vr.display_driver import OffscreenDisplay
     from rig.vr.params import DisplayLayout, ScreenParams
 
@@ -123,9 +123,9 @@ def run_window_session(seconds: float, layout, window: str) -> None:
     import yaml
 
     import rig.vr.display_driver  # noqa: F401 - registers the gl display types
+    from rig.datalog.reader import Session
     from rig.loading import load_config, load_protocol
-    from rig.session import SessionOptions, run_session
-    from rig.session_reader import Session
+    from rig.runner.session import SessionOptions, run_session
 
     entry = yaml.safe_load((REPO / "config" / "sim-gl.yaml").read_text())
     entry["drivers"]["display"]["layout"] = layout.model_dump()

@@ -46,8 +46,8 @@ def main() -> int:
 
         from gui.app import make_app
         from gui.main_window import MainWindow
-        from rig.session_info import session_info
-        from rig.session_reader import Session
+        from rig.datalog.info import session_info
+        from rig.datalog.reader import Session
 
         app = make_app()
         win = MainWindow(REPO / "config" / "sim.yaml", Path(tmp) / "data", Path(tmp) / "locks")

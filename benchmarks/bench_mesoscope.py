@@ -27,7 +27,7 @@ import numpy as np
 
 from rig.mesoscope.link import MesoscopeLink, frames_to_array
 from rig.mesoscope.protocol import FrameMsg
-from rig.sync import reconcile, sync_report
+from rig.sync.reconcile import reconcile, sync_report
 
 CLOCK_OFFSET_S = -1000.0  # mesoscope clock = host clock + this
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from rig import api
-from rig.replay import ReplayOptions, replay_session
-from rig.replay_verify import verify_session
+from rig.replay.live import ReplayOptions, replay_session
+from rig.replay.verify import verify_session
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_X = 1000.0

@@ -23,7 +23,7 @@ ALL_ROLES = ROLES + OPTIONAL_ROLES
 
 # Modules that hold drivers; imported on first lookup so optional vendor packages load only when used.
 DRIVER_MODULES = (
-    "drivers.sim", "drivers.serial_board", "drivers.nidaq", "rig.mesoscope.ttl_driver", "rig.vr.display_driver",
+    "drivers.sim", "drivers.serial_board", "drivers.nidaq", "drivers.mesoscope_ttl", "rig.vr.display_driver",
 )
 
 

@@ -6,7 +6,7 @@ the session clock's now() that it has not returned yet, so the runner consumes t
 same frames (or at the same times) as the original session. The output drivers (valve, cue, display)
 only record what they were asked to do, like a rig with the hardware unplugged.
 
-These drivers need arrays, not config parameters, so they are built directly (rig.replay does) rather
+These drivers need arrays, not config parameters, so they are built directly (rig.replay.live does) rather
 than through the type registry. They import nothing from rig.
 """
 

@@ -22,7 +22,7 @@ def make_app(argv: Sequence[str] = ()) -> QtWidgets.QApplication:
 def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None):
     from gui.main_window import MainWindow
     from gui.replay_viewer import ReplayWindow
-    from rig.session_reader import SessionError
+    from rig.datalog.reader import SessionError
 
     win = MainWindow(config, data_dir, lock_dir)
     replays: list[ReplayWindow] = []
@@ -49,7 +49,7 @@ def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rig.cli import DEFAULT_CONFIG, REPO_ROOT
+    from rig.cli.main import DEFAULT_CONFIG, REPO_ROOT
 
     p = argparse.ArgumentParser(prog="rig gui", description=__doc__)
     p.add_argument("--config", type=Path, help="rig config YAML (default: config/sim.yaml)")
@@ -65,7 +65,7 @@ def run(config: Path, data_dir: Path | None, lock_dir: Path | None, replay: Path
     app = make_app()
     if replay is not None:
         from gui.replay_viewer import ReplayWindow
-        from rig.session_reader import SessionError
+        from rig.datalog.reader import SessionError
 
         try:
             win = ReplayWindow(replay)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.runner_process import RigBusy, busy_message, read_lock
+from rig.cli.runner_process import RigBusy, busy_message, read_lock
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class SessionSetup:
     fast: bool = False
 
     def argv(self, lock_dir: Path | None) -> list[str]:
-        a = [sys.executable, "-m", "rig.runner_process", "--protocol", str(self.protocol),
+        a = [sys.executable, "-m", "rig.cli.runner_process", "--protocol", str(self.protocol),
              "--config", str(self.config), "--animal", self.animal,
              "--experimenter", self.experimenter, "--notes", self.notes]
         if self.data_dir is not None:

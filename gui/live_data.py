@@ -167,13 +167,13 @@ class LiveData:
         self.add_event(ev)
 
     def load_session(self, session, until_i: int | None = None) -> None:
-        """Fill from a session folder (a Session from rig.session_reader): the whole session, or what the
+        """Fill from a session folder (a Session from rig.datalog.reader): the whole session, or what the
         runner has flushed so far when it is still running."""
         f = session.frames
         if until_i is not None:
             f = f[f["i"] <= until_i]
         if len(f):
-            from rig.session_reader import frame_flag
+            from rig.datalog.reader import frame_flag
 
             self.add_frames({"i": f["i"], "t": f["t"], "pos": f["position_cm"], "speed": f["ball_speed_cm_s"],
                              "trial": f["trial"], "corridor": f["corridor"],

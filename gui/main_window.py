@@ -2,7 +2,7 @@
 
 The window never owns the session: it starts a runner process (gui.launcher), then talks to it only over
 ZeroMQ (gui.session_link). Closing the window detaches; a new window finds the running session through the
-rig's lock file (rig.runner_process.read_lock) and reattaches, backfilling its plots from the session folder.
+rig's lock file (rig.cli.runner_process.read_lock) and reattaches, backfilling its plots from the session folder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gui.session_link import SessionLink
 from gui.setup_panel import SetupPanel
 from gui.status_panel import FaultPanel, StatusPanel
 from gui.vr_view import VRPreview
-from rig.runner_process import RigBusy, default_lock_dir, read_lock
+from rig.cli.runner_process import RigBusy, default_lock_dir, read_lock
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +342,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
 def session_protocol(folder: str | Path | None):
     """The protocol a session folder was run with (from its header), or None when it cannot be read."""
+    from rig.datalog.reader import Session, SessionError
     from rig.loading import LoadError, protocol_from_dict
-    from rig.session_reader import Session, SessionError
 
     if not folder:
         return None

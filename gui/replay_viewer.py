@@ -17,7 +17,7 @@ from gui.live_data import LiveData
 from gui.plots import PlotPanel
 from gui.status_panel import StatusPanel
 from gui.vr_view import VRPreview
-from rig.session_reader import Session, SessionError
+from rig.datalog.reader import Session, SessionError
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 TICK_MS = 50
@@ -92,7 +92,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
                 QtWidgets.QMessageBox.warning(self, "Not a session", str(e))
 
     def open(self, path: Path) -> None:
-        """Load a session folder; raises rig.session_reader.SessionError for anything unreadable."""
+        """Load a session folder; raises rig.datalog.reader.SessionError for anything unreadable."""
         session = Session.open(path)
         protocol = session.header.get("protocol") or {}
         corridors = [c.get("name", f"corridor {k}") for k, c in enumerate(protocol.get("corridors", []))]

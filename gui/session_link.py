@@ -15,8 +15,8 @@ from typing import Any
 from PyQt5 import QtCore
 
 from gui.live_data import LiveData
-from rig.session_reader import Session, SessionError
-from rig.telemetry import CommandClient, TelemetryError, TelemetrySubscriber
+from rig.control.telemetry import CommandClient, TelemetryError, TelemetrySubscriber
+from rig.datalog.reader import Session, SessionError
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ def shipped_protocols() -> list[Path]:
 
 
 def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> list[dict]:
-    """The animal's last n sessions (newest first) as rig.session_info dicts; unreadable ones are noted."""
-    from rig.session_info import find_sessions, session_info
-    from rig.session_reader import Session, SessionError
+    """The animal's last n sessions (newest first) as rig.datalog.info dicts; unreadable ones are noted."""
+    from rig.datalog.info import find_sessions, session_info
+    from rig.datalog.reader import Session, SessionError
 
     try:
         folders = find_sessions(data_dir / animal)
@@ -42,7 +42,7 @@ def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> li
 
 def _suggest(last: dict):
     """gui.suggest.suggest_next for the newest history entry (opening its folder to judge learning)."""
-    from rig.session_reader import Session, SessionError
+    from rig.datalog.reader import Session, SessionError
 
     if "error" in last:
         return None

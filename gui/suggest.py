@@ -37,7 +37,7 @@ class Suggestion:
 
 def anticipatory_fraction(session, window: int = ADVANCE_WINDOW) -> tuple[float | None, int]:
     """(fraction of the last `window` rewarded-corridor trials with a lick before the cue, trials counted);
-    None when the session has no finished trial in a rewarded corridor. `session`: rig.session_reader.Session."""
+    None when the session has no finished trial in a rewarded corridor. `session`: rig.datalog.reader.Session."""
     corridors = (session.header.get("protocol") or {}).get("corridors") or []
     rewarded = {k for k, c in enumerate(corridors) if c.get("rewarded")}
     corridor, anticipated, done = 0, False, []
@@ -62,8 +62,8 @@ def _criterion(protocol: dict[str, Any]) -> tuple[float, int]:
 
 
 def suggest_next(last_info: dict[str, Any], last_session=None) -> Suggestion | None:
-    """The suggestion after the session `last_info` (a rig.session_info dict); `last_session` (its
-    rig.session_reader.Session) is needed to judge a training stage of a task animal."""
+    """The suggestion after the session `last_info` (a rig.datalog.info dict); `last_session` (its
+    rig.datalog.reader.Session) is needed to judge a training stage of a task animal."""
     name = last_info.get("protocol")
     if not name:
         return None

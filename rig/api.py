@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from rig.config import RigConfig
+from rig.datalog.info import session_info
+from rig.datalog.reader import Session
 from rig.loading import LoadError, load_config, load_protocol, protocol_from_dict, validate_files
 from rig.protocol import Protocol
-from rig.runner import Operator, OperatorQueue
-from rig.session import SessionOptions, SessionResult, run_session
-from rig.session_info import session_info
-from rig.session_reader import Session
+from rig.runner.loop import Operator, OperatorQueue
+from rig.runner.session import SessionOptions, SessionResult, run_session
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "sim.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sim.yaml"
 
 __all__ = [
     "LoadError", "Operator", "OperatorQueue", "Protocol", "RigConfig", "Session", "SessionOptions",

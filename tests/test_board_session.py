@@ -49,7 +49,7 @@ def test_demo_session_through_serial_board(emulator: Path, tmp_path: Path):
     assert info["licks"] > 0  # lick edges from the board
     assert 90 <= info["frames"] <= 130  # ~30 Hz frame-clock edges for ~4 s
     # 3000 counts/s at 100 counts/cm = 30 cm/s: the corridor moved (gated rule: 60 cm/s while running)
-    from rig.session_reader import Session
+    from rig.datalog.reader import Session
 
     s = Session.open(Path(folder))
     assert s.frames["position_cum_cm"][-1] > 100

@@ -34,7 +34,7 @@ from drivers.nidaq.clockfit import ClockFit
 from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
 from drivers.nidaq.session import SESSIONS
 from drivers.registry import DriverContext, Registry
-from rig.clock import VirtualClock
+from rig.runner.clock import VirtualClock
 
 REPO = Path(__file__).resolve().parent.parent
 AVAIL_SAMP_PER_CHAN = 0x1223  # DAQmx_Read_AvailSampPerChan

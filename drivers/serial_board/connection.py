@@ -267,7 +267,7 @@ class BoardConnection:
 
         The fit is made against the host's monotonic clock and re-expressed on the session clock each
         time this is read, so a session clock whose origin is reset after the drivers open (as
-        rig.clock.RealClock.restart does) is handled. Assumes the session clock runs at the monotonic
+        rig.runner.clock.RealClock.restart does) is handled. Assumes the session clock runs at the monotonic
         clock's rate, as every real-time clock here does.
         """
         a = time.perf_counter()

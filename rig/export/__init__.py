@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from rig.session_reader import Session
+from rig.datalog.reader import Session
 
 T = TypeVar("T")
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from rig.datalog.reader import Session
 from rig.export import ExportError, Trials, datenum, licks, progress, session_key, time_origin, trials
-from rig.frametable import FrameTable, frame_table, session_protocol
 from rig.protocol import Protocol
-from rig.session_reader import Session
+from rig.sync.frametable import FrameTable, frame_table, session_protocol
 
 CM_PER_DM = 10.0
 N_BINS = 60  # run_pos bins per corridor (the lab bins a 6 m corridor in decimetres)

@@ -22,9 +22,9 @@ from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
 from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
 from pynwb.file import Subject
 
+from rig.datalog.reader import Session
 from rig.export import ExportError, progress, session_key, time_origin, trials
-from rig.frametable import FrameTable, frame_table, session_protocol
-from rig.session_reader import Session
+from rig.sync.frametable import FrameTable, frame_table, session_protocol
 
 CM = 0.01  # cm -> m
 UL = 1e-6  # uL -> L
@@ -306,7 +306,7 @@ def _add_imaging_frames(nwb: NWBFile, ft: FrameTable) -> None:
                for k, v in ft.columns().items()]
     nwb.processing["behavior"].add(DynamicTable(
         name="imaging_frame_behaviour", columns=columns,
-        description="behaviour on the imaging frame grid, one row per imaging frame (rig.frametable)",
+        description="behaviour on the imaging frame grid, one row per imaging frame (rig.sync.frametable)",
     ))
 
 

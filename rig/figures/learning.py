@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rig.datalog.info import find_sessions
+from rig.datalog.reader import FOOTER, FORMAT, HEADER, SessionError, read_jsonl
 from rig.figures.trials import TrialDataError, trial_data
-from rig.session_info import find_sessions
-from rig.session_reader import FOOTER, FORMAT, HEADER, SessionError, read_jsonl
 
 ARROW = "\u2192"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from rig.datalog.info import session_info
+from rig.datalog.reader import Session
 from rig.figures import style
 from rig.figures.style import CorridorColours, grey_band
 from rig.figures.trials import PositionProfiles, TrialData, position_profiles, running_fraction, trial_data
-from rig.session_info import session_info
-from rig.session_reader import Session
 
 FIGSIZE_IN = (14.0, 9.0)
 DPI = 100

@@ -15,12 +15,12 @@ import numpy as np
 
 from drivers.base import CheckResult, Clock, FrameClock
 from drivers.registry import DriverContext, default_registry
-from rig.clock import RealClock, VirtualClock
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import FrameRateMismatch, LinkError, MesoscopeLink, frames_to_array
 from rig.mesoscope.protocol import FrameMsg
-from rig.sync import reconcile, sync_report
+from rig.runner.clock import RealClock, VirtualClock
+from rig.sync.reconcile import reconcile, sync_report
 
 NAME = "mesoscope"
 
@@ -141,7 +141,7 @@ def check_from_config(config: Any, *, duration_s: float | None = None,
 
 
 def sync_check(ctx: Any) -> list[CheckResult]:
-    """The check for rig.checks.run_checks (`ctx`: rig.checks.CheckContext, its drivers open):
+    """The check for rig.setup.checks.run_checks (`ctx`: rig.setup.checks.CheckContext, its drivers open):
     `run_checks(cfg, checks=DEFAULT_CHECKS + (sync_check,))`."""
     settings: MesoscopeSettings | None = getattr(ctx.config, "mesoscope", None)
     if settings is None:

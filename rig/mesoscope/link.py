@@ -38,7 +38,7 @@ from rig.mesoscope.protocol import (
     decode_stream,
     encode,
 )
-from rig.sync import MSG_DTYPE, ClockFit, clock_from_pings
+from rig.sync.reconcile import MSG_DTYPE, ClockFit, clock_from_pings
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +463,7 @@ class MesoscopeLink:
 
 
 def frames_to_array(frames: list[FrameMsg]) -> np.ndarray:
-    """Frame messages as the rig.sync.MSG_DTYPE array that `reconcile` takes."""
+    """Frame messages as the rig.sync.reconcile.MSG_DTYPE array that `reconcile` takes."""
     out = np.zeros(len(frames), MSG_DTYPE)
     for i, f in enumerate(frames):
         out[i] = (f.frame, f.plane, f.t_meso, np.nan if f.t_receive is None else f.t_receive, f.acquisition)

@@ -1,6 +1,6 @@
 """The mesoscope in a session: a runner hook that starts imaging, records the link and proves sync.
 
-Lifecycle (rig.runner.LoopHook):
+Lifecycle (rig.runner.loop.LoopHook):
 - start: start an acquisition named after the session folder (ANIMAL_DATE_NNN) and wait until frames
   arrive at the expected rate. If they do not, raise MesoscopeStartError: the task never starts and the
   session folder is closed incomplete with the reason. Once imaging runs, the session clock is restarted,
@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rig.clock import VirtualClock
-from rig.datalog import SessionWriter, json_default
+from rig.datalog.reader import BINARY_FIELDS
+from rig.datalog.writer import SessionWriter, json_default
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import LinkError, LoggedMessage, MesoscopeLink, frames_to_array
 from rig.mesoscope.protocol import FrameMsg
-from rig.session_reader import BINARY_FIELDS
-from rig.sync import ClockFit, reconcile, sync_report
+from rig.runner.clock import VirtualClock
+from rig.sync.reconcile import ClockFit, reconcile, sync_report
 
 if TYPE_CHECKING:
-    from rig.engine_io import Step
-    from rig.runner import Runner, RunResult
+    from rig.engine.records import Step
+    from rig.runner.loop import Runner, RunResult
 
 log = logging.getLogger(__name__)
 

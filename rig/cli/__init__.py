@@ -1,0 +1,1 @@
+"""The `rig` command: argument parsing, the launch path shared with the app, the runner process."""

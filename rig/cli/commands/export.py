@@ -1,0 +1,92 @@
+"""`rig export` (NWB, MouseLand) and `rig frames` (behaviour on the imaging frame grid).
+
+    rig export SESSION --nwb FILE.nwb [--subject-sex M --subject-age P90D]
+    rig export SESSION [SESSION ...] --mouseland Beh_train1.npy
+    rig frames SESSION -o FILE.npy|FILE.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export sessions to NWB or the MouseLand analysis format")
+    p.add_argument("sessions", nargs="+", metavar="SESSION", help="session folder(s)")
+    p.add_argument("--nwb", metavar="FILE", help="write an NWB file (one session only)")
+    p.add_argument("--mouseland", metavar="FILE",
+                   help="write a MouseLand behaviour dict (.npy); several sessions are merged into one dict")
+    p.add_argument("--subject-sex", default="U", choices=("M", "F", "U", "O"), help="NWB subject sex")
+    p.add_argument("--subject-age", default="P0D/", help="NWB subject age, ISO 8601 (P90D, or a range P8W/P12W)")
+    p.add_argument("--subject-strain", help="NWB subject strain")
+    p.add_argument("--subject-genotype", help="NWB subject genotype")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("frames", help="write the session's behaviour per imaging frame (.npy or .csv)")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, .npy or .csv")
+    p.set_defaults(func=cmd_frames)
+
+
+def _fail(cmd: str, message: object, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"rig {cmd}: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rig.datalog.reader import SessionError
+    from rig.export import ExportError
+
+    if not args.nwb and not args.mouseland:
+        return _fail("export", "give --nwb FILE and/or --mouseland FILE")
+    if args.nwb and len(args.sessions) > 1:
+        return _fail("export", f"--nwb takes one session, got {len(args.sessions)}")
+    if args.nwb and not args.nwb.endswith(".nwb"):
+        return _fail("export", f"{args.nwb}: an NWB file name ends in .nwb")
+    if args.mouseland and not args.mouseland.endswith(".npy"):
+        return _fail("export", f"{args.mouseland}: a MouseLand file is a .npy pickle; name it *.npy")
+    try:
+        if args.mouseland:
+            from rig.export.mouseland import merge
+
+            beh = merge([Path(s) for s in args.sessions], Path(args.mouseland))
+            print(f"{args.mouseland}: {len(beh)} session(s): {', '.join(beh)}", file=sys.stderr)
+            print(args.mouseland)
+        if args.nwb:
+            try:
+                from rig.export.nwb import SubjectInfo, export_nwb
+            except ImportError as e:
+                return _fail("export", f"NWB export needs pynwb ({e}); pip install 'corridor-rig[export]'",
+                             EXIT_FAULT)
+            subject = SubjectInfo(sex=args.subject_sex, age=args.subject_age, strain=args.subject_strain,
+                                  genotype=args.subject_genotype)
+            print(export_nwb(Path(args.sessions[0]), Path(args.nwb), subject))
+    except (SessionError, ExportError) as e:
+        return _fail("export", e)
+    except OSError as e:
+        return _fail("export", e, EXIT_FAULT)
+    return EXIT_OK
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    from rig.datalog.reader import SessionError
+    from rig.sync.frametable import frame_table
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".npy", ".csv"):
+        return _fail("frames", f"{out}: the output must end in .npy or .csv")
+    try:
+        table = frame_table(Path(args.session))
+        table.to_file(out)
+    except SessionError as e:
+        return _fail("frames", e)
+    except OSError as e:
+        return _fail("frames", e, EXIT_FAULT)
+    flagged = int(table.doubtful.sum())
+    print(f"{len(table)} imaging frames ({flagged} with doubtful sync) from {table.source}", file=sys.stderr)
+    print(out)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Re-running a logged session: exact verification, live replay and what-if."""

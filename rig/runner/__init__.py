@@ -1,0 +1,1 @@
+"""The real-time loop and the session around it: devices, clocks, priority, the rig lock."""

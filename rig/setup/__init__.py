@@ -1,0 +1,1 @@
+"""Before a session: device self-tests (`rig check`) and valve calibration."""

@@ -1,0 +1,1 @@
+"""Imaging sync: frame clock and mesoscope messages reconciled into one frame table; sync pulses."""

@@ -1,0 +1,239 @@
+"""Telemetry hook and command channel on a real-time simulated session (real ZeroMQ on 127.0.0.1), and the
+one-session-per-rig lock of the runner process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rig.cli.runner_process import RigBusy, RigLock, lock_paths, read_lock
+from rig.control.telemetry import CommandClient, TelemetryError, TelemetryHook, TelemetrySubscriber
+from rig.datalog.reader import Session
+from rig.loading import load_config, load_protocol
+from rig.runner.session import SessionOptions, run_session
+from tests.support.paths import REPO
+
+
+class LiveSession:
+    """run_session in a thread with a TelemetryHook, real-time; a client and a subscriber attached."""
+
+    def __init__(self, tmp: Path, duration_s: float = 30.0) -> None:
+        self.hook = TelemetryHook()
+        self.sub = TelemetrySubscriber(self.hook.telemetry_endpoint)
+        self.client = CommandClient(self.hook.commands_endpoint)
+        protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+        config = load_config(REPO / "config" / "sim.yaml")
+        options = SessionOptions(animal="t1", seed=5, duration_s=duration_s, data_dir=tmp)
+        self.result = None
+        self.thread = threading.Thread(
+            target=lambda: setattr(self, "result", run_session(protocol, config, options, hooks=(self.hook,))))
+        self.thread.start()
+        self.messages: list[tuple[str, dict]] = []
+
+    def collect(self, seconds: float) -> list[tuple[str, dict]]:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.messages += self.sub.poll(timeout_ms=50)
+        return self.messages
+
+    def finish(self) -> Session:
+        if self.thread.is_alive():
+            try:
+                self.client.request("stop")
+            except TelemetryError:
+                pass  # the loop already ended
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+        self.sub.close()
+        self.client.close()
+        self.hook.close()
+        return Session.open(self.result.path)
+
+
+@pytest.fixture
+def live(tmp_path):
+    s = LiveSession(tmp_path)
+    yield s
+    if s.thread.is_alive():
+        s.finish()
+
+
+def test_state_status_and_events_are_published(live):
+    msgs = live.collect(2.5)
+    topics = {t for t, _ in msgs}
+    assert {"state", "status", "event"} <= topics
+    iters = [i for t, b in msgs if t == "state" for i in b["i"]]
+    assert iters == sorted(iters) and len(iters) > 60  # every frame, in order, batched
+    status = [b for t, b in msgs if t == "status"][-1]
+    assert status["running"] is True and status["drivers"]["valve"] == "SimValve"
+    kinds = {b["kind"] for t, b in msgs if t == "event"}
+    assert kinds & {"lick", "cue", "trial_end"}
+    live.finish()
+
+
+def test_manual_reward_is_acknowledged_and_logged(live):
+    live.collect(0.5)
+    reply = live.client.request("manual_reward", volume_ul=3.5)
+    assert reply["ok"] and reply["volume_ul"] == 3.5
+    session = live.finish()
+    ops = [o for o in session.operator if o["action"] == "manual_reward"]
+    assert ops and ops[0]["data"]["volume_ul"] == 3.5
+    assert any(c["source"] == "manual" and c["volume_ul"] == 3.5 for c in session.commands)
+
+
+def test_valve_flush_closes_by_itself_and_is_logged(live):
+    live.collect(0.3)
+    assert live.client.request("valve_open", close_after_s=0.2)["close_after_s"] == 0.2
+    live.collect(1.0)
+    session = live.finish()
+    flush = [o for o in session.operator if o["action"].startswith("valve")]
+    assert [o["action"] for o in flush] == ["valve_open", "valve_close"]
+    assert flush[1]["data"]["reason"] == "timeout"
+    assert flush[1]["t"] - flush[0]["t"] >= 0.2
+
+
+def test_pause_resume_stop_reach_the_loop(live):
+    live.collect(0.3)
+    live.client.request("pause")
+    msgs = live.collect(1.0)
+    assert [b for t, b in msgs if t == "status"][-1]["paused"] is True
+    live.client.request("resume")
+    live.client.request("stop")
+    live.thread.join(10)
+    session = Session.open(live.result.path)
+    assert [o["action"] for o in session.operator] == ["pause", "resume", "stop"]
+    assert session.footer["reason"] == "operator stop"
+    assert any(t == "end" for t, _ in live.collect(0.2))
+    live.finish()
+
+
+def test_bad_requests_get_clear_error_replies(live):
+    live.collect(0.2)
+    with pytest.raises(TelemetryError, match="unknown action 'explode'"):
+        live.client.request("explode")
+    with pytest.raises(TelemetryError, match="volume_ul must be > 0"):
+        live.client.request("manual_reward", volume_ul=-1)
+    with pytest.raises(TelemetryError, match="close_after_s must be > 0 and <= the valve's max_open_ms"):
+        live.client.request("valve_open", close_after_s=3600)
+    raw = live.client._sock  # a malformed frame, as a buggy client would send
+    raw.send_multipart([b"", b"{not json"])
+    assert raw.poll(2000)
+    reply = json.loads(raw.recv_multipart()[-1])
+    assert reply["ok"] is False and "not a JSON object" in reply["error"]
+    live.finish()
+
+
+def test_request_to_a_dead_endpoint_times_out_clearly():
+    with CommandClient("tcp://127.0.0.1:9") as c, pytest.raises(TelemetryError, match="no reply .* within 0.2 s"):
+        c.request("hello", timeout_s=0.2)
+
+
+# ---- one session per rig --------------------------------------------------------------------------
+
+
+def test_second_lock_is_refused_with_a_clear_message(tmp_path):
+    with RigLock.acquire("rigA", tmp_path, animal="M1", protocol="demo"):
+        assert read_lock("rigA", tmp_path)["animal"] == "M1"
+        with pytest.raises(RigBusy, match=r"rig 'rigA' is already running a session \(pid \d+, animal M1"):
+            RigLock.acquire("rigA", tmp_path)
+        RigLock.acquire("rigB", tmp_path).release()  # other rigs are independent
+    assert read_lock("rigA", tmp_path) is None
+    assert not any(p.exists() for p in lock_paths("rigA", tmp_path))
+
+
+def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
+    code = ("import sys, time; from rig.cli.runner_process import RigLock; "
+            f"RigLock.acquire('rigK', {str(tmp_path)!r}, animal='M9'); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert read_lock("rigK", tmp_path)["pid"] == proc.pid
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert all(p.exists() for p in lock_paths("rigK", tmp_path))  # the files are left behind ...
+    assert read_lock("rigK", tmp_path) is None  # ... but nobody holds them
+    with RigLock.acquire("rigK", tmp_path, animal="M10") as lock:
+        assert lock.info["pid"] == os.getpid()
+
+
+def test_runner_process_refuses_a_second_session_on_the_same_rig(tmp_path):
+    argv = [sys.executable, "-m", "rig.cli.runner_process", "--protocol", "demo", "--duration", "30",
+            "--data", str(tmp_path / "data"), "--lock-dir", str(tmp_path)]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not ((info := read_lock("sim", tmp_path)) and info.get("session")):
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.05)
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3
+        assert f"rig 'sim' is already running a session (pid {first.pid}" in second.stderr
+        with CommandClient(info["commands"]) as c:
+            assert c.request("hello", timeout_s=5)["session"] == info["session"]
+            c.request("stop", timeout_s=5)
+        out, _ = first.communicate(timeout=20)
+        assert first.returncode == 1  # stopped early: incomplete, as `rig run` reports it
+        assert out.strip().splitlines()[-1] == info["session"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert read_lock("sim", tmp_path) is None
+
+
+def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_path):
+    from rig.mesoscope.config import MesoscopeSettings
+    from rig.mesoscope.protocol import FrameMsg
+    from rig.mesoscope.session_hook import MesoscopeHook
+
+    class FramesEveryIteration(MesoscopeHook):
+        """Stands in for the mesoscope (the hardware boundary): one received frame per loop iteration."""
+
+        def start(self, runner) -> None:
+            pass
+
+        def iteration(self, i: int, t: float, step) -> None:
+            self.frames.append(FrameMsg(instance="x", seq=i + 1, t_bridge=t, acquisition=1, frame=i + 1,
+                                        plane=0, volume=i, t_meso=t, t_receive=time.perf_counter()))
+
+        def end(self, runner, result) -> None:
+            pass
+
+    meso = FramesEveryIteration(MesoscopeSettings(expected_rate_hz=30.0))
+    hook = TelemetryHook()
+    sub = TelemetrySubscriber(hook.telemetry_endpoint)
+    time.sleep(0.2)  # PUB/SUB join
+    protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+    config = load_config(REPO / "config" / "sim.yaml")
+    with hook:
+        run_session(protocol, config, SessionOptions(animal="m1", seed=1, fast=True, max_trials=2,
+                                                              data_dir=tmp_path), hooks=(meso, hook))
+        msgs = []
+        for _ in range(40):
+            msgs += sub.poll(timeout_ms=50)
+            if any(t == "end" for t, _ in msgs):
+                break
+    sub.close()
+    final = [b for t, b in msgs if t == "status" and not b.get("running", True)][-1]
+    m = final["mesoscope"]
+    assert m["frames"] == len(meso.frames) > 0
+    assert m["connected"] is False and m["drops"] == 0 and m["last_frame_age_s"] is not None
+
+
+def test_status_has_no_mesoscope_entry_without_a_mesoscope_hook(tmp_path):
+    hook = TelemetryHook()
+    protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+    config = load_config(REPO / "config" / "sim.yaml")
+    with hook:
+        run_session(protocol, config, SessionOptions(animal="m1", seed=1, fast=True, max_trials=1, data_dir=tmp_path),
+                    hooks=(hook,))
+        assert "mesoscope" not in hook.status()

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: paths, engine drivers, emulators, scripted operators."""
