@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,7 @@ def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
     options = SessionOptions(
         animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
         duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
-        experimenter=args.experimenter or "", notes=args.notes or "",
+        experimenter=args.experimenter or "", notes=args.notes or "", date=getattr(args, "date", None),
     )
     return RunInputs(protocol, config, config_path, options, hook)
 
@@ -206,6 +207,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rig", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
@@ -222,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="end after this many seconds")
     p.add_argument("--experimenter", help="who ran the session")
     p.add_argument("--notes", help="free-text notes stored in the header")
+    p.add_argument("--date", type=_iso_date, help="the session's day, YYYY-MM-DD (default today); for simulated "
+                                                  "curricula over days")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

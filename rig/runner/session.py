@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class SessionOptions:
     data_dir: Path | None = None  # overrides the config's data_dir
     experimenter: str = ""
     notes: str = ""
+    date: date | None = None  # the session's day (a simulated curriculum over days); default today
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def build_header(protocol: Protocol, config: RigConfig, options: SessionOptions,
         "frame_rate_hz": config.frame_rate_hz,
         "experimenter": options.experimenter,
         "notes": options.notes,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "options": {k: (str(v) if isinstance(v, Path | date) else v) for k, v in asdict(options).items()},
         "software": {
             "rig": rig.__version__,
             "python": platform.python_version(),
@@ -163,7 +164,7 @@ def run_session(
     calibration = config.valve_calibration
     engine = Engine(protocol, seed, calibration.duration_ms)
     min_free = config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz)
-    with SessionWriter.create(data_dir, options.animal, header, min_free_mb=min_free) as writer:
+    with SessionWriter.create(data_dir, options.animal, header, min_free_mb=min_free, today=options.date) as writer:
         with devices:
             priority = "virtual clock" if options.fast else raise_priority(config.loop_priority)
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
