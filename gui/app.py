@@ -49,7 +49,7 @@ def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rig.cli.main import DEFAULT_CONFIG, REPO_ROOT
+    from rig.loading import default_config_path
 
     p = argparse.ArgumentParser(prog="rig gui", description=__doc__)
     p.add_argument("--config", type=Path, help="rig config YAML (default: config/sim.yaml)")
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lock-dir", type=Path, help="where rig locks live (default: $RIG_LOCK_DIR or the temp dir)")
     p.add_argument("--replay", type=Path, metavar="SESSION", help="open this session folder in the replay viewer")
     args = p.parse_args(argv)
-    return run(args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG),
+    return run(args.config or default_config_path(),
                args.data, args.lock_dir, args.replay)
 
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.cli.runner_process import RigBusy, busy_message, read_lock
+from rig.runner.lock import RigBusy, busy_message, read_lock
 
 
 @dataclass(frozen=True)

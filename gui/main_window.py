@@ -2,7 +2,7 @@
 
 The window never owns the session: it starts a runner process (gui.launcher), then talks to it only over
 ZeroMQ (gui.session_link). Closing the window detaches; a new window finds the running session through the
-rig's lock file (rig.cli.runner_process.read_lock) and reattaches, backfilling its plots from the session folder.
+rig's lock file (rig.runner.lock.read_lock) and reattaches, backfilling its plots from the session folder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gui.session_link import SessionLink
 from gui.setup_panel import SetupPanel
 from gui.status_panel import FaultPanel, StatusPanel
 from gui.vr_view import VRPreview
-from rig.cli.runner_process import RigBusy, default_lock_dir, read_lock
+from rig.runner.lock import RigBusy, default_lock_dir, read_lock
 
 log = logging.getLogger(__name__)
 

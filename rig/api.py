@@ -15,12 +15,10 @@ from typing import Any
 from rig.config import RigConfig
 from rig.datalog.info import session_info
 from rig.datalog.reader import Session
-from rig.loading import LoadError, load_config, load_protocol, protocol_from_dict, validate_files
+from rig.loading import LoadError, default_config_path, load_config, load_protocol, protocol_from_dict, validate_files
 from rig.protocol import Protocol
 from rig.runner.loop import Operator, OperatorQueue
 from rig.runner.session import SessionOptions, SessionResult, run_session
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sim.yaml"
 
 __all__ = [
     "LoadError", "Operator", "OperatorQueue", "Protocol", "RigConfig", "Session", "SessionOptions",
@@ -46,7 +44,7 @@ def run_full(
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(Path(protocol))
     if not isinstance(config, RigConfig):
-        config = load_config(Path(config) if config is not None else DEFAULT_CONFIG)
+        config = load_config(Path(config) if config is not None else default_config_path())
     if "data_dir" in options and options["data_dir"] is not None:
         options["data_dir"] = Path(options["data_dir"])
     return run_session(protocol, config, SessionOptions(**options))

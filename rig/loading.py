@@ -12,6 +12,7 @@ import os
 import reprlib
 import types
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
@@ -33,12 +34,16 @@ from rig.yamlload import (
 )
 
 __all__ = [
+    "DEFAULT_CONFIG",
+    "REPO_ROOT",
     "ConfigError",
     "LoadError",
     "Problem",
     "ProtocolError",
     "YamlError",
+    "default_config_path",
     "dump_config",
+    "find_file",
     "dump_protocol",
     "load_any",
     "load_config",
@@ -47,6 +52,26 @@ __all__ = [
     "protocol_from_yaml",
     "validate_files",
 ]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: shipped protocols/ and config/ live here
+DEFAULT_CONFIG = Path("config/sim.yaml")  # the built-in simulated rig
+
+
+def find_file(name: str | os.PathLike[str], folder: str) -> Path:
+    """A path as given; else the shipped file of that name in `folder` (`demo` -> protocols/demo.yaml)."""
+    p = Path(name)
+    if p.exists():
+        return p
+    for candidate in (REPO_ROOT / folder / p, REPO_ROOT / folder / f"{p}.yaml"):
+        if candidate.exists():
+            return candidate
+    return p  # let the loader report it missing, with its name
+
+
+def default_config_path() -> Path:
+    """The rig config used when none is named: ./config/sim.yaml when there is one, else the shipped one."""
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG
 
 
 class ProtocolError(LoadError):

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from rig.errors import BadInput
+
 # The C parser is ~10x faster; the pure-Python one behaves the same and is the fallback.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -43,7 +45,7 @@ class Problem:
         return f"{self.file}:{self.line}: {self.field}: {self.message}"
 
 
-class LoadError(Exception):
+class LoadError(BadInput):
     """A file could not be loaded; `problems` says every reason found, each with file and line."""
 
     def __init__(self, problems: list[Problem]) -> None:

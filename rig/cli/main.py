@@ -7,22 +7,13 @@ import argparse
 import importlib
 import json
 import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from rig.config import RigConfig
-    from rig.mesoscope.session_hook import MesoscopeHook
-    from rig.protocol import Protocol
-    from rig.runner.session import SessionOptions
-
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_SIGNAL = 0, 1, 2, 3, 130
+from rig.cli.launch import prepare_run, print_problems, run_prepared
+from rig.errors import ExitCode
 
 # Subcommand modules (see rig/cli/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -30,114 +21,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rig.cli.commands.mesoscope", "rig.cli.commands.replay", "rig.cli.commands.gui", "rig.cli.commands.export",
     "rig.cli.commands.vr",
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = Path("config/sim.yaml")
-
-
-def find_file(name: str, folder: str) -> Path:
-    """A path as given; else the shipped file of that name (`demo` -> protocols/demo.yaml)."""
-    p = Path(name)
-    if p.exists():
-        return p
-    for candidate in (REPO_ROOT / folder / name, REPO_ROOT / folder / f"{name}.yaml"):
-        if candidate.exists():
-            return candidate
-    return p  # let the loader report it missing, with its name
-
-
-def _print_problems(problems: Sequence[object]) -> None:
-    for p in problems:
-        print(p, file=sys.stderr)
-
-
-@contextmanager
-def signals_stop(stop: Callable[[], None]):
-    """SIGINT/SIGTERM ask the loop to end cleanly instead of killing it mid-write."""
-    received: list[int] = []
-
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        received.append(signum)
-        stop()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What `rig run` and the GUI's runner process both build from their arguments before a session."""
-
-    protocol: Protocol
-    config: RigConfig
-    config_path: Path
-    options: SessionOptions
-    mesoscope: MesoscopeHook | None
-
-
-def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
-    """Load and check the protocol and config named by args; an exit code (after printing why) on bad input."""
-    from rig.loading import LoadError, load_config, load_protocol
-    from rig.mesoscope.session_hook import mesoscope_hook
-    from rig.runner.session import SessionOptions
-
-    config_path = find_file(args.config, "config") if args.config else default_config()
-    try:
-        protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config = load_config(config_path)
-    except LoadError as e:
-        _print_problems(e.problems)
-        return EXIT_BAD_INPUT
-    hook = mesoscope_hook(config, config_dir=config_path.parent)
-    if hook is not None and args.fast:
-        print(f"{prog}: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = SessionOptions(
-        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
-        duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
-        experimenter=args.experimenter or "", notes=args.notes or "", date=getattr(args, "date", None),
-    )
-    return RunInputs(protocol, config, config_path, options, hook)
-
-
-def run_prepared(prep: RunInputs, prog: str, *, extra_hooks: tuple = (), on_runner: Callable | None = None,
-                 progress: object | None = None) -> int:
-    """Run the session with SIGINT/SIGTERM asking the loop to stop; print the outcome, the folder last."""
-    from rig.mesoscope.session_hook import MesoscopeStartError
-    from rig.runner.session import run_session
-
-    stopper: list[Callable[[], None]] = []
-
-    def wire(runner) -> None:
-        stopper.append(runner.request_stop)
-        if on_runner is not None:
-            on_runner(runner)
-
-    hooks = ((prep.mesoscope,) if prep.mesoscope is not None else ()) + tuple(extra_hooks)
-    try:
-        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-            result = run_session(prep.protocol, prep.config, prep.options, on_runner=wire, progress=progress,
-                                 hooks=hooks)
-    except MesoscopeStartError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        print(e.path)
-        return EXIT_FAULT
-    except OSError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return EXIT_FAULT
-    r = result.run
-    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
-          f"seed {result.seed}, missed display frames {r.missed_frames}")
-    print(result.path, flush=True)
-    if received:
-        return EXIT_SIGNAL
-    return EXIT_OK if r.complete else EXIT_FAULT
-
 
 def cmd_run(args: argparse.Namespace) -> int:
     prep = prepare_run(args, "rig run")
@@ -147,13 +30,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     lock = None
     if not args.fast:
         # A real-time session owns the rig's hardware: one at a time per rig, whoever starts it (CLI or GUI).
-        from rig.cli.runner_process import RigBusy, RigLock
+        from rig.runner.lock import RigBusy, RigLock
 
         try:
             lock = RigLock.acquire(config.name, animal=args.animal, protocol=protocol.name, source="rig run")
         except RigBusy as e:
             print(f"rig run: {e}", file=sys.stderr)
-            return EXIT_BUSY
+            return ExitCode.BUSY
     bar = _progress_bar(protocol, args)
     try:
         return run_prepared(prep, "rig run", progress=bar)
@@ -162,10 +45,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.close()
         if lock is not None:
             lock.release()
-
-
-def default_config() -> Path:
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG
 
 
 def _progress_bar(protocol, args):
@@ -181,12 +60,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rig.loading import validate_files
 
     problems = validate_files([Path(f) for f in args.files])
-    _print_problems(problems)
+    print_problems(problems)
     if problems:
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if not args.quiet:
         print(f"{len(args.files)} file(s) valid")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -197,14 +76,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         info = session_info(Session.open(Path(args.session)))
     except SessionError as e:
         print(f"rig info: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if args.json:
         print(json.dumps(info, sort_keys=True, default=str))
     else:
         width = max(len(k) for k in info)
         for k, v in info.items():
             print(f"{k:<{width}}  {v}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _iso_date(text: str) -> date:

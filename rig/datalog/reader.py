@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rig.errors import BadInput
+
 FORMAT = "corridor-rig-session"
 FORMAT_VERSION = 1
 
@@ -56,7 +58,7 @@ WALL_CLOCK_FILES = (HEADER, FOOTER, CLOCK, "timing.bin")
 FLAG_BITS = {"moving": 1, "in_grey": 2, "cue_played": 4, "done": 8}
 
 
-class SessionError(Exception):
+class SessionError(BadInput):
     """The folder is not a readable session (no header, bad header, unsupported format)."""
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rig.cli.runner_process import RigBusy, RigLock, lock_paths, read_lock
 from rig.control.telemetry import CommandClient, TelemetryError, TelemetryHook, TelemetrySubscriber
 from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
+from rig.runner.lock import RigBusy, RigLock, lock_paths, read_lock
 from rig.runner.session import SessionOptions, run_session
 from tests.support.paths import REPO
 
@@ -150,7 +150,7 @@ def test_second_lock_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
-    code = ("import sys, time; from rig.cli.runner_process import RigLock; "
+    code = ("import sys, time; from rig.runner.lock import RigLock; "
             f"RigLock.acquire('rigK', {str(tmp_path)!r}, animal='M9'); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

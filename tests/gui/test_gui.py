@@ -10,8 +10,8 @@ import time
 import pytest
 
 from gui.testing import qt_display
-from rig.cli.runner_process import read_lock
 from rig.datalog.reader import Session
+from rig.runner.lock import read_lock
 from tests.support.paths import REPO
 
 WAIT_MS = 20_000

@@ -76,8 +76,8 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
 
     from gui.main_window import MainWindow
     from rig import api
-    from rig.cli.runner_process import read_lock
     from rig.datalog.reader import Session
+    from rig.runner.lock import read_lock
 
     original = api.run(REPO / "protocols" / "demo.yaml", fast=True, max_trials=4, data_dir=tmp_path / "orig",
                        animal="P1", seed=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,8 +51,7 @@ def ask_weight(duration_ms: float, pulses: int) -> float:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from rig.cli.main import find_file
-    from rig.loading import LoadError, load_config
+    from rig.loading import LoadError, find_file, load_config
     from rig.setup.calibrate import calibrate_valve, write_calibration
 
     path = find_file(args.config, "config")
@@ -61,7 +60,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except LoadError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         durations = parse_durations(args.durations)
         fit = calibrate_valve(
@@ -71,21 +70,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     except EOFError as e:
         print(f"\nrig calibrate-valve: {e}; nothing written", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except ValueError as e:
         print(f"rig calibrate-valve: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"rig calibrate-valve: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return ExitCode.FAULT
     print(fit.report())
     if args.dry_run:
         print("dry run: config not changed")
-        return EXIT_OK
+        return ExitCode.OK
     try:
         backup = write_calibration(path, fit)
     except (LoadError, ValueError, OSError) as e:
         print(f"rig calibrate-valve: not written: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return ExitCode.FAULT
     print(f"wrote valve_calibration to {path} (previous version: {backup})")
-    return EXIT_OK
+    return ExitCode.OK

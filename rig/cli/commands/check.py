@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,20 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rig.cli.main import DEFAULT_CONFIG, REPO_ROOT, find_file
-    from rig.loading import LoadError, load_config
+    from rig.loading import LoadError, default_config_path, find_file, load_config
     from rig.setup.checks import DEFAULT_CHECKS, CheckSettings, run_checks
 
     if not args.seconds > 0:
         print(f"rig check: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    path = find_file(args.config, "config") if args.config else _default(DEFAULT_CONFIG, REPO_ROOT)
+        return ExitCode.BAD_INPUT
+    path = find_file(args.config, "config") if args.config else default_config_path()
     try:
         config = load_config(path)
     except LoadError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
     def say(msg: str) -> None:
         print(f">>> {msg}", file=sys.stderr, flush=True)
@@ -51,8 +50,5 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(line)
         failed = sum(not r.ok for r in report.results)
         print("all checks passed" if report.ok else f"{failed} check(s) failed")
-    return EXIT_OK if report.ok else EXIT_FAIL
+    return ExitCode.OK if report.ok else ExitCode.FAULT
 
-
-def _default(default, root):
-    return default if default.exists() else root / default

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_frames)
 
 
-def _fail(cmd: str, message: object, code: int = EXIT_BAD_INPUT) -> int:
+def _fail(cmd: str, message: object, code: int = ExitCode.BAD_INPUT) -> int:
     print(f"rig {cmd}: {message}", file=sys.stderr)
     return code
 
@@ -61,15 +61,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                 from rig.export.nwb import SubjectInfo, export_nwb
             except ImportError as e:
                 return _fail("export", f"NWB export needs pynwb ({e}); pip install 'corridor-rig[export]'",
-                             EXIT_FAULT)
+                             ExitCode.FAULT)
             subject = SubjectInfo(sex=args.subject_sex, age=args.subject_age, strain=args.subject_strain,
                                   genotype=args.subject_genotype)
             print(export_nwb(Path(args.sessions[0]), Path(args.nwb), subject))
     except (SessionError, ExportError) as e:
         return _fail("export", e)
     except OSError as e:
-        return _fail("export", e, EXIT_FAULT)
-    return EXIT_OK
+        return _fail("export", e, ExitCode.FAULT)
+    return ExitCode.OK
 
 
 def cmd_frames(args: argparse.Namespace) -> int:
@@ -85,8 +85,8 @@ def cmd_frames(args: argparse.Namespace) -> int:
     except SessionError as e:
         return _fail("frames", e)
     except OSError as e:
-        return _fail("frames", e, EXIT_FAULT)
+        return _fail("frames", e, ExitCode.FAULT)
     flagged = int(table.doubtful.sum())
     print(f"{len(table)} imaging frames ({flagged} with doubtful sync) from {table.source}", file=sys.stderr)
     print(out)
-    return EXIT_OK
+    return ExitCode.OK

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rig.errors import ExitCode
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("gui", help="the control app: start, watch and steer sessions; replay them")
@@ -16,12 +18,12 @@ def register(subparsers) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from rig.cli.main import EXIT_BAD_INPUT, default_config, find_file
+    from rig.loading import default_config_path, find_file
 
     try:
         from gui.app import run
     except ImportError as e:
         print(f"rig gui: the app needs the gui extra (pip install 'corridor-rig[gui]'): {e}")
-        return EXIT_BAD_INPUT
-    config = find_file(str(args.config), "config") if args.config else default_config()
+        return ExitCode.BAD_INPUT
+    config = find_file(str(args.config), "config") if args.config else default_config_path()
     return run(config, args.data, args.lock_dir, args.replay)

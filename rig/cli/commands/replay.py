@@ -22,6 +22,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from rig.errors import ExitCode
+
 MAX_LISTED = 10  # further divergences listed after the first
 
 
@@ -50,31 +52,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rig.cli.main import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK
     from rig.datalog.reader import HEADER, SessionError
 
     path = Path(args.session)
     if not (path / HEADER).is_file():
         print(f"rig replay: {path}: not a session folder (no {HEADER})", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if args.verify:
         if (args.protocol or args.speed is not None or args.fast or args.display_config or args.telemetry
                 or args.commands):
             print("rig replay: --verify replays the session's own protocol offline; it takes no --protocol, "
                   "--speed, --fast, --display-config, --telemetry or --commands", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         from rig.replay.verify import verify_session
 
         try:
             report = verify_session(path)
         except SessionError as e:
             print(f"rig replay: CORRUPTED: {e}", file=sys.stderr)
-            return EXIT_FAULT
+            return ExitCode.FAULT
         _print_report(report, args.json)
-        return EXIT_OK if report.ok else EXIT_FAULT
+        return ExitCode.OK if report.ok else ExitCode.FAULT
     if args.speed is not None and not args.speed > 0:
         print(f"rig replay: --speed must be a positive number, got {args.speed}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     return _run_replay(args, path)
 
 
@@ -109,8 +110,7 @@ def _print_report(report, as_json: bool) -> None:
 
 
 def _run_replay(args: argparse.Namespace, path: Path) -> int:
-    from rig.cli.main import EXIT_BAD_INPUT, find_file
-    from rig.loading import LoadError, load_config, load_protocol
+    from rig.loading import LoadError, find_file, load_config, load_protocol
     from rig.replay.live import ReplayOptions
 
     protocol = display_config = None
@@ -122,7 +122,7 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
     except LoadError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     # A what-if is an analysis: it runs on the virtual clock unless a speed is asked for.
     fast = args.fast or (protocol is not None and args.speed is None)
     options = ReplayOptions(
@@ -139,7 +139,7 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
                 hook = stack.enter_context(TelemetryHook(args.telemetry or LOOPBACK, args.commands or LOOPBACK))
             except TelemetryError as e:
                 print(f"rig replay: {e}", file=sys.stderr)
-                return EXIT_BAD_INPUT
+                return ExitCode.BAD_INPUT
             hook.info.update(replay_of=str(path.resolve()), animal=options.animal, display=options.display_source)
             print(f"rig replay: telemetry {hook.telemetry_endpoint} commands {hook.commands_endpoint}",
                   file=sys.stderr, flush=True)
@@ -148,7 +148,6 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
 
 
 def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) -> int:
-    from rig.cli.main import EXIT_BAD_INPUT, EXIT_FAULT, EXIT_OK, EXIT_SIGNAL
     from rig.datalog.reader import SessionError
     from rig.replay.live import ReplayError, replay_session
 
@@ -175,13 +174,13 @@ def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) ->
         result = replay_session(path, options, on_runner=on_runner, progress=bar, hooks=hooks)
     except (ReplayError, SessionError, ValueError) as e:
         print(f"rig replay: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"rig replay: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     except RuntimeError as e:  # a display that cannot open (no GL context, no X display)
         print(f"rig replay: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -194,5 +193,5 @@ def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) ->
           f"logged; missed display frames {r.missed_frames}")
     print(result.path)
     if received:
-        return EXIT_SIGNAL
-    return EXIT_OK
+        return ExitCode.SIGNAL
+    return ExitCode.OK

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
+
 SESSION_PNG = "summary.png"
 ANIMAL_PNG = "learning.png"
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _error(message: str) -> int:
     print(f"rig summary: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return ExitCode.BAD_INPUT
 
 
 def _save(fig: object, out: Path) -> None:
@@ -58,7 +59,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"rig summary: needs matplotlib ({e}); install it with: pip install 'matplotlib>=3.8,<4'",
               file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
 
     path = Path(args.path)
     if not path.exists():
@@ -93,6 +94,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
         _save(fig, out)
     except OSError as e:
         print(f"rig summary: cannot write {out}: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     print(out)
-    return EXIT_OK
+    return ExitCode.OK

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
 
 
 def register(subparsers) -> None:
@@ -39,20 +39,19 @@ def cmd_textures(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if not value > 0:
             print(f"rig textures: --{name.replace('_', '-')} must be > 0, got {value}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
     try:
         written = write_textures(args.out, args.px_per_cm, args.length_cm, args.height_cm)
     except OSError as e:
         print(f"rig textures: cannot write to {args.out}: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     for p in written:
         print(p)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from rig.cli.main import find_file
-    from rig.loading import LoadError, load_config, load_protocol
+    from rig.loading import LoadError, find_file, load_config, load_protocol
     from rig.vr.display_driver import GL_DISPLAY_TYPES, display_params
     from rig.vr.params import DisplayParams
 
@@ -62,7 +61,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except LoadError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     params = DisplayParams()
     if config is not None and config.drivers["display"].type in GL_DISPLAY_TYPES:
         params = display_params(config.driver_params("display"))  # type: ignore[arg-type]
@@ -84,9 +83,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         print(f"rig render: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except RuntimeError as e:  # no GL context could be made
         print(f"rig render: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     print(out)
-    return EXIT_OK
+    return ExitCode.OK

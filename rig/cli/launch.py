@@ -1,0 +1,117 @@
+"""The launch path shared by `rig run` and the app's runner process: read the arguments into a protocol,
+a config and session options, then run the session with SIGINT/SIGTERM asking the loop to stop."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rig.errors import ExitCode
+from rig.loading import default_config_path, find_file
+
+if TYPE_CHECKING:
+    from rig.config import RigConfig
+    from rig.mesoscope.session_hook import MesoscopeHook
+    from rig.protocol import Protocol
+    from rig.runner.session import SessionOptions
+
+
+def print_problems(problems: Sequence[object]) -> None:
+    for p in problems:
+        print(p, file=sys.stderr)
+
+
+@contextmanager
+def signals_stop(stop: Callable[[], None]):
+    """SIGINT/SIGTERM ask the loop to end cleanly instead of killing it mid-write."""
+    received: list[int] = []
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        received.append(signum)
+        stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What `rig run` and the GUI's runner process both build from their arguments before a session."""
+
+    protocol: Protocol
+    config: RigConfig
+    config_path: Path
+    options: SessionOptions
+    mesoscope: MesoscopeHook | None
+
+
+def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
+    """Load and check the protocol and config named by args; an exit code (after printing why) on bad input."""
+    from rig.loading import LoadError, load_config, load_protocol
+    from rig.mesoscope.session_hook import mesoscope_hook
+    from rig.runner.session import SessionOptions
+
+    config_path = find_file(args.config, "config") if args.config else default_config_path()
+    try:
+        protocol = load_protocol(find_file(args.protocol, "protocols"))
+        config = load_config(config_path)
+    except LoadError as e:
+        print_problems(e.problems)
+        return ExitCode.BAD_INPUT
+    hook = mesoscope_hook(config, config_dir=config_path.parent)
+    if hook is not None and args.fast:
+        print(f"{prog}: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
+              file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    options = SessionOptions(
+        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
+        duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
+        experimenter=args.experimenter or "", notes=args.notes or "", date=getattr(args, "date", None),
+    )
+    return RunInputs(protocol, config, config_path, options, hook)
+
+
+def run_prepared(prep: RunInputs, prog: str, *, extra_hooks: tuple = (), on_runner: Callable | None = None,
+                 progress: object | None = None) -> int:
+    """Run the session with SIGINT/SIGTERM asking the loop to stop; print the outcome, the folder last."""
+    from rig.mesoscope.session_hook import MesoscopeStartError
+    from rig.runner.session import run_session
+
+    stopper: list[Callable[[], None]] = []
+
+    def wire(runner) -> None:
+        stopper.append(runner.request_stop)
+        if on_runner is not None:
+            on_runner(runner)
+
+    hooks = ((prep.mesoscope,) if prep.mesoscope is not None else ()) + tuple(extra_hooks)
+    try:
+        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
+            result = run_session(prep.protocol, prep.config, prep.options, on_runner=wire, progress=progress,
+                                 hooks=hooks)
+    except MesoscopeStartError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        print(e.path)
+        return ExitCode.FAULT
+    except OSError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return ExitCode.FAULT
+    r = result.run
+    print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
+          f"seed {result.seed}, missed display frames {r.missed_frames}")
+    print(result.path, flush=True)
+    if received:
+        return ExitCode.SIGNAL
+    return ExitCode.OK if r.complete else ExitCode.FAULT
+
+
