@@ -37,7 +37,7 @@ def realtime_loop(seconds: float, data: Path, priority: str) -> dict:
     work_ms = s.timing["work_s"] * 1e3
     t = s.frames["t"]
     gaps = np.diff(t)
-    period = 1 / s.header["frame_rate_hz"]
+    period = 1 / s.header.frame_rate_hz
     return {
         "priority": (s.footer or {}).get("summary", {}).get("loop_priority"),
         "seconds": seconds,

@@ -11,9 +11,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# The roles a rig config fills with drivers; every rig has the required ones.
+ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
+OPTIONAL_ROLES = ("sync",)  # the sync output to the mesoscope's aux trigger
+ALL_ROLES = ROLES + OPTIONAL_ROLES
+
 
 class Clock(Protocol):
-    """The session timeline: seconds since the session clock started."""
+    """The session timeline: seconds since the session clock started. A virtual clock (a --fast run)
+    moves only when the loop advances it: its times cannot be compared with any other process's."""
+
+    virtual: bool
 
     def now(self) -> float: ...
 

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import CheckResult, ClockMap
 from drivers.registry import DriverContext, register
-from rig.runner.clock import VirtualClock
 
 
 @register("frame_clock", "emulator_ttl")
@@ -50,7 +49,7 @@ class EmulatorTTL:
     def open(self) -> None:
         if self._file is not None:
             return
-        if isinstance(self._session_clock, VirtualClock):
+        if self._session_clock.virtual:
             raise RuntimeError(
                 "frame_clock type emulator_ttl needs a real-time session: the emulator runs on the host's "
                 "clock, which a --fast (virtual clock) session does not follow"

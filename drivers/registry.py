@@ -8,23 +8,24 @@ A driver module registers its classes with `@register(role, type_name)`; a confi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
 
-from drivers.base import Clock, SimWorld
+from drivers.base import ALL_ROLES, OPTIONAL_ROLES, ROLES, Clock, SimWorld
 
-ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
-# Roles a rig may leave out of its config (the sync output to the mesoscope's aux trigger).
-OPTIONAL_ROLES = ("sync",)
-ALL_ROLES = ROLES + OPTIONAL_ROLES
+__all__ = ["ALL_ROLES", "DRIVER_MODULES", "OPTIONAL_ROLES", "ROLES", "DriverContext", "DriverSpec", "Registry",
+           "default_registry", "register", "registry_of"]
+
 
 # Modules that hold drivers; imported on first lookup so optional vendor packages load only when used.
-DRIVER_MODULES = (
-    "drivers.sim", "drivers.serial_board", "drivers.nidaq", "drivers.mesoscope_ttl", "rig.vr.display_driver",
-)
+# Drivers that live with the rest of the rig (the VR display, built on rig.vr's renderer) are added by the
+# rig itself (rig.runner.devices.driver_registry): this package never names rig modules.
+DRIVER_MODULES = ("drivers.sim", "drivers.serial_board", "drivers.nidaq", "drivers.mesoscope_ttl")
 
 
 @dataclass(frozen=True)
@@ -70,23 +71,41 @@ class Registry:
         return self.spec(role, type_name).cls(params, context)
 
 
-_PENDING: list[tuple[str, str, type]] = []
+_TYPES_ATTR = "_driver_types"
 
 
 def register(role: str, type_name: str) -> Callable[[type], type]:
-    """Class decorator used by driver modules."""
+    """Class decorator used by driver modules: marks the class as the `type_name` driver of `role`
+    (a class may be marked for several roles). Registries find marked classes in the modules they load."""
 
     def deco(cls: type) -> type:
-        _PENDING.append((role, type_name, cls))
+        marks = cls.__dict__.get(_TYPES_ATTR, ())
+        setattr(cls, _TYPES_ATTR, (*marks, (role, type_name)))
         return cls
 
     return deco
 
 
-def default_registry() -> Registry:
-    for mod in DRIVER_MODULES:
-        importlib.import_module(mod)
+def _marked(module: ModuleType) -> list[tuple[str, str, type]]:
+    found = []
+    for obj in vars(module).values():
+        if isinstance(obj, type) and obj.__module__ == module.__name__:
+            found.extend((role, name, obj) for role, name in obj.__dict__.get(_TYPES_ATTR, ()))
+    return found
+
+
+def registry_of(modules: Iterable[str]) -> Registry:
+    """A registry of the drivers marked in these modules and, for packages, in their loaded submodules."""
     reg = Registry()
-    for role, type_name, cls in _PENDING:
-        reg.add(role, type_name, cls)
+    for name in modules:
+        root = importlib.import_module(name)
+        mods = [root] + [m for n, m in sorted(sys.modules.items()) if n.startswith(name + ".") and m is not None]
+        for mod in mods:
+            for role, type_name, cls in _marked(mod):
+                reg.add(role, type_name, cls)
     return reg
+
+
+def default_registry(extra_modules: Iterable[str] = ()) -> Registry:
+    """The drivers of this package, plus those of `extra_modules`."""
+    return registry_of((*DRIVER_MODULES, *extra_modules))

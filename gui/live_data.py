@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rig.engine.records import EventKind
+
 FRAME_COLUMNS = ("i", "t", "pos", "speed", "trial", "corridor", "grey")
 ANTICIPATION_WINDOW = 10  # trials in the running anticipatory-lick fraction
 
@@ -138,22 +140,22 @@ class LiveData:
         kind, t = ev.get("kind"), float(ev.get("t", 0.0))
         trial, pos = int(ev.get("trial", 0)), float(ev.get("position_cm", 0.0))
         data = ev.get("data") or {}
-        if kind == "trial_start":
+        if kind == EventKind.TRIAL_START:
             self._trial_corridor = int(data.get("corridor_index", ev.get("corridor", 0)))
             self._anticipated = False
             nxt = data.get("next_corridor_index")
             self.trial_starts.append(t, trial, self._trial_corridor, -1 if nxt is None else int(nxt))
-        elif kind == "lick":
+        elif kind == EventKind.LICK:
             if data.get("iti"):
                 return
             ant = bool(data.get("anticipatory"))
             self._anticipated |= ant
             self.licks.append(t, pos, trial, self._trial_corridor, ant)
-        elif kind == "cue":
+        elif kind == EventKind.CUE:
             self.cues.append(t, pos, trial, self._trial_corridor)
-        elif kind == "reward":
+        elif kind == EventKind.REWARD:
             self.rewards.append(t, pos, trial, self._trial_corridor, float(data.get("volume_ul", 0.0)))
-        elif kind == "trial_end":
+        elif kind == EventKind.TRIAL_END:
             self.trial_ends.append(t, trial, self._trial_corridor, self._anticipated)
         else:
             return

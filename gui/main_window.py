@@ -348,7 +348,7 @@ def session_protocol(folder: str | Path | None):
     if not folder:
         return None
     try:
-        return protocol_from_dict(Session.open(folder).header.get("protocol"), source=str(folder))
+        return protocol_from_dict(Session.open(folder).header.protocol, source=str(folder))
     except (SessionError, LoadError) as e:
         log.warning("no VR preview: the protocol in %s cannot be read: %s", folder, e)
         return None

@@ -94,7 +94,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
     def open(self, path: Path) -> None:
         """Load a session folder; raises rig.datalog.reader.SessionError for anything unreadable."""
         session = Session.open(path)
-        protocol = session.header.get("protocol") or {}
+        protocol = session.header.protocol
         corridors = [c.get("name", f"corridor {k}") for k, c in enumerate(protocol.get("corridors", []))]
         rewarded = [bool(c.get("rewarded")) for c in protocol.get("corridors", [])]
         lengths = [float(c.get("texture_length_cm", 0)) + float(c.get("grey_length_cm", 0))
@@ -112,9 +112,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.trial_box.setMaximum(max(ntrials - 1, 0))
         h = session.header
         state = "complete" if session.complete else "INCOMPLETE"
-        self.info.setText(f"{path} · {h.get('animal')} · {protocol.get('name')} ({protocol.get('kind')}) · seed "
-                          f"{h.get('seed')} · {h.get('start_time', '')[:19]} · {state} · {ntrials} trials")
-        self.setWindowTitle(f"corridor-rig · replay · {h.get('animal')} · {protocol.get('name')} · {path.name}")
+        self.info.setText(f"{path} · {h.animal} · {protocol.get('name')} ({protocol.get('kind')}) · seed "
+                          f"{h.seed} · {h.start_time[:19]} · {state} · {ntrials} trials")
+        self.setWindowTitle(f"corridor-rig · replay · {h.animal} · {protocol.get('name')} · {path.name}")
         self.status_panel.show_state("FINISHED" if session.complete else "STOPPED")
         from gui.main_window import session_protocol
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from rig.engine.records import EventKind
+
 SEQUENCE = ("train1", "test1", "train2", "test2", "test3")
 ADVANCE_FRACTION = 0.7
 ADVANCE_WINDOW = 20
@@ -38,16 +40,16 @@ class Suggestion:
 def anticipatory_fraction(session, window: int = ADVANCE_WINDOW) -> tuple[float | None, int]:
     """(fraction of the last `window` rewarded-corridor trials with a lick before the cue, trials counted);
     None when the session has no finished trial in a rewarded corridor. `session`: rig.datalog.reader.Session."""
-    corridors = (session.header.get("protocol") or {}).get("corridors") or []
+    corridors = session.header.protocol.get("corridors") or []
     rewarded = {k for k, c in enumerate(corridors) if c.get("rewarded")}
     corridor, anticipated, done = 0, False, []
     for ev in session.events:
         kind, data = ev.get("kind"), ev.get("data") or {}
-        if kind == "trial_start":
+        if kind == EventKind.TRIAL_START:
             corridor, anticipated = int(data.get("corridor_index", 0)), False
-        elif kind == "lick" and not data.get("iti") and data.get("anticipatory"):
+        elif kind == EventKind.LICK and not data.get("iti") and data.get("anticipatory"):
             anticipated = True
-        elif kind == "trial_end" and corridor in rewarded:
+        elif kind == EventKind.TRIAL_END and corridor in rewarded:
             done.append(anticipated)
     last = done[-window:]
     return (float(np.mean(last)) if last else None), len(last)
@@ -87,7 +89,7 @@ def suggest_next(last_info: dict[str, Any], last_session=None) -> Suggestion | N
         return Suggestion(name, f"exposure lane: only {trials} trials of {stage} (< {MIN_EXPOSURE_TRIALS})", False)
     if last_session is None:
         return Suggestion(name, "the last session could not be read to judge learning: repeat it", False)
-    threshold, window = _criterion(last_session.header.get("protocol") or {})
+    threshold, window = _criterion(last_session.header.protocol)
     frac, n = anticipatory_fraction(last_session, window)
     if frac is None:
         return Suggestion(name, "no rewarded trial finished last session: repeat it", False)

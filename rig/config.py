@@ -14,11 +14,18 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.registry import ALL_ROLES, Registry, default_registry
+from drivers.base import ALL_ROLES, ROLES
+from drivers.registry import Registry, default_registry
 from rig.mesoscope.config import MesoscopeSettings
 from rig.protocol import FieldErrors, FieldIssue, Frozen, field_error
 
-REQUIRED_ROLES = ("ball", "lick", "valve", "cue", "frame_clock", "display")
+# Driver modules of the rig itself, beside those of the drivers package: the VR display (rig.vr's renderer).
+RIG_DRIVER_MODULES = ("rig.vr.display_driver",)
+
+
+def driver_registry() -> Registry:
+    """Every driver a rig config can name: the drivers package's and the rig's own."""
+    return default_registry(RIG_DRIVER_MODULES)
 
 
 class DriverEntry(BaseModel):
@@ -101,10 +108,10 @@ class RigConfig(Frozen):
         tests and tools can validate against their own driver set; otherwise the default one.
         """
         issues: list[FieldIssue] = []
-        missing = [r for r in REQUIRED_ROLES if r not in self.drivers]
+        missing = [r for r in ROLES if r not in self.drivers]
         if missing:
             issues.append(
-                FieldIssue(("drivers",), f"missing roles {missing}; every rig needs {list(REQUIRED_ROLES)}")
+                FieldIssue(("drivers",), f"missing roles {missing}; every rig needs {list(ROLES)}")
             )
         for role in self.drivers:
             if role not in ALL_ROLES:
@@ -147,6 +154,6 @@ def _registry_from(info: ValidationInfo) -> Registry | str:
     if isinstance(ctx, dict) and ctx.get("registry") is not None:
         return ctx["registry"]
     try:
-        return default_registry()
+        return driver_registry()
     except ImportError as e:  # a driver module (or the vendor package it needs) is not installed
         return f"driver modules cannot be imported: {e}"

@@ -4,16 +4,15 @@ a config and session options, then run the session with SIGINT/SIGTERM asking th
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rig.errors import ExitCode
 from rig.loading import default_config_path, find_file
+from rig.runner.hooks import LoopHook, SignalStop
 
 if TYPE_CHECKING:
     from rig.config import RigConfig
@@ -25,23 +24,6 @@ if TYPE_CHECKING:
 def print_problems(problems: Sequence[object]) -> None:
     for p in problems:
         print(p, file=sys.stderr)
-
-
-@contextmanager
-def signals_stop(stop: Callable[[], None]):
-    """SIGINT/SIGTERM ask the loop to end cleanly instead of killing it mid-write."""
-    received: list[int] = []
-
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        received.append(signum)
-        stop()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 @dataclass(frozen=True)
@@ -81,24 +63,16 @@ def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
     return RunInputs(protocol, config, config_path, options, hook)
 
 
-def run_prepared(prep: RunInputs, prog: str, *, extra_hooks: tuple = (), on_runner: Callable | None = None,
-                 progress: object | None = None) -> int:
+def run_prepared(prep: RunInputs, prog: str, *, hooks: tuple[LoopHook, ...] = ()) -> int:
     """Run the session with SIGINT/SIGTERM asking the loop to stop; print the outcome, the folder last."""
     from rig.mesoscope.session_hook import MesoscopeStartError
     from rig.runner.session import run_session
 
-    stopper: list[Callable[[], None]] = []
-
-    def wire(runner) -> None:
-        stopper.append(runner.request_stop)
-        if on_runner is not None:
-            on_runner(runner)
-
-    hooks = ((prep.mesoscope,) if prep.mesoscope is not None else ()) + tuple(extra_hooks)
+    signals = SignalStop()
+    all_hooks = ((prep.mesoscope,) if prep.mesoscope is not None else ()) + (signals, *hooks)
     try:
-        with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-            result = run_session(prep.protocol, prep.config, prep.options, on_runner=wire, progress=progress,
-                                 hooks=hooks)
+        with signals.installed():
+            result = run_session(prep.protocol, prep.config, prep.options, hooks=all_hooks)
     except MesoscopeStartError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         print(e.path)
@@ -110,8 +84,6 @@ def run_prepared(prep: RunInputs, prog: str, *, extra_hooks: tuple = (), on_runn
     print(f"{'complete' if r.complete else 'incomplete'}: {r.reason}; trials {r.trials}, rewards {r.rewards}, "
           f"seed {result.seed}, missed display frames {r.missed_frames}")
     print(result.path, flush=True)
-    if received:
+    if signals.received:
         return ExitCode.SIGNAL
     return ExitCode.OK if r.complete else ExitCode.FAULT
-
-

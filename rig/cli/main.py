@@ -12,8 +12,12 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from tqdm import tqdm
+
 from rig.cli.launch import prepare_run, print_problems, run_prepared
 from rig.errors import ExitCode
+from rig.protocol import Protocol
+from rig.runner.hooks import ProgressHook
 
 # Subcommand modules (see rig/cli/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return ExitCode.BUSY
     bar = _progress_bar(protocol, args)
     try:
-        return run_prepared(prep, "rig run", progress=bar)
+        return run_prepared(prep, "rig run", hooks=(ProgressHook(bar),) if bar is not None else ())
     finally:
         if bar is not None:
             bar.close()
@@ -47,11 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             lock.release()
 
 
-def _progress_bar(protocol, args):
+def _progress_bar(protocol: Protocol, args: argparse.Namespace) -> tqdm | None:
     if args.quiet or not sys.stderr.isatty():
         return None
-    from tqdm import tqdm
-
     total = args.max_trials or protocol.end.max_trials
     return tqdm(total=total, unit="trial", desc=protocol.name, file=sys.stderr, dynamic_ncols=True)
 

@@ -13,15 +13,18 @@ Exit codes as `rig run`, plus 3 when the rig is busy.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rig.errors import ExitCode
+from rig.runner.hooks import LoopHook, OnStart, SignalStop
 from rig.runner.lock import LOCK_DIR_ENV, RigBusy, RigLock
+
+if TYPE_CHECKING:
+    from rig.runner.loop import Runner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def attached(args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any], hook_info: dict[str, Any]):
-    """Hold the rig's lock and serve telemetry/commands for one session (live or replay); yields
-    (hook, on_runner), on_runner recording the session folder in both. Raises RigBusy or TelemetryError."""
+def attached(
+    args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any], hook_info: dict[str, Any]
+) -> Iterator[tuple[LoopHook, ...]]:
+    """Hold the rig's lock and serve telemetry/commands for one session (live or replay); yields the hooks
+    to run with it: telemetry, and one that records the session folder in the lock info and the telemetry.
+    Raises RigBusy or TelemetryError."""
     from rig.control.telemetry import TelemetryHook
 
     with RigLock.acquire(rig_name, args.lock_dir, **lock_info) as lock, \
@@ -61,11 +67,11 @@ def attached(args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any],
         hook.info.update(rig=rig_name, **hook_info)
         lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
 
-        def on_runner(runner) -> None:
+        def record_folder(runner: Runner) -> None:
             hook.info["session"] = str(runner.writer.path)
             lock.update(session=str(runner.writer.path))
 
-        yield hook, on_runner
+        yield OnStart(record_folder), hook
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with attached(args, prep.config.name, {"animal": args.animal, "protocol": prep.protocol.name},
                       {"animal": args.animal, "experimenter": args.experimenter,
-                       "config_path": str(args.config or "")}) as (hook, on_runner):
-            return run_prepared(prep, "rig runner", extra_hooks=(hook,), on_runner=on_runner)
+                       "config_path": str(args.config or "")}) as hooks:
+            return run_prepared(prep, "rig runner", hooks=hooks)
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BUSY
@@ -98,9 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def replay_main(args: argparse.Namespace) -> int:
     """`--replay SESSION`: rig.replay.live.replay_session under the rig's lock, with the same telemetry, so the app
     attaches to a replay exactly as to a live session."""
-    from rig.cli.launch import signals_stop
     from rig.control.telemetry import TelemetryError
-    from rig.datalog.reader import HEADER, SessionError
+    from rig.datalog.reader import HEADER, SessionError, read_header
     from rig.loading import LoadError, default_config_path, find_file, load_config
     from rig.replay.live import ReplayError, ReplayOptions, replay_session
 
@@ -121,23 +126,17 @@ def replay_main(args: argparse.Namespace) -> int:
     options = ReplayOptions(speed=args.speed, fast=args.fast, data_dir=Path(args.data) if args.data else None,
                             display_config=display, display_source=str(args.display_config or ""))
     try:
-        header = json.loads((session / HEADER).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"rig runner: {session / HEADER}: {e}", file=sys.stderr)
+        header = read_header(session)
+    except SessionError as e:
+        print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    animal = f"{header.get('animal')}-replay"
-    protocol_name = (header.get("protocol") or {}).get("name")
-    stopper: list = []
+    animal = f"{header.animal}-replay"
+    protocol_name = header.protocol_name
+    signals = SignalStop()
     try:
         with attached(args, config.name, {"animal": animal, "protocol": protocol_name, "replay_of": str(session)},
-                      {"animal": animal, "replay_of": str(session)}) as (hook, on_runner):
-
-            def wire(runner) -> None:
-                stopper.append(runner.request_stop)
-                on_runner(runner)
-
-            with signals_stop(lambda: stopper[0]() if stopper else None) as received:
-                result = replay_session(session, options, on_runner=wire, hooks=(hook,))
+                      {"animal": animal, "replay_of": str(session)}) as hooks, signals.installed():
+            result = replay_session(session, options, hooks=(signals, *hooks))
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BUSY
@@ -146,7 +145,7 @@ def replay_main(args: argparse.Namespace) -> int:
         return ExitCode.FAULT
     print(f"{'complete' if result.complete else 'incomplete'}: {result.reason}; replay of {session}")
     print(result.path, flush=True)
-    if received:
+    if signals.received:
         return ExitCode.SIGNAL
     return ExitCode.OK if result.complete else ExitCode.FAULT
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from rig.engine.records import Step
+from rig.engine.records import EventKind, Step
 
 log = logging.getLogger(__name__)
 
@@ -281,13 +281,12 @@ class TelemetryHook:
 
     def _driver_health(self) -> dict[str, str]:
         dev = self._runner.devices
-        return {role: type(getattr(dev, role)).__name__ for role in
-                ("ball", "lick", "valve", "cue", "frame_clock", "display")}
+        return {role: type(device).__name__ for role, device in dev.by_role().items()}
 
     def _count(self, ev) -> None:
-        if ev.kind == "trial_end":
+        if ev.kind == EventKind.TRIAL_END:
             self._trials += 1
-        elif ev.kind == "reward":
+        elif ev.kind == EventKind.REWARD:
             self._rewards += 1
 
     def _reset_batch(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rig.datalog.reader import HEADER, Session
+from rig.engine.records import EventKind
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SESSION_RE = re.compile(r"^\d{3,}$")
@@ -40,9 +41,9 @@ def _stage_names(protocol: dict) -> list[str]:
 def session_info(session: Session) -> dict[str, Any]:
     """Counts and facts of one session (JSON-serializable). See docs/data-format.md for the fields."""
     h = session.header
-    protocol = h.get("protocol") if isinstance(h.get("protocol"), dict) else {}
+    protocol = h.protocol
     events = session.events
-    rewards = [e for e in events if e.get("kind") == "reward"]
+    rewards = [e for e in events if e.get("kind") == EventKind.REWARD]
     manual = sum(1 for e in rewards if (e.get("data") or {}).get("source") == "manual")
     water = sum(float(c.get("volume_ul", 0.0)) for c in session.commands if c.get("kind") == "valve")
     frames = session.frames
@@ -51,19 +52,19 @@ def session_info(session: Session) -> dict[str, Any]:
     visited = [int(s) for s in dict.fromkeys(frames["stage"].tolist())]  # order of first visit
     info: dict[str, Any] = {
         "path": str(session.path),
-        "animal": h.get("animal"),
+        "animal": h.animal,
         "protocol": protocol.get("name"),
         "kind": protocol.get("kind"),
-        "seed": h.get("seed"),
-        "start_time": h.get("start_time"),
+        "seed": h.seed,
+        "start_time": h.start_time,
         "complete": session.complete,
         "end_reason": (session.footer or {}).get("reason", "no footer: the session did not end normally"),
         "duration_s": float(t[-1] - t[0]) if len(t) else 0.0,
         "iterations": len(frames),
-        "trials": sum(1 for e in events if e.get("kind") == "trial_end"),
+        "trials": sum(1 for e in events if e.get("kind") == EventKind.TRIAL_END),
         "rewards": len(rewards),
         "rewards_manual": manual,
-        "rewards_withheld": sum(1 for e in events if e.get("kind") == "reward_withheld"),
+        "rewards_withheld": sum(1 for e in events if e.get("kind") == EventKind.REWARD_WITHHELD),
         "water_ul": round(water, 6),
         "licks": int(np.count_nonzero(session.licks["onset"])),
         "frames": len(session.frame_clock),
@@ -89,14 +90,14 @@ def session_info(session: Session) -> dict[str, Any]:
         latency_ms = session.timing["latency_s"] * 1e3
         latency_ms = latency_ms[np.isfinite(latency_ms)]
         t_wall = session.timing["t_wall"]
-        rate = h.get("frame_rate_hz") or (h.get("config") or {}).get("frame_rate_hz") or 60.0
+        rate = h.frame_rate_hz
         info.update(
             work_ms_p50=round(float(np.percentile(work_ms, 50)), 4),
             work_ms_p99=round(float(np.percentile(work_ms, 99)), 4),
             latency_ms_p50=round(float(np.percentile(latency_ms, 50)), 4) if len(latency_ms) else None,
             latency_ms_p99=round(float(np.percentile(latency_ms, 99)), 4) if len(latency_ms) else None,
             # Fast (virtual-clock) runs have no display deadlines, so missed frames mean nothing there.
-            missed_display_frames=None if h.get("fast") else missing_in_gaps(t_wall, 1 / rate),
+            missed_display_frames=None if h.fast else missing_in_gaps(t_wall, 1 / rate),
         )
     return info
 

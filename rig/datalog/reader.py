@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
+from rig.datalog.header import FORMAT, FORMAT_VERSION, SessionHeader
 from rig.errors import BadInput
-
-FORMAT = "corridor-rig-session"
-FORMAT_VERSION = 1
 
 HEADER = "header.json"
 FOOTER = "footer.json"
@@ -60,6 +59,31 @@ FLAG_BITS = {"moving": 1, "in_grey": 2, "cue_played": 4, "done": 8}
 
 class SessionError(BadInput):
     """The folder is not a readable session (no header, bad header, unsupported format)."""
+
+
+def parse_header(data: dict[str, Any], where: Path) -> SessionHeader:
+    """header.json's content as the typed model; SessionError naming the first bad field otherwise."""
+    try:
+        return SessionHeader.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise SessionError(f"{where}: {field}: {err['msg']}{more}") from None
+
+
+def read_header(folder: Path) -> SessionHeader:
+    """Only the header of a session folder (for listings that need not read the data)."""
+    header_path = Path(folder) / HEADER
+    try:
+        data = _load_json(header_path)
+    except FileNotFoundError:
+        raise SessionError(f"{folder}: no {HEADER}: not a session folder") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise SessionError(f"{header_path}: not readable JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SessionError(f"{header_path}: not a {FORMAT} header (format field missing or different)")
+    return parse_header(data, header_path)
 
 
 def frame_flag(frames: np.ndarray, name: str) -> np.ndarray:
@@ -121,7 +145,7 @@ class Session:
     """A session folder, read in full. `complete` is True only if a footer says the session ended normally."""
 
     path: Path
-    header: dict
+    header: SessionHeader
     footer: dict | None
     complete: bool
     trimmed: list[str]  # files whose partial tail record/line was dropped
@@ -169,6 +193,7 @@ class Session:
         files = header.get("files")
         if not isinstance(files, dict):
             raise SessionError(f"{header_path}: header has no files table")
+        model = parse_header(header, header_path)
 
         trimmed: list[str] = []
         warnings: list[str] = []
@@ -217,7 +242,7 @@ class Session:
 
         return cls(
             path=path,
-            header=header,
+            header=model,
             footer=footer,
             complete=complete,
             trimmed=trimmed,

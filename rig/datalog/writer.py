@@ -27,12 +27,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from rig.datalog.header import FORMAT, FORMAT_VERSION, SessionFacts
 from rig.datalog.reader import (
     BINARY_FIELDS,
     CLOCK,
     FOOTER,
-    FORMAT,
-    FORMAT_VERSION,
     HEADER,
     JSONL_FILES,
     Session,
@@ -51,8 +50,6 @@ _MAX_BUFFER_BYTES = 8 << 20
 _ANIMAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SESSION_RE = re.compile(r"^\d{3,}$")
 _STRUCT_CODES = {"<i8": "q", "<f8": "d", "<i4": "i", "<i2": "h", "<u1": "B"}
-# Header keys the writer fills in itself; the caller may not supply them.
-_WRITER_KEYS = ("format", "format_version", "animal", "date", "session", "files", "flush_interval_s")
 
 
 class LowDiskSpaceError(OSError):
@@ -172,8 +169,7 @@ class SessionWriter:
     def create(
         cls,
         data_dir: Path,
-        animal: str,
-        header: dict,
+        facts: SessionFacts,
         *,
         min_free_mb: float,
         today: date | None = None,
@@ -182,27 +178,21 @@ class SessionWriter:
         """Create DATA/ANIMAL/YYYY-MM-DD/NNN with the next free NNN and write header.json.
 
         Everything that can be checked (animal id, header, free disk space) is checked before any folder
-        is created. `header` holds the caller's facts (protocol, protocol_yaml, protocol_sha256, config,
-        seed, software_version, git_commit, start_time, ...); start_time defaults to now.
+        is created. `facts` are the session's own (protocol, config, seed, ...); the writer adds the format,
+        the date, the session number and the record layouts. start_time defaults to now.
         """
         data_dir = Path(data_dir)
-        if not isinstance(animal, str) or not _ANIMAL_RE.match(animal):
+        if not isinstance(facts, SessionFacts):
+            raise TypeError(f"facts must be SessionFacts, got {type(facts).__name__}")
+        animal = facts.animal
+        if not _ANIMAL_RE.match(animal):
             raise ValueError(
                 f"animal id {animal!r} is not usable as a folder name: use 1-64 letters, digits, "
                 "'_', '-', '.' starting with a letter or digit"
             )
-        if not isinstance(header, dict):
-            raise TypeError(f"header must be a dict, got {type(header).__name__}")
-        # The caller may repeat the animal id (it is a fact of its own header too), but must agree.
-        clash = [k for k in _WRITER_KEYS if k in header and not (k == "animal" and header[k] == animal)]
-        if clash:
-            raise ValueError(f"header keys {clash} are filled in by the session writer; remove them")
         if not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
-        try:
-            _dump_document(header)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"session header is not JSON-serializable: {e}") from None
+        header = facts.document()
         probe = _existing_ancestor(data_dir)
         free_mb = shutil.disk_usage(probe).free / 2**20
         if free_mb < min_free_mb:
@@ -219,11 +209,11 @@ class SessionWriter:
             for name in (*BINARY_FIELDS, *JSONL_FILES):
                 files[name] = open(path / name, "xb")  # noqa: SIM115 - closed by close()
             full = dict(header)
-            full.setdefault("start_time", datetime.now().astimezone().isoformat(timespec="microseconds"))
+            if not full.get("start_time"):
+                full["start_time"] = datetime.now().astimezone().isoformat(timespec="microseconds")
             full.update(
                 format=FORMAT,
                 format_version=FORMAT_VERSION,
-                animal=animal,
                 date=day.isoformat(),
                 session=int(path.name),
                 flush_interval_s=flush_interval_s,

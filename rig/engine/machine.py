@@ -54,7 +54,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rig.engine.records import Command, Event, Inputs, State, Step
+from rig.engine.records import Command, Event, EventKind, Inputs, State, Step
 from rig.engine.trialorder import TrialOrder
 from rig.protocol import Protocol, Reward
 
@@ -147,7 +147,7 @@ class Engine:
         evs, cmds = self._begin_step()
         p = self._p
         header = {"protocol": p.name, "kind": p.kind, "seed": self._seed}
-        evs.append(Event(t, "session_start", 0, 0.0, header))
+        evs.append(Event(t, EventKind.SESSION_START, 0, 0.0, header))
         self._begin_trial(t)
         return self._finish(t, 0.0, 0.0, False, evs, cmds)
 
@@ -206,7 +206,7 @@ class Engine:
         self._t_prev = t
         evs, cmds = self._begin_step()
         self._end_reason = reason
-        self._emit("session_end", t, self._pos, {"reason": reason, "trials": self._trials_ended})
+        self._emit(EventKind.SESSION_END, t, self._pos, {"reason": reason, "trials": self._trials_ended})
         self._done = True
         return self._finish(t, 0.0, 0.0, False, evs, cmds)
 
@@ -248,7 +248,7 @@ class Engine:
         if self._end_reason is None and t >= self._t_end:
             self._end_reason = "max_duration"
         if self._end_reason is not None:
-            self._emit("session_end", t, self._pos, {"reason": self._end_reason,
+            self._emit(EventKind.SESSION_END, t, self._pos, {"reason": self._end_reason,
                                                        "trials": self._trials_ended})
             self._done = True
         return self._finish(t, speed, disp / dt, go, evs, cmds)
@@ -296,7 +296,7 @@ class Engine:
             if not self._in_grey:
                 marks.append((self._tex, 2, "grey"))
             if not self._cue_played and self._cue is not None:
-                marks.append((self._cue_pos, 0, "cue"))
+                marks.append((self._cue_pos, 0, EventKind.CUE))
             if self._zone_pending():
                 marks.append((self._zone, 1, "zone"))
             m, _, kind = min(marks)
@@ -304,14 +304,14 @@ class Engine:
                 break
             self._cum += m - pos
             pos = self._pos = m
-            if kind == "cue":
+            if kind == EventKind.CUE:
                 self._play_cue(t)
             elif kind == "zone":
                 self._zone_entered = True
                 self._rule_reward(t, m)
             elif kind == "grey":
                 self._in_grey = True
-                self._emit("grey_start", t, m, {})
+                self._emit(EventKind.GREY_START, t, m, {})
             else:
                 overshoot = target - m
                 self._end_trial(t)
@@ -328,7 +328,7 @@ class Engine:
         assert cue is not None
         self._cue_played = True
         self._cue_t = t
-        self._emit("cue", t, self._cue_pos, {"position_cm": self._cue_pos, "duration_ms": cue.duration_ms,
+        self._emit(EventKind.CUE, t, self._cue_pos, {"position_cm": self._cue_pos, "duration_ms": cue.duration_ms,
                                               "frequency_hz": cue.frequency_hz})
         self._cmds.append(Command(t, "cue", cue.duration_ms, frequency_hz=cue.frequency_hz))
         if self._mode == "passive_after_cue" and self._rewarded and self._rewards < self._max_rewards:
@@ -345,10 +345,10 @@ class Engine:
         ms = float(self._ul_to_ms(ul))
         data = {"volume_ul": ul, "duration_ms": ms, "rule": self._mode, "source": "task"}
         if self._exposure:
-            self._emit("reward_withheld", t, pos, data)
+            self._emit(EventKind.REWARD_WITHHELD, t, pos, data)
             return
         self._delivered += 1
-        self._emit("reward", t, pos, data)
+        self._emit(EventKind.REWARD, t, pos, data)
         self._cmds.append(Command(t, "valve", ms, volume_ul=ul, source="task"))
 
     def _manual_reward(self, ul: float, t: float) -> None:
@@ -358,14 +358,14 @@ class Engine:
         ms = float(self._ul_to_ms(ul))
         if not (self._iti or self._end_reason is not None):
             self._manual += 1
-        self._emit("reward", t, self._pos, {"volume_ul": ul, "duration_ms": ms, "rule": None,
+        self._emit(EventKind.REWARD, t, self._pos, {"volume_ul": ul, "duration_ms": ms, "rule": None,
                                             "source": "manual"})
         self._cmds.append(Command(t, "valve", ms, volume_ul=ul, source="manual"))
 
     def _lick(self, tl: float, paused: bool) -> None:
         pos = self._pos
         if self._iti or self._end_reason is not None:
-            self._emit("lick", tl, pos, {"anticipatory": False, "iti": True})
+            self._emit(EventKind.LICK, tl, pos, {"anticipatory": False, "iti": True})
             return
         self._licks += 1
         mode = self._mode
@@ -377,7 +377,7 @@ class Engine:
             antic = pos < self._zone
         if antic:
             self._antic = True
-        self._emit("lick", tl, pos, {"anticipatory": antic, "iti": False})
+        self._emit(EventKind.LICK, tl, pos, {"anticipatory": antic, "iti": False})
         if paused or not self._rewarded or self._rewards >= self._max_rewards:
             return
         if mode == "active_after_cue":
@@ -406,7 +406,7 @@ class Engine:
             self._pending_advance = None
             frm = self._stage
             self._set_stage(to)
-            self._emit("stage_advance", t, 0.0, {"from": frm, "to": to, "from_name": self._stages[frm].name,
+            self._emit(EventKind.STAGE_ADVANCE, t, 0.0, {"from": frm, "to": to, "from_name": self._stages[frm].name,
                                                   "to_name": self._stages[to].name, "reason": reason})
         # The order is drawn one trial ahead, so the display can show the corridor that follows. The
         # order stream is its own generator and is drawn in the same sequence, so the corridors are the
@@ -442,7 +442,7 @@ class Engine:
         self._rewards = self._delivered = self._manual = self._licks = 0
         self._antic = False
         stage_name = self._stages[self._stage].name if self._stages else None
-        self._emit("trial_start", t, 0.0, {
+        self._emit(EventKind.TRIAL_START, t, 0.0, {
             "corridor": c.name, "corridor_index": ci, "rewarded": c.rewarded, "probe": c.probe,
             "cue_position_cm": None if cue is None else self._cue_pos,
             "zone_start_cm": None if rule.zone_start_cm is None else self._zone,
@@ -452,7 +452,7 @@ class Engine:
 
     def _end_trial(self, t: float) -> None:
         self._passive_due = INF  # a passive reward not yet due is dropped with its trial
-        self._emit("trial_end", t, self._len, {
+        self._emit(EventKind.TRIAL_END, t, self._len, {
             "corridor": self._cname, "corridor_index": self._ci, "rewarded": self._rewarded,
             "probe": self._probe, "anticipatory": self._antic, "rewards": self._delivered,
             "rewards_due": self._rewards, "manual_rewards": self._manual, "licks": self._licks,

@@ -7,20 +7,26 @@ corridor's textured part.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
-EVENT_KINDS = (
-    "session_start",
-    "trial_start",
-    "cue",
-    "lick",
-    "reward",
-    "reward_withheld",
-    "grey_start",
-    "trial_end",
-    "stage_advance",
-    "session_end",
-)
+
+class EventKind(StrEnum):
+    """Every kind of engine event, as logged in events.jsonl (a StrEnum: each member is its string)."""
+
+    SESSION_START = "session_start"
+    TRIAL_START = "trial_start"
+    CUE = "cue"
+    LICK = "lick"
+    REWARD = "reward"
+    REWARD_WITHHELD = "reward_withheld"
+    GREY_START = "grey_start"
+    TRIAL_END = "trial_end"
+    STAGE_ADVANCE = "stage_advance"
+    SESSION_END = "session_end"
+
+
+EVENT_KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class State:
 @dataclass(frozen=True, slots=True)
 class Event:
     t: float
-    kind: str  # one of EVENT_KINDS
+    kind: EventKind
     trial: int
     position_cm: float
     data: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from rig.datalog.reader import Session
+from rig.engine.records import EventKind
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ def time_origin(session: Session) -> tuple[datetime, str]:
     just before the loop starts, is used.
     """
     tz = UTC
-    start = session.header.get("start_time")
+    start = session.header.start_time
     parsed: datetime | None = None
     if isinstance(start, str):
         try:
@@ -61,12 +62,12 @@ def time_origin(session: Session) -> tuple[datetime, str]:
 def session_key(session: Session) -> str:
     """`<animal>_<YYYY_MM_DD>_<block>`: the lab's key (date with underscores, block = session number)."""
     h = session.header
-    date = str(h.get("date", "")).replace("-", "_")
+    date = str(h.date).replace("-", "_")
     try:
-        block = int(h.get("session", session.path.name))
+        block = int(h.session)
     except (TypeError, ValueError):
         raise ExportError(f"{session.path}: header has no session number") from None
-    return f"{h.get('animal', session.path.parents[1].name)}_{date}_{block}"
+    return f"{h.animal}_{date}_{block}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Trials:
 
 def trials(session: Session) -> Trials:
     """The per-trial table, from events.jsonl."""
-    starts = [e for e in session.events if e.get("kind") == "trial_start"]
+    starts = [e for e in session.events if e.get("kind") == EventKind.TRIAL_START]
     n = len(starts)
     index = {int(e["trial"]): k for k, e in enumerate(starts)}
     if len(index) != n:
@@ -120,22 +121,22 @@ def trials(session: Session) -> Trials:
             continue
         kind, t, pos = e.get("kind"), float(e["t"]), float(e.get("position_cm", np.nan))
         data = e.get("data") or {}
-        if kind == "trial_end":
+        if kind == EventKind.TRIAL_END:
             end_t[k] = t
-        elif kind == "grey_start" and np.isnan(grey_t[k]):
+        elif kind == EventKind.GREY_START and np.isnan(grey_t[k]):
             grey_t[k] = t
-        elif kind == "cue" and np.isnan(cue_t[k]):
+        elif kind == EventKind.CUE and np.isnan(cue_t[k]):
             cue_t[k], cue_cm[k] = t, pos
-        elif kind == "reward":
+        elif kind == EventKind.REWARD:
             if data.get("source") == "manual":
                 manual[k] += 1
             else:
                 rewards[k] += 1
                 if np.isnan(reward_t[k]):
                     reward_t[k], reward_cm[k] = t, pos
-        elif kind == "reward_withheld" and np.isnan(withheld_t[k]):
+        elif kind == EventKind.REWARD_WITHHELD and np.isnan(withheld_t[k]):
             withheld_t[k], withheld_cm[k] = t, pos
-        elif kind == "lick":
+        elif kind == EventKind.LICK:
             licks[k] += 1
             if np.isnan(first_lick[k]):
                 first_lick[k] = t
@@ -173,7 +174,7 @@ class Licks:
 
 
 def licks(session: Session) -> Licks:
-    ev = [e for e in session.events if e.get("kind") == "lick"]
+    ev = [e for e in session.events if e.get("kind") == EventKind.LICK]
     return Licks(
         t=np.array([float(e["t"]) for e in ev], dtype=float),
         trial=np.array([int(e["trial"]) for e in ev], dtype=np.int64),

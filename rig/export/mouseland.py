@@ -157,9 +157,9 @@ def session_dict(session: Session | str | Path, table: FrameTable | None = None)
         "LickTrind": lk.trial,
         "Lick_wallName": wall[lk.trial] if n else np.array([], dtype="<U1"),
         # provenance
-        "Animal": str(session.header.get("animal", "")),
-        "Date": str(session.header.get("date", "")),
-        "Block": int(session.header.get("session", 0)),
+        "Animal": str(session.header.animal),
+        "Date": str(session.header.date),
+        "Block": int(session.header.session),
         "Protocol": protocol.name,
         "Kind": protocol.kind,
         "nframes": len(ft),

@@ -23,6 +23,7 @@ from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
 from pynwb.file import Subject
 
 from rig.datalog.reader import Session
+from rig.engine.records import EventKind
 from rig.export import ExportError, progress, session_key, time_origin, trials
 from rig.sync.frametable import FrameTable, frame_table, session_protocol
 
@@ -111,34 +112,34 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
     if len(loop) == 0:
         raise ExportError(f"{session.path}: frames.bin is empty; nothing to export")
 
-    software = h.get("software", {})
+    software = h.software
     notes = (
-        f"Recorded by corridor-rig {software.get('rig', '?')} (git {h.get('git_commit', 'unknown')}) on host "
-        f"{h.get('host', '?')}; seed {h.get('seed')}; {'virtual clock (--fast)' if h.get('fast') else 'real time'}."
+        f"Recorded by corridor-rig {software.rig} (git {h.git_commit}) on host "
+        f"{h.host}; seed {h.seed}; {'virtual clock (--fast)' if h.fast else 'real time'}."
         f" Session end: {(session.footer or {}).get('reason', 'no footer: the session did not end normally')}."
-        f" Time origin from {origin_source}. Operator notes: {h.get('notes') or '(none)'}"
+        f" Time origin from {origin_source}. Operator notes: {h.notes or '(none)'}"
     )
     nwb = NWBFile(
         session_description=f"{protocol.name} ({protocol.kind}): {protocol.description or 'virtual corridor'}",
-        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL, f"corridor-rig:{key}:{h.get('start_time')}")),
+        identifier=str(uuid.uuid5(uuid.NAMESPACE_URL, f"corridor-rig:{key}:{h.start_time}")),
         session_start_time=origin,
         timestamps_reference_time=origin,
         session_id=key,
-        experimenter=[h["experimenter"]] if h.get("experimenter") else None,
+        experimenter=[h.experimenter] if h.experimenter else None,
         experiment_description=(
             "Head-fixed mouse running through a virtual linear corridor (textured walls, then grey); "
             f"protocol {protocol.name!r}, kind {protocol.kind}."
         ),
-        protocol=f"{protocol.name} (sha256 {h.get('protocol_sha256', '?')})",
-        stimulus_notes="Resolved protocol (corridor-rig YAML):\n" + str(h.get("protocol_yaml", "")),
-        data_collection="Rig configuration (corridor-rig, JSON):\n" + json.dumps(h.get("config", {}), sort_keys=True),
+        protocol=f"{protocol.name} (sha256 {h.protocol_sha256})",
+        stimulus_notes="Resolved protocol (corridor-rig YAML):\n" + str(h.protocol_yaml),
+        data_collection="Rig configuration (corridor-rig, JSON):\n" + json.dumps(h.config, sort_keys=True),
         notes=notes,
         keywords=["virtual reality", "linear corridor", "head-fixed mouse", "licking", protocol.kind],
-        source_script=f"corridor-rig {software.get('rig', '?')}",
+        source_script=f"corridor-rig {software.rig}",
         source_script_file_name="rig/export/nwb.py",
     )
     nwb.subject = Subject(
-        subject_id=str(h.get("animal", "")), species="Mus musculus", sex=subject.sex, age=subject.age,
+        subject_id=str(h.animal), species="Mus musculus", sex=subject.sex, age=subject.age,
         genotype=subject.genotype, description=subject.description, strain=subject.strain,
     )
 
@@ -245,7 +246,7 @@ def _event_table(name: str, description: str, source: str, ev: list[dict], durat
 
 def _add_events(nwb: NWBFile, session: Session) -> None:
     engine = "events.jsonl of the corridor-rig session (engine events)"
-    lick_ev = _events(session, "lick")
+    lick_ev = _events(session, EventKind.LICK)
     if lick_ev:
         onset_t, contact = _lick_contact_s(session)
         # engine lick events carry the lick-sensor onset times exactly; look up each one's contact time
@@ -274,7 +275,7 @@ def _add_events(nwb: NWBFile, session: Session) -> None:
              ("source", "'task' (the protocol's rule) or 'manual' (operator)",
               [str(d.get("source", "task")) for d in data])],
         ))
-    cues = _events(session, "cue")
+    cues = _events(session, EventKind.CUE)
     if cues:
         data = [e.get("data") or {} for e in cues]
         nwb.add_events_table(_event_table(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rig.datalog.info import find_sessions
-from rig.datalog.reader import FOOTER, FORMAT, HEADER, SessionError, read_jsonl
+from rig.datalog.reader import FOOTER, HEADER, SessionError, read_header, read_jsonl
 from rig.figures.trials import TrialDataError, trial_data
 
 ARROW = "\u2192"
@@ -99,13 +99,11 @@ def _read_json(path: Path) -> object:
 def session_record(path: str | Path) -> SessionRecord:
     """The per-session learning facts of one session folder."""
     path = Path(path)
-    header = _read_json(path / HEADER)
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise SessionError(f"{path / HEADER}: not a {FORMAT} header")
+    header = read_header(path)
     footer = _read_json(path / FOOTER) if (path / FOOTER).exists() else None
     events, _ = read_jsonl(path / "events.jsonl")
     commands, _ = read_jsonl(path / "commands.jsonl")
-    protocol = header.get("protocol") if isinstance(header.get("protocol"), dict) else {}
+    protocol = header.protocol
     data = trial_data(events)
     tr = data.trials
     ended = tr.ended
@@ -118,8 +116,8 @@ def session_record(path: str | Path) -> SessionRecord:
     water = sum(float(c.get("volume_ul", 0.0)) for c in commands if c.get("kind") == "valve")
     return SessionRecord(
         path=path,
-        date=str(header.get("date") or path.parent.name),
-        session=int(header.get("session") or 0),
+        date=header.date,
+        session=header.session,
         protocol=str(protocol.get("name") or "?"),
         kind=str(protocol.get("kind") or "?"),
         stages=tuple(dict.fromkeys(tr.stage_name.tolist())),

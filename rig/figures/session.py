@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rig.datalog.header import SessionFacts
 from rig.datalog.info import session_info
 from rig.datalog.reader import Session
 from rig.figures import style
@@ -35,9 +36,9 @@ class CorridorGeometry:
     probe: bool
 
 
-def corridor_geometry(header: dict) -> dict[str, CorridorGeometry]:
+def corridor_geometry(header: SessionFacts) -> dict[str, CorridorGeometry]:
     """Corridor lengths and roles from the resolved protocol in a session header."""
-    protocol = header.get("protocol") if isinstance(header.get("protocol"), dict) else {}
+    protocol = header.protocol
     out = {}
     for c in protocol.get("corridors") or ():
         tex = float(c.get("texture_length_cm", 400.0))
@@ -72,12 +73,12 @@ def _duration(seconds: float) -> str:
 
 def _header_lines(info: dict, session: Session) -> tuple[str, str, str]:
     h = session.header
-    when = str(h.get("date") or "")
-    start = str(h.get("start_time") or "")
+    when = str(h.date or "")
+    start = str(h.start_time or "")
     if "T" in start:
         when += f" {start.split('T')[1][:5]}"
     title = (f"{info.get('animal')}   {info.get('protocol')} ({info.get('kind')})   {when}   "
-             f"session {h.get('session', '?')}")
+             f"session {h.session}")
     withheld = info.get("rewards_withheld") or 0
     rewards = f"{info['rewards']} rewards" + (f" ({withheld} withheld)" if withheld else "")
     facts = (f"{info['trials']} trials    {rewards}    {info['water_ul']:.1f} \u00b5l water    "

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rig.engine.records import EventKind
+
 NAN = float("nan")
 
 
@@ -118,7 +120,7 @@ def trial_data(events: Iterable[dict]) -> TrialData:
             data = e.get("data") or {}
         except (KeyError, TypeError, ValueError) as err:
             raise TrialDataError(f"{_where(e, n)}: lacks t, trial or position_cm ({err})") from None
-        if kind == "trial_start":
+        if kind == EventKind.TRIAL_START:
             if trial in rows:
                 raise TrialDataError(f"{_where(e, n)}: trial {trial} starts twice")
             order.append(trial)
@@ -146,35 +148,35 @@ def trial_data(events: Iterable[dict]) -> TrialData:
                 "ended": False,
             }
             continue
-        if kind == "lick":
+        if kind == EventKind.LICK:
             iti = bool(data.get("iti"))
             lick_rows.append((t, pos, -1 if iti else trial, bool(data.get("anticipatory")), iti))
             if iti:
                 continue
         elif kind in ("reward", "reward_withheld"):
             source = str(data.get("source") or "task")
-            withheld = kind == "reward_withheld"
+            withheld = kind == EventKind.REWARD_WITHHELD
             reward_rows.append((t, pos, trial, _num(data.get("volume_ul")), source, withheld))
             if trial not in rows:  # a manual reward during an inter-trial pause belongs to the last trial
                 continue
         row = rows.get(trial)
         if row is None:
             raise TrialDataError(f"{_where(e, n)}: trial {trial} has no trial_start before it")
-        if kind == "trial_end":
+        if kind == EventKind.TRIAL_END:
             row["t_end"] = t
             row["ended"] = True
             row["anticipatory"] = bool(data.get("anticipatory"))
-        elif kind == "cue":
+        elif kind == EventKind.CUE:
             row["cue_t"] = t
-        elif kind == "lick":
+        elif kind == EventKind.LICK:
             row["licks"] += 1
             if row["licks"] == 1:
                 row["first_lick_t"], row["first_lick_position_cm"] = t, pos
             if not row["ended"] and data.get("anticipatory"):
                 row["anticipatory"] = True
-        elif kind == "reward_withheld":
+        elif kind == EventKind.REWARD_WITHHELD:
             row["rewards_withheld"] += 1
-        elif kind == "reward" and data.get("source") == "manual":
+        elif kind == EventKind.REWARD and data.get("source") == "manual":
             row["manual_rewards"] += 1
         else:
             row["rewards"] += 1

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from drivers.base import CheckResult, Clock, FrameClock
-from drivers.registry import DriverContext, default_registry
+from drivers.registry import DriverContext
+from rig.config import driver_registry
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import FrameRateMismatch, LinkError, MesoscopeLink, frames_to_array
 from rig.mesoscope.protocol import FrameMsg
-from rig.runner.clock import RealClock, VirtualClock
+from rig.runner.clock import RealClock
 from rig.sync.reconcile import reconcile, sync_report
 
 NAME = "mesoscope"
@@ -123,7 +124,7 @@ def check_from_config(config: Any, *, duration_s: float | None = None,
     entry = config.drivers["frame_clock"]
     clock = RealClock()
     try:
-        fc = default_registry().create("frame_clock", entry.type, config.driver_params("frame_clock"),
+        fc = driver_registry().create("frame_clock", entry.type, config.driver_params("frame_clock"),
                                        DriverContext(clock=clock, world=None))
     except (TypeError, ValueError) as e:
         return [CheckResult(f"{NAME}: frame clock", False,
@@ -146,7 +147,7 @@ def sync_check(ctx: Any) -> list[CheckResult]:
     settings: MesoscopeSettings | None = getattr(ctx.config, "mesoscope", None)
     if settings is None:
         return [CheckResult(NAME, True, "no mesoscope: section in the config; sync check skipped")]
-    if isinstance(ctx.clock, VirtualClock):
+    if ctx.clock.virtual:
         return [CheckResult(NAME, False, "the sync check needs the real-time clock; the mesoscope cannot "
                                          "follow a virtual one")]
     return mesoscope_sync_check(settings, ctx.drivers["frame_clock"], ctx.clock,

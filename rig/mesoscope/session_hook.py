@@ -32,7 +32,6 @@ from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import LinkError, LoggedMessage, MesoscopeLink, frames_to_array
 from rig.mesoscope.protocol import FrameMsg
-from rig.runner.clock import VirtualClock
 from rig.sync.reconcile import ClockFit, reconcile, sync_report
 
 if TYPE_CHECKING:
@@ -89,7 +88,7 @@ class MesoscopeHook:
 
     def start(self, runner: Runner) -> None:
         s = self.settings
-        if isinstance(runner.clock, VirtualClock):
+        if runner.clock.virtual:
             raise MesoscopeStartError(
                 "the mesoscope link needs a real-time session: a --fast session runs on a virtual clock "
                 "that the mesoscope cannot follow; run without --fast, or use a config without mesoscope:",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-OPERATOR_ACTIONS = ("manual_reward", "pause", "resume", "stop")
+from rig.runner.operator import OPERATOR_ACTIONS
 
 
 class InputError(ValueError):

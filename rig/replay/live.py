@@ -17,72 +17,40 @@ original's folder. `verify_session` (rig.replay.verify) is the exact, offline ch
 
 from __future__ import annotations
 
-import hashlib
-import math
-import platform
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydantic
 
-import rig
 from drivers.base import Display
-from drivers.registry import DriverContext, default_registry
+from drivers.registry import DriverContext
 from drivers.replay import ReplayBall, ReplayCue, ReplayDisplay, ReplayFrameClock, ReplayLick, ReplayValve
 from rig.config import RigConfig
+from rig.datalog.header import ReplayOrigin, SessionFacts
 from rig.datalog.reader import Session
-from rig.datalog.writer import SessionWriter
 from rig.engine.machine import Engine
 from rig.engine.records import Step
-from rig.loading import dump_protocol
+from rig.errors import RigError
 from rig.protocol import Protocol
-from rig.replay.inputs import OPERATOR_ACTIONS
 from rig.replay.verify import Divergence, cut_iteration, engine_setup, virtual_times
-from rig.runner.clock import VirtualClock
-from rig.runner.devices import Devices
-from rig.runner.loop import LoopHook, Operator, OperatorQueue, Runner, RunResult
-from rig.runner.session import git_commit, needed_disk_mb
+from rig.runner.clock import SessionClock, make_clock
+from rig.runner.devices import Devices, driver_registry
+from rig.runner.hooks import LoopHook
+from rig.runner.loop import Runner, RunResult
+from rig.runner.operator import OPERATOR_ACTIONS, Operator, OperatorQueue
+from rig.runner.session import SessionPlan, execute, needed_disk_mb, session_facts
 
-__all__ = ["FAST_SPEED", "ReplayError", "ReplayOptions", "ReplayResult", "ScaledClock", "build_display",
-           "replay_session"]
+__all__ = ["FAST_SPEED", "ReplayError", "ReplayOptions", "ReplayResult", "build_display", "replay_session"]
 
 # Speeds at or above this run on the virtual clock: no machine keeps a 60 Hz loop 1000 times faster.
 FAST_SPEED = 1000.0
 SUFFIX = {"replay": "-replay", "whatif": "-whatif"}
 
 
-class ReplayError(ValueError):
+class ReplayError(RigError, ValueError):
     """The session cannot be replayed (unreadable header, missing calibration, bad options)."""
-
-
-class ScaledClock:
-    """The session timeline running `speed` times faster than the monotonic wall clock."""
-
-    def __init__(self, speed: float) -> None:
-        if not (speed > 0 and math.isfinite(speed)):
-            raise ValueError(f"replay speed must be a positive number, got {speed!r}")
-        self.speed = float(speed)
-        self._t0 = time.perf_counter()
-
-    def now(self) -> float:
-        return (time.perf_counter() - self._t0) * self.speed
-
-    def restart(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def wait_until(self, t: float) -> None:
-        """Sleep until session time t; the last millisecond of wall time is spun for precision."""
-        while True:
-            remaining = (t - self.now()) / self.speed
-            if remaining <= 0:
-                return
-            if remaining > 0.002:
-                time.sleep(remaining - 0.0015)
 
 
 @dataclass(frozen=True)
@@ -115,7 +83,7 @@ class ReplayResult:
     reason: str
 
 
-class _OperatorFeed:
+class _OperatorFeed(LoopHook):
     """LoopHook that hands the runner the logged operator actions on their logged iterations, and asks
     it to stop once the logged inputs are used up."""
 
@@ -150,8 +118,6 @@ class _OperatorFeed:
             return
         self._queue(i + 1)
 
-    def end(self, runner: Runner, result: RunResult | None) -> None:
-        pass
 
 
 def _operator_actions(session: Session, n: int) -> dict[int, list[Operator]]:
@@ -172,54 +138,40 @@ def _released(iteration: np.ndarray, release: np.ndarray, n: int) -> tuple[np.nd
     return keep, release[iteration[keep] - 1]
 
 
-def _header(
+def _facts(
     s: Session, protocol: Protocol, mode: str, animal: str, options: ReplayOptions, n: int, fast: bool,
     display: str,
-) -> dict[str, Any]:
+) -> SessionFacts:
     h = s.header
-    protocol_yaml = dump_protocol(protocol)
-    original = {
-        "mode": mode,
-        "path": str(s.path.resolve()),
-        "animal": h.get("animal"),
-        "date": h.get("date"),
-        "session": h.get("session"),
-        "protocol": (h.get("protocol") or {}).get("name"),
-        "protocol_sha256": h.get("protocol_sha256"),
-        "complete": s.complete,
-        "iterations": n,
-        "speed": "virtual clock" if fast else options.speed,
-        "inputs": "ball, licks, frame clock and operator actions from the log (open loop: the mouse is "
-                  "not re-simulated); valve and cue simulated; display " + display,
-        "display": display,
-    }
-    if mode == "whatif":
-        original["whatif_protocol"] = protocol.name
-        original["whatif_protocol_source"] = options.protocol_source
-    return {
-        "animal": animal,
-        "protocol": protocol.model_dump(mode="json"),
-        "protocol_yaml": protocol_yaml,
-        "protocol_sha256": hashlib.sha256(protocol_yaml.encode()).hexdigest(),
-        "config": h.get("config"),
-        "seed": h.get("seed"),
-        "fast": fast,
-        "frame_rate_hz": h.get("frame_rate_hz"),
-        "experimenter": h.get("experimenter", ""),
-        "notes": f"{'what-if' if mode == 'whatif' else 'replay'} of {s.path} ({h.get('animal')}, "
-                 f"{h.get('date')}, session {h.get('session')})",
-        "options": {"speed": options.speed, "fast": fast, "protocol": options.protocol_source or None,
-                    "display_config": options.display_source or None},
-        "replay_of": original,
-        "software": {"rig": rig.__version__, "python": platform.python_version(), "numpy": np.__version__,
-                     "pydantic": pydantic.VERSION},
-        "git_commit": git_commit(),
-        "host": platform.node(),
-        "start_time": datetime.now(UTC).isoformat(),
-    }
+    origin = ReplayOrigin(
+        mode="whatif" if mode == "whatif" else "replay",
+        path=str(s.path.resolve()),
+        animal=h.animal,
+        date=h.date,
+        session=h.session,
+        protocol=h.protocol_name or None,
+        protocol_sha256=h.protocol_sha256,
+        complete=s.complete,
+        iterations=n,
+        speed="virtual clock" if fast else options.speed,
+        inputs="ball, licks, frame clock and operator actions from the log (open loop: the mouse is "
+               "not re-simulated); valve and cue simulated; display " + display,
+        display=display,
+        whatif_protocol=protocol.name if mode == "whatif" else None,
+        whatif_protocol_source=options.protocol_source if mode == "whatif" else None,
+    )
+    return session_facts(
+        animal=animal, protocol=protocol, config=h.config, seed=h.seed, fast=fast, frame_rate_hz=h.frame_rate_hz,
+        experimenter=h.experimenter,
+        notes=f"{'what-if' if mode == 'whatif' else 'replay'} of {s.path} ({h.animal}, {h.date}, "
+              f"session {h.session})",
+        options={"speed": options.speed, "fast": fast, "protocol": options.protocol_source or None,
+                 "display_config": options.display_source or None},
+        replay_of=origin,
+    )
 
 
-def build_display(config: RigConfig, clock: Any, protocol: Protocol, source: str = "") -> Display:
+def build_display(config: RigConfig, clock: SessionClock, protocol: Protocol, source: str = "") -> Display:
     """The display driver a rig config names, on the replay's clock, bound to the protocol it draws.
 
     Only the config's `display` entry is used: the other roles stay replay drivers. No simulated world is
@@ -231,7 +183,7 @@ def build_display(config: RigConfig, clock: Any, protocol: Protocol, source: str
         raise ReplayError(f"{where}rig config {config.name!r} has no display driver")
     context = DriverContext(clock=clock, world=None, protocol=protocol)
     try:
-        display = default_registry().create("display", entry.type, config.driver_params("display"), context)
+        display = driver_registry().create("display", entry.type, config.driver_params("display"), context)
     except (TypeError, ValueError, KeyError) as e:
         raise ReplayError(f"{where}cannot build display driver {entry.type!r}: {e}") from e
     _bind(display, protocol)
@@ -250,8 +202,6 @@ def replay_session(
     options: ReplayOptions = ReplayOptions(),
     *,
     operator: OperatorQueue | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
-    progress: object | None = None,
     hooks: tuple[LoopHook, ...] = (),
     display: Display | None = None,
 ) -> ReplayResult:
@@ -274,7 +224,7 @@ def replay_session(
         raise ReplayError(f"{s.path}: the header's config does not give the ball encoder's counts_per_cm")
     mode = "whatif" if options.protocol is not None else "replay"
     protocol = options.protocol if options.protocol is not None else setup.protocol
-    animal = options.animal or f"{s.header.get('animal')}{SUFFIX[mode]}"
+    animal = options.animal or f"{s.header.animal}{SUFFIX[mode]}"
 
     # The iterations to feed: consecutive frame records, cut like rig replay --verify for a killed session.
     fi = s.frames["i"]
@@ -287,12 +237,13 @@ def replay_session(
 
     fast = options.virtual
     release = np.asarray(virtual_times(n, setup.frame_rate_hz) if fast else s.frames["t"][:n], dtype=np.float64)
-    clock: ScaledClock | VirtualClock = VirtualClock() if fast else ScaledClock(options.speed)
+    clock = make_clock(virtual=fast, speed=options.speed)
     rb, rel_b = _released(s.ball["i"], release, n)
     rl, rel_l = _released(s.licks["i"], release, n)
     rf, rel_f = _released(s.frame_clock["i"], release, n)
-    config = s.header.get("config") or {}
-    valve_max = ((config.get("drivers") or {}).get("valve") or {}).get("max_open_ms", 1000.0)
+    config = s.header.config
+    valve = (config.get("drivers") or {}).get("valve") if isinstance(config.get("drivers"), dict) else None
+    valve_max = valve.get("max_open_ms", 1000.0) if isinstance(valve, dict) else 1000.0
     if options.display_config is not None:
         display = build_display(options.display_config, clock, protocol, options.display_source)
         shown = f"{options.display_config.drivers['display'].type} ({options.display_source or 'rig config'})"
@@ -310,29 +261,25 @@ def replay_session(
         display=display if display is not None else ReplayDisplay(clock),
     )
     feed = _OperatorFeed(_operator_actions(s, n), float(release[-1]))
-    engine = Engine(protocol, setup.seed, setup.calibration.duration_ms)
-    header = _header(s, protocol, mode, animal, options, n, fast, shown)
+    facts = _facts(s, protocol, mode, animal, options, n, fast, shown)
     data_dir = Path(options.data_dir) if options.data_dir is not None else s.path.resolve().parents[2]
     try:
-        day = date.fromisoformat(str(s.header.get("date")))
+        day: date | None = date.fromisoformat(s.header.date)
     except ValueError:
         day = None
     min_free = float(config.get("min_free_disk_mb", 0.0)) + needed_disk_mb(protocol, setup.frame_rate_hz)
-    with SessionWriter.create(data_dir, animal, header, min_free_mb=min_free, today=day) as writer:
-        with devices:
-            clock.restart()
-            writer.clock_origin(time.perf_counter(), time.time())
-            runner = Runner(protocol, engine, devices, writer, clock, setup.frame_rate_hz, operator, progress,
-                            (feed, *hooks))
-            if on_runner is not None:
-                on_runner(runner)
-            result = runner.run()
+
+    def outcome(result: RunResult) -> tuple[bool, str, dict[str, Any]]:
         complete, reason = _outcome(result, feed, s, n)
-        writer.close(complete=complete, reason=reason, summary={
-            "iterations": result.iterations, "missed_frames": result.missed_frames, "trials": result.trials,
-            "rewards": result.rewards, "replay_mode": mode, "inputs_exhausted": feed.exhausted,
-        })
-    return ReplayResult(writer.path, s.path, mode, result, n, feed.exhausted, complete, reason)
+        return complete, reason, {"replay_mode": mode, "inputs_exhausted": feed.exhausted}
+
+    done = execute(SessionPlan(
+        facts=facts, protocol=protocol, engine=Engine(protocol, setup.seed, setup.calibration.duration_ms),
+        devices=devices, clock=clock, frame_rate_hz=setup.frame_rate_hz, data_dir=data_dir, min_free_mb=min_free,
+        day=day, hooks=(feed, *hooks), operator=operator, outcome=outcome,
+    ))
+    complete, reason, _ = outcome(done.run)
+    return ReplayResult(done.path, s.path, mode, done.run, n, feed.exhausted, complete, reason)
 
 
 def _outcome(result: RunResult, feed: _OperatorFeed, s: Session, n: int) -> tuple[bool, str]:

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from rig.config import ValveCalibration
+from rig.config import ValveCalibration, driver_registry
 from rig.datalog.reader import BINARY_FIELDS, FLAG_BITS, Session
 from rig.datalog.writer import command_record, event_record, json_default
 from rig.engine.machine import Engine
-from rig.engine.records import Inputs
+from rig.engine.records import EventKind, Inputs
 from rig.loading import LoadError, protocol_from_dict, protocol_from_yaml
 from rig.protocol import Protocol
 from rig.replay.inputs import InputError, IterationInputs, group_inputs
@@ -156,16 +156,16 @@ def engine_setup(s: Session, out: list[Divergence], notes: list[str]) -> EngineS
     def bad(fld: str, logged: Any, message: str) -> None:
         out.append(Divergence("header.json", None, None, fld, logged, NA, message))
 
-    yaml_text = h.get("protocol_yaml")
+    yaml_text = h.protocol_yaml
     if not isinstance(yaml_text, str):
         bad("protocol_yaml", yaml_text, "no protocol YAML in the header")
     else:
         digest = hashlib.sha256(yaml_text.encode("utf-8")).hexdigest()
-        if digest != h.get("protocol_sha256"):
-            out.append(Divergence("header.json", None, None, "protocol_sha256", h.get("protocol_sha256"), digest,
+        if digest != h.protocol_sha256:
+            out.append(Divergence("header.json", None, None, "protocol_sha256", h.protocol_sha256, digest,
                                   "the protocol YAML does not match its recorded hash (altered header)"))
     try:
-        protocol = protocol_from_dict(h.get("protocol"), source=f"{s.path}/header.json:protocol")
+        protocol = protocol_from_dict(h.protocol, source=f"{s.path}/header.json:protocol")
     except LoadError as e:
         bad("protocol", "(invalid)", "; ".join(str(p) for p in e.problems))
         return None
@@ -181,17 +181,17 @@ def engine_setup(s: Session, out: list[Divergence], notes: list[str]) -> EngineS
                 out.append(Divergence("header.json", None, None, f"protocol.{path}", va, vb,
                                       "the header's protocol differs from its protocol_yaml (altered header); "
                                       "'replayed' shows the YAML's value"))
-    seed = h.get("seed")
+    seed = h.seed
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         bad("seed", seed, "the seed must be a non-negative integer")
         return None
-    config = h.get("config") if isinstance(h.get("config"), dict) else {}
+    config = h.config
     try:
         calibration = ValveCalibration.model_validate(config.get("valve_calibration"))
     except ValueError as e:
         bad("config.valve_calibration", config.get("valve_calibration"), f"not a valid calibration: {e}")
         return None
-    rate = h.get("frame_rate_hz", config.get("frame_rate_hz"))
+    rate = h.frame_rate_hz
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not rate > 0:
         bad("frame_rate_hz", rate, "the frame rate must be a positive number")
         return None
@@ -207,10 +207,9 @@ def ball_counts_per_cm(config: dict, notes: list[str] | None = None) -> float | 
     value = entry.get("counts_per_cm")
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
-    from drivers.registry import default_registry
 
     try:
-        spec = default_registry().spec("ball", str(entry.get("type")))
+        spec = driver_registry().spec("ball", str(entry.get("type")))
         params = spec.params.model_validate({k: v for k, v in entry.items() if k != "type"})
     except (KeyError, ValueError, ImportError) as e:
         if notes is not None:
@@ -295,9 +294,9 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
         if step.events:
             for e in step.events:
                 events.append((i, e))
-                if e.kind == "trial_end":
+                if e.kind == EventKind.TRIAL_END:
                     trials += 1
-                elif e.kind == "reward":
+                elif e.kind == EventKind.REWARD:
                     rewards += 1
         if st.done:
             done = True
@@ -476,7 +475,7 @@ def verify_session(path: str | Path) -> VerifyReport:
     _check_inputs(s, setup, n, max(n, declared) if isinstance(declared, int) else n, truncated, found)
 
     times = logged_frames["t"][:n].tolist()
-    if s.header.get("fast") is True:
+    if s.header.fast is True:
         ideal = virtual_times(n, setup.frame_rate_hz)
         if times != ideal:
             k = next(j for j in range(n) if times[j] != ideal[j])

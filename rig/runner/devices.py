@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.base import (
+    ROLES,
     BallEncoder,
     Clock,
     CueOutput,
@@ -20,8 +21,8 @@ from drivers.base import (
     SyncOutput,
     Valve,
 )
-from drivers.registry import DriverContext, Registry, default_registry
-from rig.config import RigConfig
+from drivers.registry import DriverContext, Registry
+from rig.config import RigConfig, driver_registry
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,10 @@ class Devices:
         cls, config: RigConfig, clock: Clock, world: SimWorld | None, registry: Registry | None = None,
         protocol: object | None = None,
     ) -> Devices:
-        registry = registry or default_registry()
+        registry = registry or driver_registry()
         context = DriverContext(clock=clock, world=world, protocol=protocol)
         made: dict[str, Any] = {}
-        for role in ("ball", "lick", "valve", "cue", "frame_clock", "display"):
+        for role in ROLES:
             entry = config.drivers[role]
             made[role] = registry.create(role, entry.type, config.driver_params(role), context)
         if "sync" in config.drivers:

@@ -1,4 +1,11 @@
-"""One session end to end: resolve the protocol, open the folder and drivers, run the loop, close safely."""
+"""One session end to end, live or replayed: the skeleton both share, and the live front end.
+
+`execute(plan)` is the skeleton: create the folder, open the devices, restart the clock, run the loop,
+close the devices (valve first) and the folder. A live session (`run_session`) and a replay
+(rig.replay.live) differ only in the plan they build: which devices, which clock, which facts go in the
+header. Every exit path (normal end, stop, signal, driver fault, crash) closes the valve and leaves the
+log readable.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydantic
@@ -19,19 +27,138 @@ import pydantic
 import rig
 from drivers.base import SyncOutput
 from rig.config import RigConfig
+from rig.datalog.header import ReplayOrigin, SessionFacts, Software
 from rig.datalog.writer import SessionWriter
 from rig.engine.machine import Engine
 from rig.loading import dump_protocol
 from rig.protocol import End, Protocol
-from rig.runner.clock import RealClock, VirtualClock
+from rig.runner.clock import SessionClock, make_clock
 from rig.runner.devices import Devices
-from rig.runner.loop import LoopHook, OperatorQueue, Runner, RunResult
-from rig.runner.priority import raise_priority
+from rig.runner.hooks import LoopHook
+from rig.runner.loop import Runner, RunResult
+from rig.runner.operator import OperatorQueue
+from rig.runner.priority import Priority, raise_priority
 
 log = logging.getLogger(__name__)
 
 FRAME_RECORD_BYTES = 256  # generous per-iteration estimate for the disk-space check (all files together)
 
+
+# ---- the skeleton ------------------------------------------------------------------------------------
+
+Outcome = Callable[[RunResult], tuple[bool, str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """Everything `execute` needs; built by a live session or a replay."""
+
+    facts: SessionFacts
+    protocol: Protocol
+    engine: Engine
+    devices: Devices
+    clock: SessionClock
+    frame_rate_hz: float
+    data_dir: Path
+    min_free_mb: float
+    day: date | None = None  # the session's date folder; None: today
+    priority: Priority | None = None  # raise the loop's priority to this; None: leave the process alone
+    hooks: tuple[LoopHook, ...] = ()
+    operator: OperatorQueue | None = None
+    # (complete, reason, extra summary) from the loop's result; default: the loop's own verdict
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Executed:
+    path: Path
+    run: RunResult
+
+
+def execute(plan: SessionPlan) -> Executed:
+    """Run a planned session into a new folder. Raises before creating any folder when the disk is too
+    full or the header is bad; once the folder exists, every exit path closes the valve and the folder."""
+    clock = plan.clock
+    with SessionWriter.create(plan.data_dir, plan.facts, min_free_mb=plan.min_free_mb, today=plan.day) as writer:
+        with plan.devices:
+            if clock.virtual:
+                priority = "virtual clock"
+            elif plan.priority is None:
+                priority = "unchanged"
+            else:
+                priority = raise_priority(plan.priority)
+            clock.restart()  # the session timeline starts when the drivers are open and the loop begins
+            writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
+            runner = Runner(plan.protocol, plan.engine, plan.devices, writer, clock, plan.frame_rate_hz,
+                            plan.operator, plan.hooks)
+            result = runner.run()
+        complete, reason, extra = (result.complete, result.reason, {}) if plan.outcome is None \
+            else plan.outcome(result)
+        writer.close(
+            complete=complete,
+            reason=reason,
+            summary={"iterations": result.iterations, "missed_frames": result.missed_frames,
+                     "trials": result.trials, "rewards": result.rewards, "loop_priority": priority, **extra},
+        )
+    return Executed(writer.path, result)
+
+
+def git_commit() -> str:
+    """The commit of the installed source tree, '+dirty' when it has local changes; 'unknown' outside git."""
+    src = Path(rig.__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def session_facts(
+    *, animal: str, protocol: Protocol, config: dict[str, Any], seed: int, fast: bool, frame_rate_hz: float,
+    experimenter: str = "", notes: str = "", options: dict[str, Any] | None = None,
+    replay_of: ReplayOrigin | None = None,
+) -> SessionFacts:
+    """The header facts of a session about to run (live or replay): one builder for both."""
+    protocol_yaml = dump_protocol(protocol)
+    return SessionFacts(
+        animal=animal,
+        protocol=protocol.model_dump(mode="json"),
+        protocol_yaml=protocol_yaml,
+        protocol_sha256=hashlib.sha256(protocol_yaml.encode()).hexdigest(),
+        config=config,
+        seed=seed,
+        fast=fast,
+        frame_rate_hz=frame_rate_hz,
+        experimenter=experimenter,
+        notes=notes,
+        options=options or {},
+        software=Software(rig=rig.__version__, python=platform.python_version(), numpy=np.__version__,
+                          pydantic=pydantic.VERSION),
+        git_commit=git_commit(),
+        host=platform.node(),
+        start_time=datetime.now(UTC).isoformat(),
+        replay_of=replay_of,
+    )
+
+
+def needed_disk_mb(protocol: Protocol, frame_rate_hz: float) -> float:
+    """A pessimistic size for the session: its longest possible duration at the display rate."""
+    duration = protocol.end.max_duration_s
+    if duration is None:
+        # Bounded by trials only: assume a slow mouse (one corridor per 60 s).
+        duration = (protocol.end.max_trials or 1) * 60.0
+    return duration * frame_rate_hz * FRAME_RECORD_BYTES / 1e6
+
+
+# ---- the live session --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SessionOptions:
@@ -66,59 +193,6 @@ def resolve_protocol(protocol: Protocol, max_trials: int | None, duration_s: flo
     return protocol.model_copy(update={"end": end})
 
 
-def needed_disk_mb(protocol: Protocol, frame_rate_hz: float) -> float:
-    """A pessimistic size for the session: its longest possible duration at the display rate."""
-    duration = protocol.end.max_duration_s
-    if duration is None:
-        # Bounded by trials only: assume a slow mouse (one corridor per 60 s).
-        duration = (protocol.end.max_trials or 1) * 60.0
-    return duration * frame_rate_hz * FRAME_RECORD_BYTES / 1e6
-
-
-def git_commit() -> str:
-    """The commit of the installed source tree, '+dirty' when it has local changes; 'unknown' outside git."""
-    src = Path(rig.__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        )
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
-def build_header(protocol: Protocol, config: RigConfig, options: SessionOptions, seed: int) -> dict:
-    protocol_yaml = dump_protocol(protocol)
-    return {
-        "animal": options.animal,
-        "protocol": protocol.model_dump(mode="json"),
-        "protocol_yaml": protocol_yaml,
-        "protocol_sha256": hashlib.sha256(protocol_yaml.encode()).hexdigest(),
-        "config": config.model_dump(mode="json"),
-        "seed": seed,
-        "fast": options.fast,
-        "frame_rate_hz": config.frame_rate_hz,
-        "experimenter": options.experimenter,
-        "notes": options.notes,
-        "options": {k: (str(v) if isinstance(v, Path | date) else v) for k, v in asdict(options).items()},
-        "software": {
-            "rig": rig.__version__,
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "pydantic": pydantic.VERSION,
-        },
-        "git_commit": git_commit(),
-        "host": platform.node(),
-        "start_time": datetime.now(UTC).isoformat(),
-    }
-
-
 def sim_seed(config: RigConfig, seed: int) -> int:
     """The virtual mouse's seed: the config's, or one derived from the session seed (never equal to it)."""
     if config.sim is not None and config.sim.seed is not None:
@@ -138,54 +212,50 @@ def sync_hook(sync: SyncOutput, seed: int) -> LoopHook:
     return SyncPulseHook(sync, sync_seed(seed))
 
 
+def _options_document(options: SessionOptions) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path | date) else v) for k, v in asdict(options).items()}
+
+
 def run_session(
     protocol: Protocol,
     config: RigConfig,
     options: SessionOptions,
     *,
     operator: OperatorQueue | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
-    progress: object | None = None,
     hooks: tuple[LoopHook, ...] = (),
 ) -> SessionResult:
-    """Run one session and return where it was written.
-
-    Raises before creating any folder when the disk is too full; once the folder exists, every exit
-    path (normal end, stop, signal, driver fault, crash) closes the valve and leaves the log readable.
-    `on_runner` is called with the runner before the loop starts (to wire signal handlers or a GUI).
-    """
+    """Run one live (or --fast simulated) session and return where it was written."""
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     protocol = resolve_protocol(protocol, options.max_trials, options.duration_s)
     data_dir = Path(options.data_dir if options.data_dir is not None else config.data_dir).expanduser()
-    header = build_header(protocol, config, options, seed)
-    clock: RealClock | VirtualClock = VirtualClock() if options.fast else RealClock()
+    facts = session_facts(
+        animal=options.animal, protocol=protocol, config=config.model_dump(mode="json"), seed=seed,
+        fast=options.fast, frame_rate_hz=config.frame_rate_hz, experimenter=options.experimenter,
+        notes=options.notes, options=_options_document(options),
+    )
+    clock = make_clock(virtual=options.fast)
     world = make_world(config, protocol, seed) if config.simulated else None
     devices = Devices.build(config, clock, world, protocol=protocol)
-    calibration = config.valve_calibration
-    engine = Engine(protocol, seed, calibration.duration_ms)
-    min_free = config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz)
-    with SessionWriter.create(data_dir, options.animal, header, min_free_mb=min_free, today=options.date) as writer:
-        with devices:
-            priority = "virtual clock" if options.fast else raise_priority(config.loop_priority)
-            clock.restart()  # the session timeline starts when the drivers are open and the loop begins
-            writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
-            if devices.sync is not None:
-                hooks = (*hooks, sync_hook(devices.sync, seed))
-            runner = Runner(protocol, engine, devices, writer, clock, config.frame_rate_hz, operator, progress, hooks)
-            if on_runner is not None:
-                on_runner(runner)
-            result = runner.run()
-        writer.close(
-            complete=result.complete,
-            reason=result.reason,
-            summary={"iterations": result.iterations, "missed_frames": result.missed_frames,
-                     "trials": result.trials, "rewards": result.rewards, "loop_priority": priority},
-        )
-        return SessionResult(writer.path, seed, result)
+    if devices.sync is not None:
+        hooks = (*hooks, sync_hook(devices.sync, seed))
+    plan = SessionPlan(
+        facts=facts, protocol=protocol, engine=Engine(protocol, seed, config.valve_calibration.duration_ms),
+        devices=devices, clock=clock, frame_rate_hz=config.frame_rate_hz, data_dir=data_dir,
+        min_free_mb=config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz), day=options.date,
+        priority=config.loop_priority, hooks=hooks, operator=operator,
+    )
+    done = execute(plan)
+    return SessionResult(done.path, seed, done.run)
 
 
-def make_world(config: RigConfig, protocol: Protocol, seed: int):
+def make_world(config: RigConfig, protocol: Protocol, seed: int) -> Any:
     from rig.sim.world import SimulatedWorld
 
     assert config.sim is not None
     return SimulatedWorld.from_config(config, protocol, sim_seed(config, seed))
+
+
+__all__ = [
+    "Executed", "SessionOptions", "SessionPlan", "SessionResult", "execute", "git_commit",
+    "needed_disk_mb", "resolve_protocol", "run_session", "session_facts", "sim_seed", "sync_seed",
+]

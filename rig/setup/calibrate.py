@@ -23,7 +23,7 @@ from typing import Any
 
 from drivers.registry import Registry
 from rig.config import CalibrationPoint, RigConfig, ValveCalibration
-from rig.runner.clock import RealClock, VirtualClock
+from rig.runner.clock import SessionClock
 from rig.setup.checks import check_clock, open_drivers
 
 UL_PER_G = 1000.0  # water: 1 g = 1 ml
@@ -73,7 +73,7 @@ def fit_points(durations_ms: Sequence[float], volumes: Sequence[float]) -> Calib
     return CalibrationFit(cal.points, slope, intercept, residuals)
 
 
-def deliver(valve: Any, clock: RealClock | VirtualClock, duration_ms: float, pulses: int, interval_ms: float) -> None:
+def deliver(valve: Any, clock: SessionClock, duration_ms: float, pulses: int, interval_ms: float) -> None:
     """`pulses` openings of duration_ms, one every interval_ms (each hardware-timed by the valve)."""
     if interval_ms < duration_ms + MIN_GAP_MS:
         raise ValueError(
@@ -96,7 +96,7 @@ def calibrate_valve(
     *,
     registry: Registry | None = None,
     say: Callable[[str], None] = lambda _msg: None,
-    clock: RealClock | VirtualClock | None = None,
+    clock: SessionClock | None = None,
 ) -> CalibrationFit:
     """Run the pulses for every duration and fit. `weigh(duration_ms)` returns the grams collected for
     that duration (the CLI asks the operator); a sequence gives them in order (tests, scripts)."""

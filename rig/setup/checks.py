@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from drivers.base import CheckResult
-from drivers.registry import DriverContext, Registry, default_registry
-from rig.config import RigConfig
-from rig.runner.clock import RealClock, VirtualClock
+from drivers.registry import DriverContext, Registry
+from rig.config import RigConfig, driver_registry
+from rig.runner.clock import RealClock, SessionClock, VirtualClock
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class CheckSettings:
 class CheckContext:
     config: RigConfig
     drivers: dict[str, Any]  # role -> opened driver
-    clock: RealClock | VirtualClock
+    clock: SessionClock
     settings: CheckSettings
     say: Callable[[str], None]  # instructions for the operator
     simulated: bool = False  # True: nobody at the rig (the virtual mouse acts), no instructions
@@ -187,7 +187,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
 # ---- running them ------------------------------------------------------------------------------------
 
 
-def check_clock(config: RigConfig) -> RealClock | VirtualClock:
+def check_clock(config: RigConfig) -> SessionClock:
     """A virtual clock when every driver is simulated (nothing real to wait for), else the real one."""
     if all(e.type == "sim" for e in config.drivers.values()):
         return VirtualClock()
@@ -208,13 +208,13 @@ def sim_world(config: RigConfig, seed: int = 0) -> Any:
 def open_drivers(
     config: RigConfig,
     roles: Sequence[str],
-    clock: RealClock | VirtualClock,
+    clock: SessionClock,
     *,
     registry: Registry | None = None,
     world: Any = None,
 ) -> Iterator[dict[str, Any]]:
     """Build and open the drivers of `roles` (in that order); on exit close the valve first, then all."""
-    registry = registry or default_registry()
+    registry = registry or driver_registry()
     context = DriverContext(clock=clock, world=world if world is not None else sim_world(config))
     made: dict[str, Any] = {}
     opened: list[Any] = []
@@ -247,7 +247,7 @@ def run_checks(
     *,
     registry: Registry | None = None,
     say: Callable[[str], None] = lambda _msg: None,
-    clock: RealClock | VirtualClock | None = None,
+    clock: SessionClock | None = None,
     interactive: bool | None = None,
 ) -> CheckReport:
     """Open the drivers, run `checks` in order, close the drivers. `interactive` (default: unless every

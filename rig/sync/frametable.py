@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rig.datalog.reader import Session, SessionError
+from rig.engine.records import EventKind
 from rig.loading import LoadError, protocol_from_dict
 from rig.protocol import Protocol
 
@@ -50,7 +51,7 @@ _MESO_FLAGS = ("missing_ttl", "missing_msg", "duplicate_msg", "duplicate_ttl", "
 
 def session_protocol(session: Session) -> Protocol:
     """The resolved protocol recorded in the session header, validated again."""
-    data = session.header.get("protocol")
+    data = session.header.protocol
     if not isinstance(data, dict):
         raise SessionError(f"{session.path}: header.json has no resolved protocol")
     try:
@@ -254,7 +255,7 @@ def frame_table(session: Session | str | Path) -> FrameTable:
     moving[before | (ft > lt[-1])] = False
 
     onsets = session.licks["t"][session.licks["onset"] == 1]
-    reward_t = np.array([e["t"] for e in session.events if e.get("kind") == "reward"], dtype=float)
+    reward_t = np.array([e["t"] for e in session.events if e.get("kind") == EventKind.REWARD], dtype=float)
     return FrameTable(
         time=ft, frame=frame_no, iteration=iteration, trial=trial, corridor=corridor,
         corridor_name=names[corridor], position_cm=pos, position_cum_cm=cum_f,

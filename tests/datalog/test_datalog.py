@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from rig.datalog.header import Software
 from rig.datalog.reader import BINARY_FIELDS, JSONL_FILES, WALL_CLOCK_FILES, Session, SessionError, frame_flag
 from rig.datalog.writer import LowDiskSpaceError, SessionWriter
 from rig.engine.records import Command, Event, State
+from tests.support.headers import facts
 
 DAY = date(2024, 5, 17)
 HEADER = {
@@ -24,7 +27,7 @@ HEADER = {
     "protocol_yaml": "name: train1\n",
     "config": {"name": "sim", "frame_rate_hz": 60.0},
     "seed": 1234,
-    "software": {"rig": "0.1.0"},
+    "software": Software(rig="0.1.0"),
     "git_commit": "abc123",
 }
 
@@ -51,7 +54,7 @@ def make_state(k: int) -> State:
 
 def write_sample(data_dir: Path, n: int = 200, flush_every: int = 7, **create) -> Path:
     """A session with every stream filled; returns its folder. Flushes every `flush_every` iterations."""
-    with SessionWriter.create(data_dir, "M1", dict(HEADER), min_free_mb=0, today=DAY, **create) as w:
+    with SessionWriter.create(data_dir, facts("M1", **HEADER), min_free_mb=0, today=DAY, **create) as w:
         w.events(0, [Event(0.0, "session_start", 0, 0.0, {"seed": 1234})])
         for k in range(n):
             t = k / 60
@@ -78,8 +81,8 @@ def test_round_trip_of_every_stream(tmp_path: Path):
     path = write_sample(tmp_path)
     s = Session.open(path)
     assert s.complete and s.trimmed == [] and s.warnings == []
-    assert s.header["seed"] == 1234 and s.header["animal"] == "M1"
-    assert s.header["protocol"]["name"] == "train1"
+    assert s.header.seed == 1234 and s.header.animal == "M1"
+    assert s.header.protocol["name"] == "train1"
     assert s.footer["reason"] == "max_trials" and s.footer["summary"] == {"trials": 4}
 
     f = s.frames
@@ -117,10 +120,10 @@ def test_round_trip_of_every_stream(tmp_path: Path):
 def test_header_holds_format_facts_and_layouts(tmp_path: Path):
     s = Session.open(write_sample(tmp_path, n=3))
     h = s.header
-    assert h["format"] == "corridor-rig-session" and h["format_version"] == 1
-    assert h["date"] == "2024-05-17" and h["session"] == 1 and "start_time" in h
-    assert h["files"]["frames.bin"]["dtype"][0] == ["i", "<i8"]
-    assert set(h["files"]) == set(BINARY_FIELDS) | set(JSONL_FILES)
+    assert h.format == "corridor-rig-session" and h.format_version == 1
+    assert h.date == "2024-05-17" and h.session == 1 and h.start_time
+    assert h.files["frames.bin"].dtype[0] == ["i", "<i8"]
+    assert set(h.files) == set(BINARY_FIELDS) | set(JSONL_FILES)
 
 
 def test_binary_files_read_with_numpy_and_json_alone(tmp_path: Path):
@@ -147,7 +150,7 @@ def test_folders_count_up_and_never_reuse_an_empty_or_half_written_folder(tmp_pa
     (day / "002").mkdir()  # empty: a crash right after mkdir
     (day / "003").mkdir()
     (day / "003" / "frames.bin").write_bytes(b"\x00" * 10)  # half-written, no header
-    w = SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0, today=DAY)
+    w = SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0, today=DAY)
     w.close(True, "done")
     assert w.path == day / "004"
     assert (day / "003" / "frames.bin").read_bytes() == b"\x00" * 10
@@ -158,7 +161,7 @@ def _create_many(args: tuple[str, int]) -> list[str]:
     data_dir, n = args
     out = []
     for _ in range(n):
-        w = SessionWriter.create(Path(data_dir), "M1", {}, min_free_mb=0, today=DAY)
+        w = SessionWriter.create(Path(data_dir), facts("M1"), min_free_mb=0, today=DAY)
         w.close(True, "done")
         out.append(w.path.name)
     return out
@@ -174,25 +177,21 @@ def test_concurrent_creations_never_share_a_folder(tmp_path: Path):
 def test_low_disk_space_refused_before_any_folder_exists(tmp_path: Path):
     data = tmp_path / "data"
     with pytest.raises(LowDiskSpaceError, match="MB free.*MB required"):
-        SessionWriter.create(data, "M1", dict(HEADER), min_free_mb=1e12, today=DAY)
+        SessionWriter.create(data, facts("M1", **HEADER), min_free_mb=1e12, today=DAY)
     assert not data.exists()
 
 
 def test_bad_animal_and_unserializable_header_refused_before_any_folder(tmp_path: Path):
     with pytest.raises(ValueError, match="animal id '../x'"):
-        SessionWriter.create(tmp_path, "../x", {}, min_free_mb=0)
-    with pytest.raises(ValueError, match="not JSON-serializable.*object"):
-        SessionWriter.create(tmp_path, "M1", {"x": object()}, min_free_mb=0)
-    with pytest.raises(ValueError, match=r"\['files'\] are filled in by the session writer"):
-        SessionWriter.create(tmp_path, "M1", {"files": 1}, min_free_mb=0)
+        SessionWriter.create(tmp_path, facts("../x"), min_free_mb=0)
+    # The header is typed: what is not JSON, and the keys the writer fills in, never reach it.
+    with pytest.raises(ValidationError, match="x"):
+        facts("M1", x=object())
+    with pytest.raises(ValidationError, match="files"):
+        facts("M1", files=1)
+    with pytest.raises(TypeError, match="SessionFacts"):
+        SessionWriter.create(tmp_path, {"animal": "M1"}, min_free_mb=0)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
-
-
-def test_caller_may_repeat_the_animal_id_but_not_contradict_it(tmp_path: Path):
-    w = SessionWriter.create(tmp_path, "M1", {"animal": "M1"}, min_free_mb=0)
-    w.close(True, "done")
-    with pytest.raises(ValueError, match="animal"):
-        SessionWriter.create(tmp_path, "M1", {"animal": "M2"}, min_free_mb=0)
 
 
 def test_same_records_written_twice_give_byte_identical_data_files(tmp_path: Path):
@@ -205,7 +204,7 @@ def test_same_records_written_twice_give_byte_identical_data_files(tmp_path: Pat
 
 
 def test_json_lines_are_sorted_compact_and_float_exact(tmp_path: Path):
-    with SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0) as w:
+    with SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0) as w:
         w.events(3, [Event(0.1 + 0.2, "cue", 2, math.nan, {"b": 1, "a": (1, 2)})])
         w.close(True, "done")
     line = (w.path / "events.jsonl").read_text()
@@ -215,7 +214,7 @@ def test_json_lines_are_sorted_compact_and_float_exact(tmp_path: Path):
 
 
 def test_exception_inside_the_context_closes_the_session_incomplete(tmp_path: Path):
-    with pytest.raises(RuntimeError), SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0) as w:
+    with pytest.raises(RuntimeError), SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0) as w:
         w.frame(0, make_state(0))
         raise RuntimeError("driver fault")
     s = Session.open(w.path)
@@ -224,14 +223,14 @@ def test_exception_inside_the_context_closes_the_session_incomplete(tmp_path: Pa
 
 
 def test_leaving_without_close_is_incomplete(tmp_path: Path):
-    with SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0) as w:
+    with SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0) as w:
         w.frame(0, make_state(0))
     s = Session.open(w.path)
     assert not s.complete and "without close" in s.footer["reason"]
 
 
 def test_unserializable_event_data_names_the_stream(tmp_path: Path):
-    with SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0) as w:
+    with SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0) as w:
         with pytest.raises(ValueError, match="events.jsonl: record cannot be written as JSON"):
             w.events(1, [Event(0.0, "cue", 0, 0.0, {"x": object()})])
         with pytest.raises(ValueError, match="ball.bin: t, counts, cm differ in length"):
@@ -244,7 +243,7 @@ def test_unserializable_event_data_names_the_stream(tmp_path: Path):
 
 
 def test_tick_flushes_only_after_the_interval(tmp_path: Path):
-    with SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0, flush_interval_s=0.05) as w:
+    with SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0, flush_interval_s=0.05) as w:
         frames = w.path / "frames.bin"
         w.tick(10.0)
         w.frame(0, make_state(0))
@@ -256,7 +255,7 @@ def test_tick_flushes_only_after_the_interval(tmp_path: Path):
 
 
 def test_clock_origin_is_recorded(tmp_path: Path):
-    with SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0) as w:
+    with SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0) as w:
         w.clock_origin(123.5, 1.7e9)
         w.close(True, "done")
     assert Session.open(w.path).timing_origin_monotonic == 123.5
@@ -305,7 +304,7 @@ def test_files_are_never_overwritten(tmp_path: Path):
     before = {p.name: p.read_bytes() for p in path.iterdir()}
     os.rename(path, path.with_name("keep"))
     os.mkdir(path)  # a folder of the same number appears again: the writer must move on, not reuse
-    w = SessionWriter.create(tmp_path, "M1", {}, min_free_mb=0, today=DAY)
+    w = SessionWriter.create(tmp_path, facts("M1"), min_free_mb=0, today=DAY)
     w.close(True, "done")
     assert w.path.name == "002"
     assert {p.name: p.read_bytes() for p in path.with_name("keep").iterdir()} == before

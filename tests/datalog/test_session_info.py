@@ -12,6 +12,7 @@ from rig.datalog.info import find_sessions, missing_in_gaps, session_info
 from rig.datalog.reader import Session
 from rig.datalog.writer import SessionWriter
 from rig.engine.records import Command, Event, State
+from tests.support.headers import facts
 
 HEADER = {
     "protocol": {"name": "train2", "kind": "task", "stages": [{"name": "easy"}, {"name": "hard"}]},
@@ -28,7 +29,7 @@ def _state(k: int, stage: int) -> State:
 
 
 def _write(data_dir: Path, complete: bool = True, today: date = date(2024, 3, 1)) -> Path:
-    with SessionWriter.create(data_dir, "M7", dict(HEADER), min_free_mb=0, today=today) as w:
+    with SessionWriter.create(data_dir, facts("M7", **HEADER), min_free_mb=0, today=today) as w:
         for k in range(181):  # t = 0 .. 3 s
             t = k / 60
             w.frame(k, _state(k, 0 if k < 100 else 1))
@@ -81,7 +82,7 @@ def test_session_info_of_a_crashed_session_is_incomplete_and_says_it_was_trimmed
 
 
 def test_session_info_of_an_empty_session(tmp_path: Path):
-    w = SessionWriter.create(tmp_path, "M7", {"protocol": {"name": "x", "kind": "exposure"}}, min_free_mb=0)
+    w = SessionWriter.create(tmp_path, facts("M7", protocol={"name": "x", "kind": "exposure"}), min_free_mb=0)
     w.close(False, "stopped")
     info = session_info(Session.open(w.path))
     assert info["kind"] == "exposure" and info["frames"] == 0 and info["duration_s"] == 0.0

@@ -62,11 +62,11 @@ def test_metadata_round_trip(nwb_path: Path, session_path: Path) -> None:
         assert f.subject.subject_id == "N1" and f.subject.species == "Mus musculus"
         assert (f.subject.sex, f.subject.age) == ("F", "P90D")
         assert f.session_start_time.timestamp() == pytest.approx(s.clock["unix_s"], abs=1e-5)
-        assert f.session_id == f"N1_{s.header['date'].replace('-', '_')}_1"
-        assert f.stimulus_notes.endswith(s.header["protocol_yaml"])
-        assert s.header["protocol_sha256"] in f.protocol
+        assert f.session_id == f"N1_{s.header.date.replace('-', '_')}_1"
+        assert f.stimulus_notes.endswith(s.header.protocol_yaml)
+        assert s.header.protocol_sha256 in f.protocol
         assert list(f.experimenter) == ["A. Tester"]
-        assert json.loads(f.data_collection.split("\n", 1)[1]) == s.header["config"]
+        assert json.loads(f.data_collection.split("\n", 1)[1]) == s.header.config
 
 
 def test_trials_round_trip(nwb_path: Path, session_path: Path) -> None:

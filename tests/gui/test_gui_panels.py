@@ -99,7 +99,7 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 1, err  # stopped early: an incomplete replay
         replay = Session.open(out.strip().splitlines()[-1])
-        assert replay.header["animal"] == "P1-replay" and replay.footer["reason"] == "operator stop"
+        assert replay.header.animal == "P1-replay" and replay.footer["reason"] == "operator stop"
         w.close()
     finally:
         if proc.poll() is None:

@@ -126,7 +126,7 @@ def test_vr_preview_shows_the_corridor_at_the_playhead(qtbot, viewer, finished):
     assert viewer.vr.renders >= 1
     first = viewer.vr.last_image.copy()
     assert first.shape == (90, 480, 3) and first.std() > 10  # a textured corridor, not a blank picture
-    name1 = s.header["protocol"]["corridors"][int(f["corridor"][k1])]["name"]
+    name1 = s.header.protocol["corridors"][int(f["corridor"][k1])]["name"]
     assert viewer.vr.caption.text().startswith(name1)
     viewer.seek(float(f["t"][k2]))
     assert not np.array_equal(first, viewer.vr.last_image)

@@ -12,6 +12,7 @@ from rig.cli import main as cli
 from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
 from rig.replay.live import ReplayError, ReplayOptions, replay_session
+from rig.runner.hooks import OnStart
 from rig.runner.session import SessionOptions, run_session
 from rig.vr.display_driver import OffscreenDisplay
 from rig.vr.renderer import standalone_context
@@ -71,12 +72,12 @@ def test_realtime_replay_through_an_offscreen_display_draws_every_iteration_and_
     displays = []
     options = ReplayOptions(speed=SPEED, data_dir=tmp_path, display_config=load_config(small_offscreen),
                             display_source=str(small_offscreen))
-    result = replay_session(original, options, on_runner=lambda r: displays.append(r.devices.display))
+    result = replay_session(original, options, hooks=(OnStart(lambda r: displays.append(r.devices.display)),))
     (display,) = displays
     assert isinstance(display, OffscreenDisplay) and not display.is_open  # closed with the replay
     new, orig = Session.open(result.path), Session.open(original)
-    assert result.complete and new.header["fast"] is False and new.header["replay_of"]["speed"] == SPEED
-    assert new.header["replay_of"]["display"] == f"gl_offscreen ({small_offscreen})"
+    assert result.complete and new.header.fast is False and new.header.replay_of.speed == SPEED
+    assert new.header.replay_of.display == f"gl_offscreen ({small_offscreen})"
     assert len(new.frames) == display.frames_shown > 100  # one drawn frame per logged iteration
     assert len(new.timing) == len(new.frames)
     # The same mouse in the same corridors: every logged event again, in order.

@@ -89,9 +89,9 @@ def test_whatif_runs_the_logged_mouse_through_the_exposure_twin(original, tmp_pa
     new = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert new.parent.parent.name == "M2-whatif"
     orig, what = Session.open(original), Session.open(new)
-    assert what.header["replay_of"]["mode"] == "whatif"
-    assert what.header["replay_of"]["whatif_protocol"] == "train1_exposure"
-    assert what.header["protocol"]["kind"] == "exposure"
+    assert what.header.replay_of.mode == "whatif"
+    assert what.header.replay_of.whatif_protocol == "train1_exposure"
+    assert what.header.protocol["kind"] == "exposure"
     # Open loop: the same running and licking reach the engine on the same iterations.
     assert what.ball.tobytes() == orig.ball.tobytes() and what.licks.tobytes() == orig.licks.tobytes()
     task_rewards = [e for e in orig.events if e["kind"] == "reward" and e["data"]["source"] == "task"]
@@ -116,7 +116,7 @@ def test_replay_at_a_speed_runs_on_the_real_clock_and_feeds_every_input(tmp_path
     orig = Session.open(short)
     result = replay_session(short, ReplayOptions(speed=200.0, data_dir=tmp_path / "r"))
     new = Session.open(result.path)
-    assert new.header["fast"] is False and new.header["replay_of"]["speed"] == 200.0
+    assert new.header.fast is False and new.header.replay_of.speed == 200.0
     # Every recorded lick edge and ball sample reached the runner, whatever frames they landed on.
     assert np.array_equal(new.licks["t"], orig.licks["t"]) and np.array_equal(new.ball["counts"], orig.ball["counts"])
     assert len(new.frames) > 0 and result.iterations_available == len(orig.frames)

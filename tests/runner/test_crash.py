@@ -18,6 +18,8 @@ import pytest
 from rig.datalog.reader import BINARY_FIELDS, JSONL_FILES, Session, SessionError
 from rig.datalog.writer import SessionWriter
 from rig.engine.records import Command, Event, State
+from tests.support.headers import facts
+from tests.support.paths import REPO
 
 
 def _state(k: int) -> State:
@@ -26,7 +28,7 @@ def _state(k: int) -> State:
 
 
 def _sample(data_dir: Path) -> Path:
-    with SessionWriter.create(data_dir, "M1", {"seed": 1}, min_free_mb=0, today=date(2024, 1, 2)) as w:
+    with SessionWriter.create(data_dir, facts("M1", seed=1), min_free_mb=0, today=date(2024, 1, 2)) as w:
         for k in range(120):
             t = k / 60
             w.frame(k, _state(k))
@@ -111,8 +113,9 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     from rig.datalog.writer import SessionWriter
     from rig.engine.records import State
+    from tests.support.headers import facts
 
-    w = SessionWriter.create(Path(sys.argv[1]), "K1", {"seed": 0}, min_free_mb=0)
+    w = SessionWriter.create(Path(sys.argv[1]), facts("K1"), min_free_mb=0)
     origin = time.monotonic()
     w.clock_origin(origin, time.time())
     print(w.path, flush=True)
@@ -130,7 +133,7 @@ _CHILD = textwrap.dedent(
 
 def test_sigkill_leaves_an_incomplete_session_readable_to_within_100_ms(tmp_path: Path):
     cmd = [sys.executable, "-c", _CHILD, str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         folder = Path(proc.stdout.readline().strip())
         time.sleep(1.5)

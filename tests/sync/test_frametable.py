@@ -75,7 +75,7 @@ def test_position_is_interpolated_between_the_loop_iterations_around_each_frame(
 
 def test_corridor_grey_and_speeds_agree_with_the_protocol(session: Session) -> None:
     ft = frame_table(session)
-    names = [c["name"] for c in session.header["protocol"]["corridors"]]
+    names = [c["name"] for c in session.header.protocol["corridors"]]
     assert [names[c] for c in ft.corridor] == ft.corridor_name.tolist()
     np.testing.assert_array_equal(ft.in_grey, ft.position_cm >= 400)
     np.testing.assert_array_equal(ft.in_texture, ~ft.in_grey)

@@ -18,6 +18,7 @@ from drivers.serial_board.emulator import BoardEmulator, EmulatorConfig
 from drivers.sim import SimSync
 from rig.config import RigConfig
 from rig.loading import LoadError, load_config, load_protocol
+from rig.runner.hooks import OnStart
 from rig.runner.session import SessionOptions, run_session, sync_seed
 from rig.sync.pulses import (
     EMITTED_DTYPE,
@@ -46,7 +47,7 @@ def run_sim(tmp_path: Path, config: RigConfig, duration_s: float = 30.0, seed: i
     got: list = []
     res = run_session(load_protocol(DEMO), config,
                       SessionOptions(fast=True, duration_s=duration_s, seed=seed, data_dir=tmp_path),
-                      on_runner=lambda r: got.append(r.devices.sync))
+                      hooks=(OnStart(lambda r: got.append(r.devices.sync)),))
     return res, got[0]
 
 

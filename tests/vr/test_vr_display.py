@@ -16,11 +16,13 @@ import yaml
 from PIL import Image
 
 from drivers.base import Display, View
-from drivers.registry import DriverContext, default_registry
+from drivers.registry import DriverContext
 from rig.cli.commands import vr as vr_commands
+from rig.config import driver_registry
 from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
 from rig.runner.clock import RealClock
+from rig.runner.hooks import OnStart
 from rig.runner.session import SessionOptions, run_session
 from rig.vr.display_driver import FrameTracker, OffscreenDisplay, WindowDisplay, display_params
 from rig.vr.geometry import ViewState
@@ -102,9 +104,8 @@ def test_frame_tracker_draws_nothing_behind_when_trials_pause_between_corridors(
 def test_display_driver_module_imports_and_registers_without_moderngl_or_qt():
     code = (
         "import sys; sys.modules['moderngl'] = None; sys.modules['PyQt5'] = None\n"
-        "import rig.vr.display_driver\n"
-        "from drivers.registry import default_registry\n"
-        "print(' '.join(default_registry().types('display')))\n"
+        "from rig.config import driver_registry\n"
+        "print(' '.join(driver_registry().types('display')))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -112,7 +113,7 @@ def test_display_driver_module_imports_and_registers_without_moderngl_or_qt():
 
 
 def test_gl_types_are_registered_with_display_params_and_implement_the_display_interface():
-    reg = default_registry()  # this module imported rig.vr.display_driver, which registered them
+    reg = driver_registry()  # the rig's own driver modules (the VR display) beside the drivers package
     assert reg.spec("display", "gl_offscreen").cls is OffscreenDisplay
     assert reg.spec("display", "gl_window").cls is WindowDisplay
     assert issubclass(reg.spec("display", "gl_window").params, DisplayParams)
@@ -289,7 +290,8 @@ def test_realtime_sim_session_with_offscreen_display_shows_and_logs_every_frame(
         displays.append(runner.devices.display)
 
     result = run_session(
-        demo, config, SessionOptions(seed=3, duration_s=1.5, data_dir=tmp_path / "data"), on_runner=on_runner
+        demo, config, SessionOptions(seed=3, duration_s=1.5, data_dir=tmp_path / "data"),
+        hooks=(OnStart(on_runner),),
     )
     (display,) = displays
     assert isinstance(display, OffscreenDisplay) and not display.is_open  # closed with the session

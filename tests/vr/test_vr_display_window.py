@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rig.runner.hooks import OnStart
 from tests.support.paths import REPO
 
 DEMO = REPO / "protocols" / "demo.yaml"
@@ -191,7 +192,7 @@ def _child_session(cache: Path, data: Path) -> dict:
         load_protocol(DEMO),
         load_config(cfg),
         SessionOptions(seed=2, duration_s=1.0, data_dir=data),
-        on_runner=on_runner,
+        hooks=(OnStart(on_runner),),
     )
     return {"path": str(res.path), "complete": res.run.complete, "frames_shown": shown[0].frames_shown}
 

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rig.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rig.control.telemetry import TelemetryHook
+    from rig.replay.live import ReplayOptions
+    from rig.runner.hooks import LoopHook
+    from rig.runner.loop import Runner
 
 MAX_LISTED = 10  # further divergences listed after the first
 
@@ -147,31 +152,28 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
         return _replay_with(args, path, options, hooks)
 
 
-def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) -> int:
+def _replay_with(
+    args: argparse.Namespace, path: Path, options: ReplayOptions, hooks: tuple[TelemetryHook, ...]
+) -> int:
     from rig.datalog.reader import SessionError
     from rig.replay.live import ReplayError, replay_session
+    from rig.runner.hooks import OnStart, ProgressHook, SignalStop
 
-    stopper: list[Callable[[], None]] = []
-    received: list[int] = []
-
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        received.append(signum)
-        if stopper:
-            stopper[0]()
-
-    def on_runner(runner) -> None:
-        stopper.append(runner.request_stop)
+    def record_folder(runner: Runner) -> None:
         for hook in hooks:  # subscribers asking "hello" learn where the replay is written
             hook.info["session"] = str(runner.writer.path)
 
+    signals = SignalStop()
+    all_hooks: tuple[LoopHook, ...] = (signals, OnStart(record_folder), *hooks)
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(unit="trial", desc="replay", file=sys.stderr, dynamic_ncols=True)
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        all_hooks += (ProgressHook(bar),)
     try:
-        result = replay_session(path, options, on_runner=on_runner, progress=bar, hooks=hooks)
+        with signals.installed():
+            result = replay_session(path, options, hooks=all_hooks)
     except (ReplayError, SessionError, ValueError) as e:
         print(f"rig replay: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -182,8 +184,6 @@ def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) ->
         print(f"rig replay: {e}", file=sys.stderr)
         return ExitCode.FAULT
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
         if bar is not None:
             bar.close()
     r = result.run
@@ -192,6 +192,6 @@ def _replay_with(args: argparse.Namespace, path: Path, options, hooks: tuple) ->
           f"trials {r.trials}, rewards {r.rewards}; {r.iterations - 1} iterations run, {result.iterations_available} "
           f"logged; missed display frames {r.missed_frames}")
     print(result.path)
-    if received:
+    if signals.received:
         return ExitCode.SIGNAL
     return ExitCode.OK
