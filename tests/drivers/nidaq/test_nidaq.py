@@ -36,7 +36,7 @@ from drivers.nidaq.session import SESSIONS
 from drivers.registry import DriverContext, Registry
 from rig.clock import VirtualClock
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 AVAIL_SAMP_PER_CHAN = 0x1223  # DAQmx_Read_AvailSampPerChan
 CO_PULSE_HIGH_TIME = 0x18BA  # DAQmx_CO_Pulse_HighTime
 SAMPLE_CLOCK = "/Dev1/ai/SampleClock"
