@@ -1,7 +1,9 @@
 """NI-DAQ input roles (config `type: nidaq`): ball encoder, lick sensor and frame clock.
 
 All three sample on the device's shared AI sample clock (drivers.nidaq.session), so their device times
-(sample index / rate) are one timebase, mapped to the session timeline by the session's ClockMap.
+(sample index / rate) are one timebase, mapped to the session timeline by the session's ClockMap. The
+frame clock's timestamp mode latches a count of the device's timebase at each edge instead, armed by the
+same clock's start, so its times are on that timebase too, at 10 ns (100 MHz) resolution.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pydantic import Field, model_validator
 
 from drivers.base import BallSamples, ClockMap, LickEdge
 from drivers.nidaq.common import NidaqParams, NidaqRole
-from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt
+from drivers.nidaq.limits import COUNTER_BITS, TIMEBASE_HZ, TIMEBASE_TERMINALS
+from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt, TickTimestamps
 from drivers.registry import DriverContext, register
 
 DECODING_FACTOR = {"X_1": 1, "X_2": 2, "X_4": 4}
@@ -154,26 +157,50 @@ class NidaqLick(_ClockedRole):
 
 @register("frame_clock", "nidaq")
 class NidaqFrameClock(_ClockedRole):
-    """Imaging frame clock: an analog channel in the clocked AI task with edges through threshold_v
-    (falling through 2.5 V by default, as in the paper; times interpolated between samples; a new
-    edge needs the line back beyond threshold_v +/- hysteresis_v first), or a
-    counter counting edges, sampled on the same clock (one-sample resolution)."""
+    """Imaging frame clock, three ways (resolution of each in docs/nidaq.md):
+
+    - analog: an analog channel in the clocked AI task with edges through threshold_v (falling through
+      2.5 V by default, as in the paper; times interpolated between samples; a new edge needs the line
+      back beyond threshold_v +/- hysteresis_v first);
+    - counter: a counter counting edges, sampled on the same clock (one-sample resolution);
+    - timestamp: a counter counting the device's timebase, latched by each edge (10 ns at 100 MHz).
+    """
 
     role = "frame_clock"
 
     class Params(NidaqParams):
-        mode: Literal["analog", "counter"] = "analog"
-        channel: str = Field("ai2", description="analog: e.g. ai2; counter: e.g. ctr2")
+        mode: Literal["analog", "counter", "timestamp"] = "analog"
+        channel: str = Field("ai2", description="analog: e.g. ai2; counter and timestamp: e.g. ctr2")
         edge: Literal["falling", "rising"] = "falling"
         threshold_v: float = Field(2.5, ge=-10, le=10)
         hysteresis_v: float = Field(0.5, gt=0, le=5, description="analog: re-arm this far beyond the threshold")
-        terminal: str | None = Field(None, description="counter: the input terminal, e.g. PFI0")
+        terminal: str | None = Field(
+            None, description="counter: the input terminal (default the counter's); timestamp: the PFI line "
+            "the frame clock is wired to, e.g. PFI0 (required)"
+        )
         input_config: Literal["RSE", "NRSE", "DIFF", "DEFAULT"] = "RSE"
-        sample_rate_hz: float = Field(1000.0, gt=0, le=1_000_000)
+        sample_rate_hz: float = Field(1000.0, gt=0, le=1_000_000, description="the shared clock (not timestamp)")
+        timebase: Literal["100MHz", "20MHz"] = Field("100MHz", description="timestamp: the timebase counted")
+        max_rate_hz: float = Field(
+            1000.0, gt=0, le=100_000, description="timestamp: the highest frame-clock edge rate (buffer size)"
+        )
+
+        @model_validator(mode="after")
+        def _timestamp_needs_a_line(self) -> NidaqFrameClock.Params:
+            if self.mode == "timestamp" and not self.terminal:
+                raise ValueError("timestamp mode needs terminal: the PFI line the frame clock is wired to, e.g. PFI0")
+            return self
 
     def _configure(self) -> None:
         p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
         s = self._need_session()
+        if p.mode == "timestamp":  # needs no particular rate of the shared clock, only its start
+            assert p.terminal is not None
+            timebase = TIMEBASE_TERMINALS[p.timebase]
+            edge = "FALLING" if p.edge == "falling" else "RISING"
+            self._stream = s.add_timestamp_counter(self.who, p.channel, p.terminal, edge, timebase, p.max_rate_hz)
+            self._stamps = TickTimestamps(TIMEBASE_HZ[timebase.lower()], wrap=1 << COUNTER_BITS)
+            return
         s.use_rate(p.sample_rate_hz, self.who)
         if p.mode == "analog":
             self._stream = s.add_ai(self.who, p.channel, -10.0, 10.0, p.input_config)
@@ -191,6 +218,8 @@ class NidaqFrameClock(_ClockedRole):
     def read(self) -> np.ndarray:
         p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
         start, x = self._take()
+        if p.mode == "timestamp":
+            return self._stamps.feed(x, self._need_session().device_time())
         rate = self.rate_hz
         if p.mode == "counter":
             return self._edges.feed(start, x) / rate
@@ -203,4 +232,7 @@ class NidaqFrameClock(_ClockedRole):
 
     def _describe(self) -> str:
         p = self.params
+        if p.mode == "timestamp":  # type: ignore[attr-defined]
+            return (f"frame clock on {p.device}/{p.terminal}, {p.edge} edges timestamped by {p.channel} "  # type: ignore[attr-defined]
+                    f"on the {p.timebase} timebase")  # type: ignore[attr-defined]
         return f"frame clock on {p.device}/{p.channel}, {p.edge} edges ({p.mode})"  # type: ignore[attr-defined]

@@ -5,19 +5,23 @@ pulse's high time and then drops it, so no Python delay can lengthen an opening.
 for every reward (stop, set the high time, start). Manual opening (flushing) is either one more counter
 pulse of max_open_ms, or a digital line (wired OR-ed with the counter output into the valve driver)
 under a DAQmx watchdog task that sets the line low by itself after max_open_ms.
+
+Both have hardware limits (drivers.nidaq.limits), checked when the config is validated: an X-series
+watchdog times at most (2^32 - 1) x 8 ns = 34.36 s, and a counter pulse's high time is at most 2^32 - 1
+ticks of its timebase (42.9 s on the 100 MHz one). max_open_ms is therefore at most 34,359 ms.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from types import ModuleType
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from drivers.nidaq.common import NidaqParams, NidaqRole
 from drivers.nidaq.errors import NidaqError, channel_error
+from drivers.nidaq.limits import PULSE_MAX_S_100MHZ, WATCHDOG_MAX_MS
 from drivers.nidaq.session import make_task
 from drivers.nidaq.signals import tone
 from drivers.registry import DriverContext, register
@@ -30,7 +34,7 @@ MIN_LOW_S = 1e-3  # counter pulse low time; a single on-demand pulse ends after 
 class CounterPulse:
     """One counter output producing single hardware-timed pulses, re-armed for each pulse."""
 
-    def __init__(self, nd: ModuleType, device: str, counter: str, terminal: str | None, who: str) -> None:
+    def __init__(self, nd: Any, device: str, counter: str, terminal: str | None, who: str) -> None:
         self._nd = nd
         self._who = who
         self.task = make_task(nd, who)
@@ -77,7 +81,7 @@ class CounterPulse:
 class WatchdogLine:
     """A digital output line that the device itself sets low when the watchdog times out."""
 
-    def __init__(self, nd: ModuleType, device: str, line: str, timeout_s: float, who: str) -> None:
+    def __init__(self, nd: Any, device: str, line: str, timeout_s: float, who: str) -> None:
         self._nd = nd
         self._who = who
         physical = f"{device}/{line}"
@@ -98,6 +102,10 @@ class WatchdogLine:
 
     def open(self) -> None:
         try:
+            if self._running and not self.watchdog.expired:
+                return  # already open: a second request must not extend the opening past max_open_ms
+            if self._running:  # the watchdog closed the line: this is a new opening
+                self.close()
             self.watchdog.start()  # the timer runs from here and is never reset: expiry closes the line
             self._running = True
             self.writer.write_one_sample_one_line(True, timeout=1.0)
@@ -132,10 +140,20 @@ class NidaqValve(NidaqRole):
     class Params(NidaqParams):
         counter: str = Field("ctr1", description="counter output that drives the valve, e.g. ctr1")
         output_terminal: str | None = Field(None, description="route the pulse to this terminal, e.g. PFI13")
-        max_open_ms: float = Field(500.0, gt=0, le=60_000, description="longest opening; the hardware ends it")
+        max_open_ms: float = Field(500.0, gt=0, description="longest opening; the hardware ends it")
         manual_line: str | None = Field(
             None, description="digital line for manual opening under a watchdog, e.g. port0/line0"
         )
+
+        @field_validator("max_open_ms")
+        @classmethod
+        def _within_the_watchdog(cls, v: float) -> float:
+            if v > WATCHDOG_MAX_MS:
+                raise ValueError(
+                    f"{v:g} ms is beyond {math.floor(WATCHDOG_MAX_MS)} ms, the longest an NI X-series watchdog "
+                    f"can time ((2^32 - 1) x 8 ns): the device could not close the valve by itself"
+                )
+            return v
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
@@ -222,6 +240,16 @@ class NidaqCue(NidaqRole):
         amplitude_v: float = Field(1.0, gt=0, le=10)
         ramp_ms: float = Field(5.0, ge=0, le=100, description="raised-cosine on/off ramps (no clicks)")
         max_duration_ms: float = Field(5000.0, gt=0, le=60_000)
+
+        @model_validator(mode="after")
+        def _pulse_fits_the_counter(self) -> NidaqCue.Params:
+            longest = math.floor(PULSE_MAX_S_100MHZ * 1000)
+            if self.mode == "trigger" and self.max_duration_ms > longest:
+                raise ValueError(
+                    f"max_duration_ms={self.max_duration_ms:g}: a trigger cue is one counter pulse, at most "
+                    f"{longest} ms ((2^32 - 1) ticks of the 100 MHz timebase)"
+                )
+            return self
 
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)

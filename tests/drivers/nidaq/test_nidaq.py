@@ -1,100 +1,53 @@
-"""NI-DAQ drivers against the real nidaqmx API surface: nidaqmx's interpreter is replaced by an autospec
-of its real LibraryInterpreter (the technique of nidaqmx-python's own unit tests), so every Task,
-channel, timing and reader call goes through the real nidaqmx code down to the C-library boundary,
-where the calls and arguments are asserted and generated sample buffers are fed back."""
+"""The NI-DAQ drivers against drivers.nidaq.fake: a simulated X-series device behind a stand-in for the
+nidaqmx package (its names and signatures are checked against the real package in test_nidaq_api.py).
+Inputs are wired to the fake device, time moves on the session clock, and outputs are judged by what
+came out of the device's lines."""
 
 from __future__ import annotations
 
-import itertools
+import logging
+import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
-import nidaqmx  # the daq extra; part of dev, so CI always runs these
 import numpy as np
 import pytest
-from nidaqmx._library_interpreter import LibraryInterpreter
-from nidaqmx.constants import (
-    AcquisitionType,
-    AngleUnits,
-    Edge,
-    EncoderType,
-    EncoderZIndexPhase,
-    FillMode,
-    Level,
-    TerminalConfiguration,
-    TimeUnits,
-    VoltageUnits,
-)
-from nidaqmx.errors import DaqError, DaqNotFoundError
 
 from drivers.base import ClockMap, SyncOutput
 from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqSync, NidaqValve
 from drivers.nidaq.clockfit import ClockFit
 from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
+from drivers.nidaq.fake import FakeNidaqmx, ManualClock, Samples, TaskState
+from drivers.nidaq.fake.constants import AcquisitionType, AngleUnits, Edge, EncoderType, Level, TerminalConfiguration
 from drivers.nidaq.session import SESSIONS
 from drivers.registry import DriverContext, Registry
-from rig.clock import VirtualClock
 
 REPO = Path(__file__).resolve().parents[3]
-AVAIL_SAMP_PER_CHAN = 0x1223  # DAQmx_Read_AvailSampPerChan
-CO_PULSE_HIGH_TIME = 0x18BA  # DAQmx_CO_Pulse_HighTime
 SAMPLE_CLOCK = "/Dev1/ai/SampleClock"
 
 
-class FakeDaq:
-    """Wraps the autospec'd interpreter: hands out task handles, lists devices and serves queued sample
-    buffers to the read calls, like the C library would."""
-
-    def __init__(self, interp: mock.Mock) -> None:
-        self.interp = interp
-        self.pending: dict[str, list[np.ndarray]] = {}  # task handle -> buffers not read yet
-        ids = itertools.count()
-        interp.create_task.side_effect = lambda name: (f"task{next(ids)}", True)
-        interp.create_watchdog_timer_task_ex.side_effect = lambda dev, name, timeout: (f"wd{next(ids)}", True)
-        interp.get_system_info_attribute_string.return_value = "Dev1, Dev2"
-        interp.get_device_attribute_string.return_value = "Dev1/ai0, Dev1/ai1, Dev1/ai2, Dev1/ai3"
-        interp.internal_get_last_created_chan.side_effect = lambda: "chan"
-        interp.is_task_done.return_value = True
-        interp.get_read_attribute_uint32.side_effect = self._avail
-        interp.read_analog_f64.side_effect = self._read
-        interp.read_counter_f64_ex.side_effect = self._read
-        interp.read_digital_u32.side_effect = self._read
-
-    def handle_of(self, method: str) -> str:
-        """The task handle the (first) call of a channel-creating method went to."""
-        return getattr(self.interp, method).call_args_list[0].args[0]
-
-    def feed(self, handle: str, samples: np.ndarray) -> None:
-        self.pending.setdefault(handle, []).append(np.atleast_2d(samples))
-
-    def _avail(self, handle: str, attribute: int) -> int:
-        assert attribute == AVAIL_SAMP_PER_CHAN
-        return sum(b.shape[1] for b in self.pending.get(handle, []))
-
-    def _read(self, handle, n, timeout, fill_mode, out):
-        assert timeout == 0.0, "reads must never wait"
-        assert fill_mode == FillMode.GROUP_BY_CHANNEL.value
-        data = np.concatenate(self.pending.pop(handle), axis=1)
-        assert data.shape[1] == n
-        out.reshape(data.shape)[...] = data
-        return out, n
-
-    def calls(self, method: str) -> list[mock._Call]:
-        return getattr(self.interp, method).call_args_list
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def daq(monkeypatch: pytest.MonkeyPatch) -> FakeDaq:
-    interp = mock.create_autospec(LibraryInterpreter, instance=True)
-    monkeypatch.setattr(nidaqmx.utils, "_select_interpreter", lambda *a, **k: interp)
-    yield FakeDaq(interp)
-    assert len(SESSIONS) == 0, "a test left a device session open"
+def daq(clock: ManualClock) -> Iterator[FakeNidaqmx]:
+    fake = FakeNidaqmx(clock)
+    with fake.installed():  # raises if a device session is left open
+        yield fake
+    assert not fake.open_tasks, "a test left a DAQmx task open"
 
 
 @pytest.fixture
-def ctx() -> DriverContext:
-    return DriverContext(clock=VirtualClock())
+def ctx(clock: ManualClock) -> DriverContext:
+    return DriverContext(clock=clock)
+
+
+def task_with(daq: FakeNidaqmx, method: str) -> TaskState:
+    (task,) = daq.tasks_with(method)
+    return task
 
 
 def ball_params(**kw) -> NidaqBall.Params:
@@ -134,24 +87,55 @@ def test_bad_nidaq_params_are_rejected_with_the_field() -> None:
         NidaqLick.Params(low_v=3.0, high_v=2.0)
     with pytest.raises(ValueError, match="extra"):
         NidaqValve.Params(max_open=3)
+    with pytest.raises(ValueError, match="timestamp mode needs terminal"):
+        NidaqFrameClock.Params(mode="timestamp", channel="ctr2")
 
 
-def test_package_imports_and_errors_clearly_without_nidaqmx(monkeypatch, ctx) -> None:
+def test_max_open_beyond_the_watchdog_limit_is_refused() -> None:
+    assert NidaqValve.Params(max_open_ms=34_359).max_open_ms == 34_359
+    with pytest.raises(ValueError, match=r"beyond 34359 ms, the longest an NI X-series watchdog can time"):
+        NidaqValve.Params(max_open_ms=34_360)
+    with pytest.raises(ValueError, match="beyond 34359 ms"):
+        NidaqValve.Params(max_open_ms=60_000, manual_line="port0/line0")
+
+
+def test_config_with_max_open_beyond_the_watchdog_names_file_and_line(tmp_path: Path) -> None:
+    from rig.loading import ConfigError, load_config
+
+    lines = (REPO / "config" / "nidaq-example.yaml").read_text().splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith("max_open_ms:")]
+    lines[at] = "    max_open_ms: 60000"
+    path = tmp_path / "rig.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, nidaq_registry())
+    (problem,) = err.value.problems
+    assert (problem.file, problem.line, problem.field) == (str(path), at + 1, "drivers.valve.max_open_ms")
+    assert "34359 ms" in problem.message and "watchdog" in problem.message
+
+
+def test_trigger_cue_longer_than_a_counter_pulse_is_refused() -> None:
+    assert NidaqCue.Params(mode="analog", max_duration_ms=60_000).max_duration_ms == 60_000
+    with pytest.raises(ValueError, match="at most 42949 ms"):
+        NidaqCue.Params(mode="trigger", channel="ctr2", max_duration_ms=60_000)
+
+
+def test_package_imports_and_errors_clearly_without_nidaqmx(monkeypatch, clock) -> None:
     monkeypatch.setitem(sys.modules, "nidaqmx", None)  # `import nidaqmx` now raises ImportError
-    valve = NidaqValve(NidaqValve.Params(), ctx)  # constructing needs no nidaqmx
+    valve = NidaqValve(NidaqValve.Params(), DriverContext(clock=clock))  # constructing needs no nidaqmx
     with pytest.raises(NidaqUnavailable, match=r"corridor-rig\[daq\]"):
         valve.open()
     assert not valve.self_test()[0].ok
-
-
-def test_missing_ni_driver_gives_an_install_hint(monkeypatch, ctx) -> None:
-    def no_library(*a, **k):
-        raise DaqNotFoundError("Could not find an installation of NI-DAQmx.")
-
-    monkeypatch.setattr(nidaqmx.utils, "_select_interpreter", no_library)
-    with pytest.raises(NidaqUnavailable, match="install the NI-DAQmx driver"):
-        NidaqLick(NidaqLick.Params(), ctx).open()
     assert len(SESSIONS) == 0
+
+
+def test_missing_ni_driver_gives_an_install_hint(clock, ctx) -> None:
+    with FakeNidaqmx(clock, driver_installed=False).installed() as fake:
+        with pytest.raises(NidaqUnavailable, match="install the NI-DAQmx driver"):
+            NidaqLick(NidaqLick.Params(), ctx).open()
+        result = NidaqLick(NidaqLick.Params(), ctx).self_test()
+        assert not result[0].ok and "install the NI-DAQmx driver" in result[0].message
+    assert fake.tasks == []
 
 
 def test_unknown_device_lists_the_devices_found(daq, ctx) -> None:
@@ -160,12 +144,21 @@ def test_unknown_device_lists_the_devices_found(daq, ctx) -> None:
 
 
 def test_unknown_channel_lists_the_device_channels(daq, ctx) -> None:
-    daq.interp.create_ai_voltage_chan.side_effect = DaqError("Physical channel specified does not exist.", -200170)
     lick = NidaqLick(NidaqLick.Params(channel="ai9"), ctx)
     with pytest.raises(NidaqConfigError, match=r"Dev1/ai9.*ai channels on Dev1: Dev1/ai0, Dev1/ai1"):
         lick.open()
     assert not lick.is_open
-    daq.interp.clear_task.assert_called_once()  # the half-built session was cleared
+    assert daq.tasks and not daq.open_tasks  # the half-built session's task was cleared
+
+
+def test_a_channel_of_the_wrong_kind_is_refused_with_the_right_kind_listed(daq, ctx) -> None:
+    fc = NidaqFrameClock(NidaqFrameClock.Params(mode="counter", channel="ai2"), ctx)
+    with pytest.raises(NidaqConfigError, match=r"Dev1/ai2.*ci channels on Dev1: Dev1/ctr0, Dev1/ctr1"):
+        fc.open()
+    valve = NidaqValve(NidaqValve.Params(counter="ctr1", manual_line="ai0"), ctx)
+    with pytest.raises(NidaqConfigError, match=r"do channels on Dev1: Dev1/port0/line0"):
+        valve.open()
+    assert not daq.open_tasks
 
 
 # ---- the clocked inputs -------------------------------------------------------------------------------
@@ -174,63 +167,64 @@ def test_unknown_channel_lists_the_device_channels(daq, ctx) -> None:
 def test_encoder_is_an_x4_counter_on_the_ai_sample_clock(daq, ctx) -> None:
     ball = NidaqBall(ball_params(a_terminal="PFI8"), ctx)
     with ball:
-        ci = daq.handle_of("create_ci_ang_encoder_chan")
-        daq.interp.create_ci_ang_encoder_chan.assert_called_once_with(
-            ci, "Dev1/ctr0", "", EncoderType.X_4.value, False, 0, EncoderZIndexPhase.AHIGH_BHIGH.value,
-            AngleUnits.TICKS.value, 1024, 0.0, "",
-        )
-        daq.interp.set_chan_attribute_string.assert_called_once_with(ci, "chan", mock.ANY, "/Dev1/PFI8")
-        daq.interp.start_task.assert_not_called()  # tasks start on the first read
-        assert len(ball.read().counts) == 0
+        ci = task_with(daq, "add_ci_ang_encoder_chan")
+        (ch,) = ci.channels
+        assert (ch.physical, ch.args["decoding_type"], ch.args["units"], ch.args["pulses_per_rev"]) == (
+            "Dev1/ctr0", EncoderType.X_4, AngleUnits.TICKS, 1024)
+        assert ch.props == {"ci_encoder_a_input_term": "/Dev1/PFI8"}
+        assert daq.hardware.start_order == []  # tasks start on the first read
+        assert len(ball.read().counts) == 1  # sample 0, taken as the clock started
         # No analog role: one AI channel is sampled only to run the clock.
-        ai = daq.handle_of("create_ai_voltage_chan")
-        assert daq.calls("create_ai_voltage_chan")[0].args[1] == "Dev1/ai0"
-        assert daq.calls("cfg_samp_clk_timing") == [
-            mock.call(ai, 1000.0, "", Edge.RISING.value, AcquisitionType.CONTINUOUS.value, 10000),
-            mock.call(ci, 1000.0, SAMPLE_CLOCK, Edge.RISING.value, AcquisitionType.CONTINUOUS.value, 10000),
-        ]
-        assert daq.calls("start_task") == [mock.call(ci), mock.call(ai)]  # the follower waits for the clock
+        ai = task_with(daq, "add_ai_voltage_chan")
+        assert [c.physical for c in ai.channels] == ["Dev1/ai0"]
+        assert ai.timing == {"rate": 1000.0, "source": "", "active_edge": Edge.RISING,
+                             "sample_mode": AcquisitionType.CONTINUOUS, "samps_per_chan": 10000}
+        assert ci.timing == {**ai.timing, "source": SAMPLE_CLOCK}
+        assert daq.hardware.start_order == [ci, ai]  # the follower waits for the clock
 
 
-def test_encoder_counts_become_increments_and_cm(daq, ctx) -> None:
+def test_encoder_counts_become_increments_and_cm(daq, ctx, clock) -> None:
     ball = NidaqBall(ball_params(), ctx)
+    daq.device().counter("ctr0", Samples(np.array([0.0, 4.0, 8.0, 8.0, 5.0, 9.0, 4105.0, 4105.0, 4000.0])))
     with ball:
-        ball.read()
-        ci = daq.handle_of("create_ci_ang_encoder_chan")
-        daq.feed(ci, np.array([0.0, 4.0, 8.0, 8.0, 5.0]))
-        daq.feed(ci, np.array([9.0, 4105.0]))  # two buffers in one read
+        first = ball.read()
+        clock.advance(0.0065)  # samples 1..6 have been taken
         s = ball.read()
-        assert s.counts.tolist() == [0, 4, 4, 0, -3, 4, 4096]
-        np.testing.assert_allclose(s.t, np.arange(7) / 1000.0)
-        daq.feed(ci, np.array([4105.0, 4000.0]))
+        clock.advance(0.002)
         s2 = ball.read()
-        assert s2.counts.tolist() == [0, -105]
-        np.testing.assert_allclose(s2.t, [0.007, 0.008])
-        # 4 counts per pulse, 1024 pulses per turn of a 20 cm ball
-        assert ball.counts_per_cm == pytest.approx(4 * 1024 / (np.pi * 20.0))
-        total_cm = (s.counts.sum() + s2.counts.sum()) / ball.counts_per_cm
-        assert total_cm == pytest.approx(4000 / ball.counts_per_cm)
+    got = np.r_[first.counts, s.counts]
+    assert got.tolist() == [0, 4, 4, 0, -3, 4, 4096]
+    np.testing.assert_allclose(np.r_[first.t, s.t], np.arange(7) / 1000.0)
+    assert s2.counts.tolist() == [0, -105]
+    np.testing.assert_allclose(s2.t, [0.007, 0.008])
+    # 4 counts per pulse, 1024 pulses per turn of a 20 cm ball
+    assert ball.counts_per_cm == pytest.approx(4 * 1024 / (np.pi * 20.0))
+    total_cm = (got.sum() + s2.counts.sum()) / ball.counts_per_cm
+    assert total_cm == pytest.approx(4000 / ball.counts_per_cm)
 
 
 def test_a_read_with_nothing_available_does_not_call_read(daq, ctx) -> None:
     with NidaqLick(NidaqLick.Params(), ctx) as lick:
+        assert lick.read() == []  # the clock starts: sample 0 is read
+        ai = task_with(daq, "add_ai_voltage_chan")
+        assert ai.reads == 1
         assert lick.read() == []
         assert lick.read() == []
-        daq.interp.read_analog_f64.assert_not_called()
+        assert ai.reads == 1  # no new sample at the same instant: no read call
 
 
-def test_lick_hysteresis_in_volts_across_reads(daq, ctx) -> None:
+def test_lick_hysteresis_in_volts_across_reads(daq, ctx, clock) -> None:
     lick = NidaqLick(NidaqLick.Params(channel="ai1", low_v=1.0, high_v=2.0, terminal="DIFF"), ctx)
+    # Noise inside the 1-2 V band makes no edge; contact at sample 3, release at sample 8 (next read).
+    daq.device().analog("ai1", Samples(np.array([0.2, 1.5, 1.9, 2.4, 3.0, 1.6, 2.1, 1.2, 0.8, 0.1, 1.9, 0.3])))
     with lick:
-        ai = daq.handle_of("create_ai_voltage_chan")
-        daq.interp.create_ai_voltage_chan.assert_called_once_with(
-            ai, "Dev1/ai1", "", TerminalConfiguration.DIFF.value, -10.0, 10.0, VoltageUnits.VOLTS.value, ""
-        )
-        lick.read()
-        # Noise inside the 1-2 V band makes no edge; contact at sample 3, release at sample 8 (next read).
-        daq.feed(ai, np.array([0.2, 1.5, 1.9, 2.4, 3.0, 1.6, 2.1]))
+        (ch,) = task_with(daq, "add_ai_voltage_chan").channels
+        assert (ch.physical, ch.args) == (
+            "Dev1/ai1", {"terminal_config": TerminalConfiguration.DIFF, "min_val": -10.0, "max_val": 10.0})
         first = lick.read()
-        daq.feed(ai, np.array([1.2, 0.8, 0.1, 1.9, 0.3]))
+        clock.advance(0.0065)
+        first += lick.read()
+        clock.advance(0.005)
         second = lick.read()
     assert [(e.onset) for e in first] == [True]
     assert [(e.onset) for e in second] == [False]
@@ -239,14 +233,15 @@ def test_lick_hysteresis_in_volts_across_reads(daq, ctx) -> None:
     assert second[0].t == pytest.approx(0.0075)
 
 
-def test_active_low_digital_lick_line(daq, ctx) -> None:
+def test_active_low_digital_lick_line(daq, ctx, clock) -> None:
     lick = NidaqLick(NidaqLick.Params(mode="digital", channel="port0/line1", active_high=False), ctx)
+    daq.device().line("port0/line1", Samples(np.array([1, 1, 0, 0, 1])))  # idle high; contact pulls it low
     with lick:
-        di = daq.handle_of("create_di_chan")
-        assert daq.calls("create_di_chan")[0].args[1] == "Dev1/port0/line1"
-        lick.read()
-        daq.feed(di, np.array([2, 2, 0, 0, 2], dtype=np.uint32))  # idle high; contact pulls it low
+        (ch,) = task_with(daq, "add_di_chan").channels
+        assert ch.physical == "Dev1/port0/line1"
         edges = lick.read()
+        clock.advance(0.0045)
+        edges += lick.read()
     assert [(e.t, e.onset) for e in edges] == [(0.002, True), (0.004, False)]
 
 
@@ -259,62 +254,63 @@ def frame_clock_trace(rate: float, edges_s: list[float], n: int) -> np.ndarray:
     return v
 
 
-def test_frame_edges_falling_through_2_5_volts(daq, ctx) -> None:
+def test_frame_edges_falling_through_2_5_volts(daq, ctx, clock) -> None:
     rate = 5000.0
     fc = NidaqFrameClock(NidaqFrameClock.Params(channel="ai2", sample_rate_hz=rate), ctx)
     true_edges = [0.01031, 0.32582, 0.64127]
-    trace = frame_clock_trace(rate, true_edges, 4000)
+    daq.device().analog("ai2", Samples(frame_clock_trace(rate, true_edges, 4000)))
     with fc:
-        fc.read()
-        ai = daq.handle_of("create_ai_voltage_chan")
-        daq.feed(ai, trace[:1700])
         got = list(fc.read())
-        daq.feed(ai, trace[1700:])
+        clock.advance(1699.5 / rate)
+        got += list(fc.read())
+        clock.advance(2300 / rate)
         got += list(fc.read())
     np.testing.assert_allclose(got, true_edges, atol=0.1 / rate)
 
 
-def test_frame_clock_idle_level_is_not_a_frame(daq, ctx) -> None:
+def test_frame_clock_idle_level_is_not_a_frame(daq, ctx, clock) -> None:
     fc = NidaqFrameClock(NidaqFrameClock.Params(), ctx)
+    # a line idling low (microscope off), then one frame pulse
+    daq.device().analog("ai2", Samples(np.r_[np.zeros(50), np.full(5, 5.0), np.zeros(5)]))
     with fc:
         fc.read()
-        ai = daq.handle_of("create_ai_voltage_chan")
-        daq.feed(ai, np.zeros(50))  # a line idling low (microscope off)
+        clock.advance(0.0495)
         assert len(fc.read()) == 0
-        daq.feed(ai, np.r_[np.full(5, 5.0), np.zeros(5)])
+        clock.advance(0.010)
         assert fc.read().tolist() == pytest.approx([0.0545])
 
 
-def test_frame_clock_as_a_counter_on_the_shared_clock(daq, ctx) -> None:
+def test_frame_clock_as_a_counter_on_the_shared_clock(daq, ctx, clock) -> None:
     fc = NidaqFrameClock(NidaqFrameClock.Params(mode="counter", channel="ctr2", terminal="PFI0"), ctx)
+    daq.device().edges("PFI0", falling=[0.0015, 0.0035, 0.0038], rising=[0.0005, 0.0025])
     with fc:
-        ci = daq.handle_of("create_ci_count_edges_chan")
-        daq.interp.create_ci_count_edges_chan.assert_called_once_with(
-            ci, "Dev1/ctr2", "", Edge.FALLING.value, 0, mock.ANY
-        )
-        fc.read()
-        assert daq.calls("cfg_samp_clk_timing")[1].args[:3] == (ci, 1000.0, SAMPLE_CLOCK)
-        daq.feed(ci, np.array([0.0, 0.0, 1.0, 1.0, 3.0]))
-        assert fc.read().tolist() == pytest.approx([0.002, 0.004, 0.004])
+        ci = task_with(daq, "add_ci_count_edges_chan")
+        (ch,) = ci.channels
+        assert (ch.physical, ch.args["edge"], ch.props) == ("Dev1/ctr2", Edge.FALLING,
+                                                            {"ci_count_edges_term": "/Dev1/PFI0"})
+        got = list(fc.read())
+        assert ci.timing["source"] == SAMPLE_CLOCK
+        clock.advance(0.0045)
+        got += list(fc.read())
+    assert got == pytest.approx([0.002, 0.004, 0.004])  # each falling edge at the next sample
 
 
-def test_roles_share_one_ai_task_and_one_timebase(daq, ctx) -> None:
+def test_roles_share_one_ai_task_and_one_timebase(daq, ctx, clock) -> None:
     lick = NidaqLick(NidaqLick.Params(channel="ai1"), ctx)
     fc = NidaqFrameClock(NidaqFrameClock.Params(channel="ai2"), ctx)
     ball = NidaqBall(ball_params(), ctx)
+    dev = daq.device()
+    dev.analog("ai1", Samples(np.array([0.0, 3.0, 3.0, 0.0])))
+    dev.analog("ai2", Samples(np.array([5.0, 5.0, 0.0, 0.0])))
     lick.open()
     fc.open()
     ball.open()
-    assert len(SESSIONS) == 1
-    ai_calls = daq.calls("create_ai_voltage_chan")
-    assert [c.args[1] for c in ai_calls] == ["Dev1/ai1", "Dev1/ai2"]
-    assert ai_calls[0].args[0] == ai_calls[1].args[0]  # one task
-    ai = ai_calls[0].args[0]
+    assert len(daq.pool) == 1
+    ai = task_with(daq, "add_ai_voltage_chan")
+    assert [c.physical for c in ai.channels] == ["Dev1/ai1", "Dev1/ai2"]  # one task
     ball.read()
-    ctx.clock.wait_until(2.0)
-    lick.read()
+    clock.advance(0.0035)
     assert lick.clock is fc.clock is ball.clock  # one ClockMap from the session
-    daq.feed(ai, np.array([[0.0, 3.0, 3.0, 0.0], [5.0, 5.0, 0.0, 0.0]]))  # rows: lick, frame clock
     assert [(e.t, e.onset) for e in lick.read()] == [
         (pytest.approx(2 / 3 / 1000), True), (pytest.approx((2 + 2 / 3) / 1000), False)
     ]
@@ -322,14 +318,46 @@ def test_roles_share_one_ai_task_and_one_timebase(daq, ctx) -> None:
     # Reference counting: closing two roles leaves the session's tasks running for the third.
     lick.close()
     fc.close()
-    daq.interp.clear_task.assert_not_called()
+    assert not ai.closed and ai.running
     ball.close()
-    assert {c.args[0] for c in daq.calls("clear_task")} == {ai, daq.handle_of("create_ci_ang_encoder_chan")}
+    assert {t.name for t in daq.tasks if t.closed} == {ai.name, task_with(daq, "add_ci_ang_encoder_chan").name}
 
 
-def test_clock_map_offset_is_the_session_time_of_the_first_read(daq, ctx) -> None:
+def test_clock_only_ai_task_is_drained_so_the_ball_keeps_its_samples(daq, ctx, clock) -> None:
+    """The AI task that only runs the sample clock has a 10 s buffer: undrained it would fill, stop, and
+    stop the clock the encoder samples on (the fake models DAQmx's overflow: test_nidaq_fake.py)."""
+    ball = NidaqBall(ball_params(), ctx)
+    daq.device().counter("ctr0", lambda t: np.floor(t * 400.0))  # 400 counts/s
+    n = 0
+    with ball:
+        for _ in range(300):  # 15 s of reads every 50 ms
+            s = ball.read()
+            n += len(s.counts)
+            clock.advance(0.05)
+        clock_task = task_with(daq, "add_ai_voltage_chan")
+        assert clock_task.error is None and clock_task.running
+    assert n == 14951  # samples 0 .. 14.95 s, none lost
+
+
+def test_a_task_whose_roles_closed_is_drained_while_the_others_run(daq, ctx, clock) -> None:
+    lick = NidaqLick(NidaqLick.Params(channel="ai1"), ctx)
+    ball = NidaqBall(ball_params(), ctx)
+    n = 0
+    with ball:
+        lick.open()
+        lick.read()
+        clock.advance(1.0)
+        lick.close()  # the AI task now only runs the clock
+        for _ in range(240):  # 12 s more
+            n += len(ball.read().counts)
+            clock.advance(0.05)
+        assert task_with(daq, "add_ai_voltage_chan").error is None
+    assert n == 12951  # every sample from 0 to 12.95 s, none lost
+
+
+def test_clock_map_offset_is_the_session_time_of_the_first_read(daq, ctx, clock) -> None:
     with NidaqLick(NidaqLick.Params(), ctx) as lick:
-        ctx.clock.wait_until(3.25)
+        clock.advance(3.25)
         lick.read()
         assert lick.clock.to_session(0.5) == pytest.approx(3.75)
 
@@ -348,140 +376,242 @@ def test_opening_a_role_after_the_clock_started_is_refused(daq, ctx) -> None:
 
 
 def test_two_rigs_in_one_process_do_not_share_a_session(daq) -> None:
-    a = NidaqLick(NidaqLick.Params(), DriverContext(clock=VirtualClock()))
-    b = NidaqLick(NidaqLick.Params(), DriverContext(clock=VirtualClock()))
+    a = NidaqLick(NidaqLick.Params(), DriverContext(clock=ManualClock()))
+    b = NidaqLick(NidaqLick.Params(), DriverContext(clock=ManualClock()))
     with a, b:
-        assert len(SESSIONS) == 2
+        assert len(daq.pool) == 2
+
+
+# ---- frame clock timestamps ---------------------------------------------------------------------------
+
+
+def timestamp_clock(ctx: DriverContext, **kw) -> NidaqFrameClock:
+    return NidaqFrameClock(NidaqFrameClock.Params(mode="timestamp", channel="ctr2", terminal="PFI0", **kw), ctx)
+
+
+def test_timestamp_mode_counts_the_100mhz_timebase_latched_by_each_edge(daq, ctx, clock) -> None:
+    fc = timestamp_clock(ctx)
+    with fc:
+        ts = task_with(daq, "add_ci_count_edges_chan")
+        (ch,) = ts.channels
+        assert (ch.physical, ch.args["edge"], ch.props) == (
+            "Dev1/ctr2", Edge.RISING, {"ci_count_edges_term": "/Dev1/100MHzTimebase"})
+        fc.read()
+        assert ts.timing == {"rate": 1000.0, "source": "/Dev1/PFI0", "active_edge": Edge.FALLING,
+                             "sample_mode": AcquisitionType.CONTINUOUS, "samps_per_chan": 10000}
+        assert ts.arm == {"trig_type": ts.arm["trig_type"].DIGITAL_EDGE, "dig_edge_src": "/Dev1/ai/StartTrigger",
+                          "dig_edge_edge": Edge.RISING}
+        clock_task = task_with(daq, "add_ai_voltage_chan")  # no analog role: an AI task just for the clock
+        assert daq.hardware.start_order == [ts, clock_task]  # armed before the AI start trigger fires
+
+
+def test_timestamps_have_microsecond_resolution_on_the_shared_timebase(daq, ctx, clock) -> None:
+    """Edges between AI samples come out at their own times (the analog and counter modes would put
+    them on the 1 ms grid), on the same zero as the sampled streams."""
+    lick = NidaqLick(NidaqLick.Params(mode="digital", channel="port0/line1"), ctx)
+    fc = timestamp_clock(ctx)
+    clock.advance(2.0)  # the clock starts at session time 2.0
+    frames = 2.0 + 0.0001234 + np.arange(300) / 30.0 + np.random.default_rng(1).uniform(0, 1e-3, 300)
+    daq.device().edges("PFI0", falling=frames, rising=frames + 0.002)
+    daq.device().line("port0/line1", lambda t: (t - 2.0) >= 0.0105)  # a lick 10.5 ms after the start
+    got = []
+    with lick, fc:
+        licks = lick.read()
+        while clock.now() < 12.1:
+            clock.advance(0.016)
+            licks += lick.read()
+            got += list(fc.read())
+        assert fc.clock is lick.clock
+    assert len(got) == 300
+    assert np.max(np.abs(np.array(got) - (frames - 2.0))) < 1e-7  # 10 ns ticks
+    assert licks[0].t == pytest.approx(0.011)  # the sampled lick lands on the next 1 ms sample
+
+
+def test_timestamps_survive_counter_wraps_and_idle_gaps_longer_than_a_wrap(daq, ctx, clock) -> None:
+    fc = timestamp_clock(ctx, edge="rising")
+    frames = np.r_[0.5, 1.0, 50.0, 50.1, 140.0]  # 49 s and 90 s idle: more than one 42.9 s wrap
+    daq.device().edges("PFI0", rising=frames)
+    got = []
+    with fc:
+        while clock.now() < 141.0:
+            got += list(fc.read())
+            clock.advance(0.25)
+    np.testing.assert_allclose(got, frames, atol=1e-7)
+
+
+def test_timestamps_and_samples_share_the_device_timebase_under_drift(clock, ctx) -> None:
+    with FakeNidaqmx(clock, drift_ppm=80.0).installed() as daq:
+        lick = NidaqLick(NidaqLick.Params(mode="digital", channel="port0/line1"), ctx)
+        fc = timestamp_clock(ctx, timebase="20MHz")
+        edge = 30.0  # true time; the device's own clock has counted 30 / (1 + 80e-6) s by then
+        daq.device().edges("PFI0", falling=[edge])
+        daq.device().line("port0/line1", lambda t: t >= edge)
+        with lick, fc:
+            got, licks = [], []
+            while clock.now() < 31.0:
+                licks += lick.read()
+                got += list(fc.read())
+                clock.advance(0.02)
+    device_edge = edge / (1 + 80e-6)
+    assert got == [pytest.approx(device_edge, abs=5e-8)]  # 50 ns ticks
+    assert licks[0].t == pytest.approx(math.ceil(device_edge * 1000) / 1000)  # the next sample, same timebase
 
 
 # ---- outputs ------------------------------------------------------------------------------------------
 
 
-def test_valve_pulse_is_a_rearmed_counter_pulse_of_exact_width(daq, ctx) -> None:
+def test_valve_pulse_is_a_rearmed_counter_pulse_of_exact_width(daq, ctx, clock) -> None:
     valve = NidaqValve(NidaqValve.Params(counter="ctr1", output_terminal="PFI12", max_open_ms=200), ctx)
     with valve:
-        co = daq.handle_of("create_co_pulse_chan_time")
-        daq.interp.create_co_pulse_chan_time.assert_called_once_with(
-            co, "Dev1/ctr1", "", TimeUnits.SECONDS.value, Level.LOW.value, 0.0, 0.001, 0.001
-        )
-        daq.interp.set_chan_attribute_string.assert_called_once_with(co, "chan", mock.ANY, "/Dev1/PFI12")
-        daq.interp.reset_mock()
+        co = task_with(daq, "add_co_pulse_chan_time")
+        (ch,) = co.channels
+        assert (ch.physical, ch.args) == ("Dev1/ctr1", {"idle_state": Level.LOW, "initial_delay": 0.0,
+                                                        "low_time": 0.001, "high_time": 0.001})
+        assert ch.props == {"co_pulse_term": "/Dev1/PFI12"}
+        assert co.starts == 0
         valve.pulse(40.0)
-        assert daq.interp.mock_calls == [
-            mock.call.stop_task(co),
-            mock.call.set_chan_attribute_double(co, "chan", CO_PULSE_HIGH_TIME, 0.04),
-            mock.call.start_task(co),
-        ]
+        clock.advance(1.0)
         valve.pulse(1000.0)  # longer than max_open_ms: cut to it
-        assert daq.calls("set_chan_attribute_double")[-1].args[3] == pytest.approx(0.2)
+        clock.advance(1.0)
         valve.pulse(0)
-        assert len(daq.calls("start_task")) == 2
+        assert co.starts == 2
         with pytest.raises(ValueError, match="finite number"):
             valve.pulse(float("nan"))
         valve.open_valve()  # no manual line: one pulse of max_open_ms
-        assert daq.calls("set_chan_attribute_double")[-1].args[3] == pytest.approx(0.2)
-    daq.interp.clear_task.assert_called_once_with(co)
+        clock.advance(1.0)
+    assert daq.device().high_intervals("PFI12") == [
+        (0.0, pytest.approx(0.04)), (1.0, pytest.approx(1.2)), (2.0, pytest.approx(2.2))]
+    assert co.closed
 
 
-def test_manual_open_uses_a_watchdog_that_closes_the_line_in_hardware(daq, ctx) -> None:
+def test_a_pulse_while_the_previous_is_high_cuts_it_short(daq, ctx, clock, caplog) -> None:
+    valve = NidaqValve(NidaqValve.Params(max_open_ms=500), ctx)
+    with valve, caplog.at_level(logging.WARNING, logger="drivers.nidaq.outputs"):
+        valve.pulse(100.0)
+        clock.advance(0.03)
+        valve.pulse(50.0)  # the first is still high on the device's clock
+        assert [r.message for r in caplog.records] == ["nidaq valve (Dev1): a new pulse cuts the previous one short"]
+        clock.advance(0.2)
+        valve.pulse(20.0)  # the second ended 150 ms ago: no warning
+        assert len(caplog.records) == 1
+        clock.advance(1.0)
+    pulses = daq.device().pulses
+    assert [(p.start, p.width) for p in pulses] == [
+        (0.0, pytest.approx(0.03)), (pytest.approx(0.03), pytest.approx(0.05)),
+        (pytest.approx(0.23), pytest.approx(0.02)),
+    ]
+    assert pulses[0].cut == pytest.approx(0.03) and pulses[1].cut is None
+
+
+def test_manual_open_uses_a_watchdog_that_closes_the_line_in_hardware(daq, ctx, clock) -> None:
     valve = NidaqValve(NidaqValve.Params(manual_line="port0/line0", max_open_ms=750), ctx)
+    dev = daq.device()
     with valve:
-        wd = daq.calls("create_watchdog_timer_task_ex")[0]
-        assert wd.args == ("Dev1", "", 0.75)
-        expiry = daq.calls("cfg_watchdog_do_expir_states")[0].args
-        assert expiry[1] == "Dev1/port0/line0" and expiry[2].tolist() == [Level.LOW.value]
-        do = daq.handle_of("create_do_chan")
-        assert daq.calls("write_digital_lines")[-1].args[0] == do
-        assert daq.calls("write_digital_lines")[-1].args[5].tolist() == [False]  # starts closed
+        (wd,) = dev.watchdogs
+        assert (wd.timeout_s, wd.lines) == (0.75, {"Dev1/port0/line0": False})
+        assert dev.line_events["Dev1/port0/line0"] == [(0.0, False)]  # starts closed
+        clock.advance(1.0)
         valve.open_valve()
-        daq.interp.start_task.assert_called_with(expiry[0])  # the watchdog timer runs
-        assert daq.calls("write_digital_lines")[-1].args[5].tolist() == [True]
+        clock.advance(0.5)
         valve.close_valve()
-        assert daq.calls("write_digital_lines")[-1].args[5].tolist() == [False]
-        daq.interp.stop_task.assert_any_call(expiry[0])
+        assert dev.high_intervals("port0/line0") == [(1.0, 1.5)]
+        clock.advance(1.5)
+        valve.open_valve()  # and the program hangs: nothing closes it but the device
+        clock.advance(0.5)
+        valve.open_valve()  # a second request does not restart the timer
+        clock.advance(2.0)
+        assert dev.high_intervals("port0/line0") == [(1.0, 1.5), (3.0, pytest.approx(3.75))]
+        valve.open_valve()  # after the watchdog closed it, a new opening
+        clock.advance(0.1)
+        valve.close_valve()
+    assert dev.high_intervals("port0/line0")[2:] == [(5.5, pytest.approx(5.6))]
+    assert not wd.running and wd.closed
 
 
-def test_cue_writes_a_tone_and_starts_a_finite_generation(daq, ctx) -> None:
+def test_the_longest_allowed_opening_fits_the_devices_watchdog(daq, ctx, clock) -> None:
+    valve = NidaqValve(NidaqValve.Params(manual_line="port0/line0", max_open_ms=34_359), ctx)
+    with valve:
+        valve.open_valve()
+        clock.advance(40.0)
+    assert daq.device().high_intervals("port0/line0") == [(0.0, pytest.approx(34.359))]
+    assert daq.device().high_intervals("PFI13") == []
+
+
+def test_cue_writes_a_tone_and_starts_a_finite_generation(daq, ctx, clock) -> None:
     cue = NidaqCue(NidaqCue.Params(channel="ao0", sample_rate_hz=20000, amplitude_v=0.5), ctx)
     with cue:
-        ao = daq.handle_of("create_ao_voltage_chan")
-        daq.interp.create_ao_voltage_chan.assert_called_once_with(
-            ao, "Dev1/ao0", "", -0.5, 0.5, VoltageUnits.VOLTS.value, ""
-        )
+        ao = task_with(daq, "add_ao_voltage_chan")
+        assert (ao.channels[0].physical, ao.channels[0].args) == ("Dev1/ao0", {"min_val": -0.5, "max_val": 0.5})
+        clock.advance(1.0)
         cue.play(100.0, 4000.0)
-        daq.interp.cfg_samp_clk_timing.assert_called_once_with(
-            ao, 20000.0, "", Edge.RISING.value, AcquisitionType.FINITE.value, 2000
-        )
-        w = daq.calls("write_analog_f64")[0].args
-        assert w[:5] == (ao, 2000, False, 1.0, FillMode.GROUP_BY_CHANNEL.value)
-        wave = w[5]
+        assert ao.timing == {"rate": 20000.0, "source": "", "active_edge": Edge.RISING,
+                             "sample_mode": AcquisitionType.FINITE, "samps_per_chan": 2000}
+        (gen,) = daq.device().generations
+        wave = gen.data
+        assert (gen.start, gen.end, len(wave)) == (1.0, pytest.approx(1.1), 2000)
         assert 0.45 < np.max(np.abs(wave)) <= 0.5 and wave[0] == 0 and wave[-1] == 0  # within the AO range
         spectrum = np.abs(np.fft.rfft(wave))
         assert np.argmax(spectrum) * 20000 / len(wave) == pytest.approx(4000, abs=10)
-        daq.interp.start_task.assert_called_once_with(ao)
+        assert not ao.is_done()
+        clock.advance(0.1)
+        assert ao.is_done()
         with pytest.raises(ValueError, match="sample_rate_hz"):
             cue.play(100.0, 15000.0)
 
 
-def test_trigger_cue_is_a_counter_pulse(daq, ctx) -> None:
+def test_trigger_cue_is_a_counter_pulse(daq, ctx, clock) -> None:
     with NidaqCue(NidaqCue.Params(mode="trigger", channel="ctr2"), ctx) as cue:
         cue.play(150.0, 4000.0)
-        co = daq.handle_of("create_co_pulse_chan_time")
-        assert daq.calls("create_co_pulse_chan_time")[0].args[1] == "Dev1/ctr2"
-        daq.interp.set_chan_attribute_double.assert_called_once_with(co, "chan", CO_PULSE_HIGH_TIME, 0.15)
-        daq.interp.start_task.assert_called_once_with(co)
+        assert task_with(daq, "add_co_pulse_chan_time").channels[0].physical == "Dev1/ctr2"
+        clock.advance(1.0)
+    assert daq.device().high_intervals("PFI14") == [(0.0, pytest.approx(0.15))]  # ctr2's default output
 
 
 def test_self_test_reports_present_and_missing_channels(daq, ctx) -> None:
     ok = NidaqLick(NidaqLick.Params(channel="ai1"), ctx).self_test()
     assert [r.ok for r in ok] == [True]
-    bad = NidaqLick(NidaqLick.Params(channel="ai7"), ctx).self_test()
-    assert not bad[0].ok and "Dev1/ai7 is not a ai channel of Dev1" in bad[0].message
+    bad = NidaqLick(NidaqLick.Params(channel="ai9"), ctx).self_test()
+    assert not bad[0].ok and "Dev1/ai9 is not a ai channel of Dev1" in bad[0].message
     gone = NidaqLick(NidaqLick.Params(device="Dev9"), ctx).self_test()
     assert not gone[0].ok and "devices found: Dev1, Dev2" in gone[0].message
+    assert daq.tasks == []  # a self-test opens nothing
 
 
 # ---- sync output --------------------------------------------------------------------------------------
 
 
-def test_sync_pulse_is_a_counter_pulse_timed_on_the_shared_clock(daq, ctx) -> None:
+def test_sync_pulse_is_a_counter_pulse_timed_on_the_shared_clock(daq, ctx, clock, caplog) -> None:
     lick = NidaqLick(NidaqLick.Params(), ctx)
     sync = NidaqSync(NidaqSync.Params(counter="ctr3", output_terminal="PFI15", width_ms=10), ctx)
     assert isinstance(sync, SyncOutput)
-    with lick, sync:
-        co = daq.handle_of("create_co_pulse_chan_time")
-        daq.interp.create_co_pulse_chan_time.assert_called_once_with(
-            co, "Dev1/ctr3", "", TimeUnits.SECONDS.value, Level.LOW.value, 0.0, 0.001, 0.001
-        )
-        daq.interp.set_chan_attribute_string.assert_called_once_with(co, "chan", mock.ANY, "/Dev1/PFI15")
-        ctx.clock.wait_until(2.0)
+    with lick, sync, caplog.at_level(logging.WARNING):
+        co = task_with(daq, "add_co_pulse_chan_time")
+        (ch,) = co.channels
+        assert (ch.physical, ch.props) == ("Dev1/ctr3", {"co_pulse_term": "/Dev1/PFI15"})
+        clock.advance(2.0)
         lick.read()  # the shared clock starts: device time 0 = session time 2.0
-        ctx.clock.wait_until(3.5)
-        daq.interp.reset_mock()
+        clock.advance(1.5)
         assert sync.pulse() == pytest.approx(1.5)
-        assert daq.interp.mock_calls == [
-            mock.call.stop_task(co),
-            mock.call.set_chan_attribute_double(co, "chan", CO_PULSE_HIGH_TIME, 0.01),
-            mock.call.start_task(co),
-        ]
-        ctx.clock.wait_until(5.25)
+        clock.advance(1.75)
         sync.pulse()
-        daq.interp.is_task_done.assert_called_once_with(co)  # re-armed: checks the previous pulse ended
         got = sync.read()
         np.testing.assert_allclose(got, [1.5, 3.25])
         assert sync.clock is lick.clock
         np.testing.assert_allclose(sync.clock.to_session(got), [3.5, 5.25])
         assert sync.read().size == 0  # each pulse is read once
-    assert co in {c.args[0] for c in daq.calls("clear_task")}
+        clock.advance(1.0)
+    assert daq.device().high_intervals("PFI15") == [(3.5, pytest.approx(3.51)), (5.25, pytest.approx(5.26))]
+    assert not caplog.records  # each pulse had ended before the next: none was cut
+    assert co.closed
 
 
-def test_sync_alone_times_pulses_on_the_session_clock(daq, ctx) -> None:
+def test_sync_alone_times_pulses_on_the_session_clock(daq, ctx, clock) -> None:
     with NidaqSync(NidaqSync.Params(), ctx) as sync:
-        ctx.clock.wait_until(0.75)
+        clock.advance(0.75)
         sync.pulse()
         np.testing.assert_allclose(sync.read(), [0.75])
         assert sync.clock == ClockMap()
-        daq.interp.create_ai_voltage_chan.assert_not_called()  # no clocked input: no clock task either
+        assert daq.tasks_with("add_ai_voltage_chan") == []  # no clocked input: no clock task either
         assert (sync.min_interval_s, sync.max_interval_s) == (1.0, 5.0)
 
 
@@ -497,28 +627,23 @@ def test_sync_params_are_checked_and_pulse_needs_open(ctx) -> None:
 # ---- clock fit ----------------------------------------------------------------------------------------
 
 
-def test_clock_map_follows_a_50_ppm_drift_through_the_reads(daq, ctx) -> None:
+def test_clock_map_follows_a_50_ppm_drift_through_the_reads(clock, ctx) -> None:
     rate, drift, start = 200.0, 50e-6, 1.0
     rng = np.random.default_rng(3)
-    lick = NidaqLick(NidaqLick.Params(sample_rate_hz=rate), ctx)
     maps = []
-    with lick:
-        ctx.clock.wait_until(start)
-        lick.read()
-        ai = daq.handle_of("create_ai_voltage_chan")
-        fed = 0
-        for k in range(1, 3001):  # 150 s of reads every 50 ms
-            newest = 10 * k  # index + 1 of the newest sample in this read
-            daq.feed(ai, np.zeros((1, newest - fed)))
-            fed = newest
-            latency = min(0.0003 + rng.exponential(0.003), 0.04)  # the read comes after its sample
-            ctx.clock.wait_until(start + (1 + drift) * (newest - 1) / rate + latency)
+    with FakeNidaqmx(clock, drift_ppm=drift * 1e6).installed():
+        lick = NidaqLick(NidaqLick.Params(sample_rate_hz=rate), ctx)
+        with lick:
+            clock.advance(start)
             lick.read()
-            if not maps or lick.clock != maps[-1]:
-                maps.append(lick.clock)
-        m = lick.clock
+            while clock.now() < start + 150.0:  # 150 s of reads every 50 ms or so
+                clock.advance(0.05 + rng.exponential(0.003))
+                lick.read()
+                if not maps or lick.clock != maps[-1]:
+                    maps.append(lick.clock)
+            m = lick.clock
+            t_dev = 149.0
     assert m.scale == pytest.approx(1 + drift, abs=2e-6)
-    t_dev = (fed - 1) / rate
     err = m.to_session(t_dev) - (start + (1 + drift) * t_dev)
     assert 0 <= err < 0.001  # late by at most the minimum latency; without the fit it would be 7.5 ms
     assert len(maps) <= 151  # refit at most once a second of host time
