@@ -128,7 +128,7 @@ class TickTimestamps:
         back = np.concatenate((np.cumsum(steps[::-1])[::-1], [0.0]))  # ticks from each edge to the newest
         limit = (now_s + self.margin_s) * self.hz
         newest = c[-1] + np.floor((limit - c[-1]) / self.wrap) * self.wrap
-        return (newest - back) / self.hz
+        return np.asarray((newest - back) / self.hz, dtype=np.float64)
 
 
 class DigitalEdges:

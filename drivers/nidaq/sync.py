@@ -46,7 +46,7 @@ class NidaqSync(NidaqRole):
         self.min_interval_s = float(params.min_interval_s)
         self.max_interval_s = float(params.max_interval_s)
         self._pulse: CounterPulse | None = None
-        self._times: list[float] = []
+        self._pulse_times: list[float] = []
 
     @property
     def clock(self) -> ClockMap:  # type: ignore[override]
@@ -60,7 +60,7 @@ class NidaqSync(NidaqRole):
         p: NidaqSync.Params = self.params  # type: ignore[assignment]
         nd = self._need_session().nidaqmx
         self._pulse = CounterPulse(nd, p.device, p.counter, p.output_terminal, self.who)
-        self._times = []
+        self._pulse_times = []
 
     def pulse(self) -> float:
         """Start one pulse (returns at once, the counter times it); returns its device time."""
@@ -71,12 +71,12 @@ class NidaqSync(NidaqRole):
         m = s.clock_map
         t_device = (self._session_clock.now() - m.offset) / m.scale
         self._pulse.fire(self.params.width_ms / 1000.0)  # type: ignore[attr-defined]
-        self._times.append(t_device)
+        self._pulse_times.append(t_device)
         return t_device
 
     def read(self) -> np.ndarray:
         """Device times of the pulses emitted since the previous read."""
-        out, self._times = np.asarray(self._times, dtype=float), []
+        out, self._pulse_times = np.asarray(self._pulse_times, dtype=float), []
         return out
 
     def _teardown(self) -> None:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import Clock
 from drivers.nidaq.fake import api
-from drivers.nidaq.fake.constants import constants, errors, types
 from drivers.nidaq.fake.hardware import FakeDevice, FakeHardware, Generation, Pulse, Samples, TaskState
+from drivers.nidaq.fake.namespaces import constants, errors, types
 
 if TYPE_CHECKING:
     from drivers.nidaq.session import SessionPool

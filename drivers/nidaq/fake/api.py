@@ -9,11 +9,12 @@ code cannot silently set a property name that does not exist.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from drivers.nidaq.fake.constants import (
+from drivers.nidaq.fake.hardware import ChannelState, FakeHardware, TaskState, WatchdogState
+from drivers.nidaq.fake.namespaces import (
     AcquisitionType,
     AngleUnits,
     CountDirection,
@@ -32,7 +33,6 @@ from drivers.nidaq.fake.constants import (
     VoltageUnits,
     daq_error,
 )
-from drivers.nidaq.fake.hardware import ChannelState, FakeHardware, TaskState, WatchdogState
 
 
 class Strict:
@@ -138,11 +138,14 @@ class Task(Strict):
         self.close()
 
 
+C = TypeVar("C", bound="Channel")
+
+
 class _Collection(Strict):
     def __init__(self, state: TaskState) -> None:
         self._state = state
 
-    def _add(self, kind: str, physical: str, method: str, args: dict[str, Any], channel: type[Channel]) -> Any:
+    def _add(self, kind: str, physical: str, method: str, args: dict[str, Any], channel: type[C]) -> C:
         dev = self._state.daq.device_of(physical)
         ch = ChannelState(kind, dev.physical(physical, kind), method, args)
         self._state.add(ch)

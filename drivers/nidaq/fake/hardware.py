@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from drivers.base import Clock
-from drivers.nidaq.fake.constants import AcquisitionType, DaqError, DAQmxErrors, Edge, Level, TriggerType, daq_error
+from drivers.nidaq.fake.namespaces import AcquisitionType, DaqError, DAQmxErrors, Edge, TriggerType, daq_error
 from drivers.nidaq.limits import TIMEBASE_HZ, WATCHDOG_MAX_S
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Samples:
         v = np.asarray(self.values, dtype=np.float64)
         if v.size == 0:
             return np.zeros(len(k))
-        return v[np.minimum(k, v.size - 1)]
+        return np.asarray(v[np.minimum(k, v.size - 1)], dtype=np.float64)
 
 
 # A signal is a function of true time (an array of seconds -> an array of values) or Samples.
@@ -335,18 +335,18 @@ class TaskState:
             assert armed is not None
             hz = TIMEBASE_HZ.get(term.split("/")[-1].lower())
             if hz is not None:  # counting the device's own timebase: elapsed ticks since the arm
-                return np.floor((t - armed) / dev.scale * hz + 1e-6) % COUNTER_WRAP
+                return np.asarray(np.floor((t - armed) / dev.scale * hz + 1e-6) % COUNTER_WRAP, dtype=np.float64)
             kind = "falling" if ch.args["edge"] == Edge.FALLING else "rising"
             edges = dev.edge_times(term, kind)
             edges = edges[edges >= armed]
-            return np.searchsorted(edges, t, side="right").astype(np.float64) % COUNTER_WRAP
+            return np.asarray(np.searchsorted(edges, t, side="right") % COUNTER_WRAP, dtype=np.float64)
         if sig is None:
             return np.zeros(len(t))
         v = sig.at(k) if isinstance(sig, Samples) else np.asarray(sig(t), dtype=np.float64)
         if ch.kind == "di":
             bit = int(ch.physical.split("line")[-1])
-            return (np.asarray(v) != 0).astype(np.float64) * (1 << bit)
-        return v
+            return np.asarray((np.asarray(v) != 0) * float(1 << bit), dtype=np.float64)
+        return np.asarray(v, dtype=np.float64)
 
 
 @dataclass
@@ -535,6 +535,3 @@ class FakeHardware:
 
     def device_of(self, channel: str) -> FakeDevice:
         return self.device(channel.split("/")[0])
-
-    def expiration_level(self, state: Any) -> bool:
-        return state == Level.HIGH

@@ -19,7 +19,7 @@ from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, Nidaq
 from drivers.nidaq.clockfit import ClockFit
 from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
 from drivers.nidaq.fake import FakeNidaqmx, ManualClock, Samples, TaskState
-from drivers.nidaq.fake.constants import AcquisitionType, AngleUnits, Edge, EncoderType, Level, TerminalConfiguration
+from drivers.nidaq.fake.namespaces import AcquisitionType, AngleUnits, Edge, EncoderType, Level, TerminalConfiguration
 from drivers.nidaq.session import SESSIONS
 from drivers.registry import DriverContext, Registry
 
