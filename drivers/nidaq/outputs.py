@@ -54,10 +54,17 @@ class CounterPulse:
             self.task.close()
             raise channel_error(nd, f"{who}: counter output {physical}", device, "co", e) from e
 
+    def is_high(self) -> bool:
+        """The last pulse is still high (its task is not done), as the device says."""
+        try:
+            return self._armed and not self.task.is_task_done()
+        except self._nd.errors.Error as e:
+            raise NidaqError(f"{self._who}: cannot ask whether the pulse ended: {e}") from e
+
     def fire(self, seconds: float) -> None:
         """Start one pulse of `seconds` high time; returns at once (the counter times the pulse)."""
         try:
-            if self._armed and not self.task.is_task_done():
+            if self.is_high():
                 log.warning("%s: a new pulse cuts the previous one short", self._who)
             self.task.stop()  # a finished single-pulse task must be stopped before it starts again
             self.chan.co_pulse_high_time = seconds
@@ -158,6 +165,7 @@ class NidaqValve(NidaqRole):
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
         self.max_open_ms = float(params.max_open_ms)
+        self._open_since = 0.0  # session time of the command that began the current opening
         self._pulse: CounterPulse | None = None
         self._manual: WatchdogLine | None = None
 
@@ -176,20 +184,40 @@ class NidaqValve(NidaqRole):
     def pulse(self, duration_ms: float) -> None:
         if not (math.isfinite(duration_ms) and duration_ms >= 0):
             raise ValueError(f"valve pulse duration must be a finite number >= 0 ms, got {duration_ms}")
-        pulse = self._need_pulse()
+        self._need_pulse()
         if duration_ms == 0:
             return
         if duration_ms > self.max_open_ms:
             log.warning("%s: pulse of %.1f ms cut to the maximum %.1f ms", self.who, duration_ms, self.max_open_ms)
             duration_ms = self.max_open_ms
+        self._open_for(duration_ms)
+
+    def _open_for(self, duration_ms: float) -> None:
+        """One counter pulse; one that comes while the valve is still open continues that opening, which
+        as a whole never lasts longer than max_open_ms (timed from the first pulse's command, which is
+        a little before its rising edge: the bound errs short)."""
+        pulse = self._need_pulse()
+        now = self._session_clock.now()
+        if pulse.is_high():
+            left_ms = self.max_open_ms - (now - self._open_since) * 1000.0
+            if left_ms <= 0:
+                log.warning("%s: the valve has been open for its maximum %.1f ms; a pulse of %.1f ms is dropped",
+                            self.who, self.max_open_ms, duration_ms)
+                return
+            if duration_ms > left_ms:
+                log.warning("%s: pulse of %.1f ms cut to %.1f ms, what is left of the current opening's maximum",
+                            self.who, duration_ms, left_ms)
+                duration_ms = left_ms
+        else:
+            self._open_since = now
         pulse.fire(duration_ms / 1000.0)
 
     def open_valve(self) -> None:
-        pulse = self._need_pulse()
+        self._need_pulse()
         if self._manual is not None:
             self._manual.open()
         else:
-            pulse.fire(self.max_open_ms / 1000.0)
+            self._open_for(self.max_open_ms)
 
     def close_valve(self) -> None:
         # Allowed when already closed (and when not open at all): shutting the valve must always work.

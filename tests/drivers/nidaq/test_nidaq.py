@@ -503,6 +503,47 @@ def test_a_pulse_while_the_previous_is_high_cuts_it_short(daq, ctx, clock, caplo
     assert pulses[0].cut == pytest.approx(0.03) and pulses[1].cut is None
 
 
+def test_pulses_that_overlap_never_open_the_valve_longer_than_max_open(daq, ctx, clock, caplog) -> None:
+    valve = NidaqValve(NidaqValve.Params(max_open_ms=500), ctx)
+    with valve, caplog.at_level(logging.WARNING, logger="drivers.nidaq.outputs"):
+        valve.pulse(400.0)
+        clock.advance(0.3)
+        valve.pulse(400.0)  # the valve has been open 300 ms: 200 ms are left
+        clock.advance(0.15)
+        valve.open_valve()  # a flush request 450 ms into the opening: 50 ms left
+        clock.advance(0.1)
+        valve.pulse(100.0)  # closed again since 500 ms: a new opening
+        clock.advance(0.05)
+        assert any("cut to 200.0 ms" in r.message for r in caplog.records)
+        clock.advance(1.0)
+    (on, off), *_ = [(a, b) for a, b in _merged(daq.device().high_intervals("PFI13"))]
+    assert (on, off) == (0.0, pytest.approx(0.5))
+    assert _merged(daq.device().high_intervals("PFI13"))[1:] == [(pytest.approx(0.55), pytest.approx(0.65))]
+
+
+def test_a_pulse_when_the_opening_has_used_its_maximum_is_dropped(clock, ctx, caplog) -> None:
+    with FakeNidaqmx(clock, drift_ppm=100.0).installed() as daq:  # the device's 500 ms last 500.05 ms
+        with NidaqValve(NidaqValve.Params(max_open_ms=500), ctx) as valve, caplog.at_level(logging.WARNING):
+            valve.pulse(500.0)
+            clock.advance(0.50002)  # still high on the device, 500 ms gone on the session clock
+            valve.pulse(100.0)
+            clock.advance(1.0)
+    assert [r.message for r in caplog.records] == [
+        "nidaq valve (Dev1): the valve has been open for its maximum 500.0 ms; a pulse of 100.0 ms is dropped"]
+    assert daq.device().high_intervals("PFI13") == [(0.0, pytest.approx(0.50005))]
+
+
+def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Back-to-back intervals (a pulse re-armed while high) as one opening."""
+    out: list[tuple[float, float]] = []
+    for a, b in intervals:
+        if out and a <= out[-1][1] + 1e-9:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def test_manual_open_uses_a_watchdog_that_closes_the_line_in_hardware(daq, ctx, clock) -> None:
     valve = NidaqValve(NidaqValve.Params(manual_line="port0/line0", max_open_ms=750), ctx)
     dev = daq.device()
