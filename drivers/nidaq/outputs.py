@@ -194,8 +194,8 @@ class NidaqValve(NidaqRole):
 
     def _open_for(self, duration_ms: float) -> None:
         """One counter pulse; one that comes while the valve is still open continues that opening, which
-        as a whole never lasts longer than max_open_ms (timed from the first pulse's command, which is
-        a little before its rising edge: the bound errs short)."""
+        as a whole never lasts longer than max_open_ms (timed on the session clock from the first
+        pulse's command: exact to within the jitter of the start call's latency)."""
         pulse = self._need_pulse()
         now = self._session_clock.now()
         if pulse.is_high():
