@@ -41,7 +41,8 @@ def import_nidaqmx() -> ModuleType:
         import nidaqmx.types
     except ImportError as e:
         raise NidaqUnavailable(f"the nidaqmx Python package is not installed ({e}); {INSTALL_PACKAGE}") from e
-    return nidaqmx
+    module: ModuleType = nidaqmx  # nidaqmx ships no type information
+    return module
 
 
 def is_driver_missing(nidaqmx: Any, error: BaseException) -> bool:

@@ -27,7 +27,7 @@ class _ClockedRole(NidaqRole):
     """An input on the shared sample clock."""
 
     @property
-    def clock(self) -> ClockMap:  # type: ignore[override]
+    def clock(self) -> ClockMap:
         return self._session.clock_map if self._session is not None else ClockMap()
 
     @clock.setter
@@ -36,7 +36,7 @@ class _ClockedRole(NidaqRole):
 
     @property
     def rate_hz(self) -> float:
-        return float(self.params.sample_rate_hz)  # type: ignore[attr-defined]
+        return float(self.params.sample_rate_hz)
 
 
 @register("ball", "nidaq")
@@ -73,7 +73,7 @@ class NidaqBall(_ClockedRole):
         self._counts = EncoderCounts()
 
     def _configure(self) -> None:
-        p: NidaqBall.Params = self.params  # type: ignore[assignment]
+        p: NidaqBall.Params = self.params
         s = self._need_session()
         s.use_rate(p.sample_rate_hz, self.who)
         s.clock_ai_channel = p.clock_ai_channel
@@ -88,11 +88,11 @@ class NidaqBall(_ClockedRole):
         return BallSamples(self._times(start, len(inc)), inc)
 
     def _channels(self) -> list[tuple[str, str]]:
-        return [("ci", self.params.counter)]  # type: ignore[attr-defined]
+        return [("ci", self.params.counter)]
 
     def _describe(self) -> str:
         p = self.params
-        return f"{p.encoder} encoder on {p.device}/{p.counter}, {p.decoding}, {self.counts_per_cm:.2f} counts/cm"  # type: ignore[attr-defined]
+        return f"{p.encoder} encoder on {p.device}/{p.counter}, {p.decoding}, {self.counts_per_cm:.2f} counts/cm"
 
 
 def counts_per_cm(p: NidaqBall.Params) -> float:
@@ -127,7 +127,7 @@ class NidaqLick(_ClockedRole):
             return self
 
     def _configure(self) -> None:
-        p: NidaqLick.Params = self.params  # type: ignore[assignment]
+        p: NidaqLick.Params = self.params
         s = self._need_session()
         s.use_rate(p.sample_rate_hz, self.who)
         if p.mode == "analog":
@@ -138,7 +138,7 @@ class NidaqLick(_ClockedRole):
             self._digital = DigitalEdges(initial_high=not p.active_high)
 
     def read(self) -> list[LickEdge]:
-        p: NidaqLick.Params = self.params  # type: ignore[assignment]
+        p: NidaqLick.Params = self.params
         start, x = self._take()
         edges = self._schmitt.feed(start, x) if p.mode == "analog" else self._digital.feed(start, x)
         rate = self.rate_hz
@@ -146,13 +146,13 @@ class NidaqLick(_ClockedRole):
 
     def _channels(self) -> list[tuple[str, str]]:
         p = self.params
-        return [("ai" if p.mode == "analog" else "di", p.channel)]  # type: ignore[attr-defined]
+        return [("ai" if p.mode == "analog" else "di", p.channel)]
 
     def _describe(self) -> str:
         p = self.params
-        if p.mode == "analog":  # type: ignore[attr-defined]
-            return f"lick on {p.device}/{p.channel}, contact >= {p.high_v} V, release <= {p.low_v} V"  # type: ignore[attr-defined]
-        return f"lick on digital line {p.device}/{p.channel}"  # type: ignore[attr-defined]
+        if p.mode == "analog":
+            return f"lick on {p.device}/{p.channel}, contact >= {p.high_v} V, release <= {p.low_v} V"
+        return f"lick on digital line {p.device}/{p.channel}"
 
 
 @register("frame_clock", "nidaq")
@@ -192,7 +192,7 @@ class NidaqFrameClock(_ClockedRole):
             return self
 
     def _configure(self) -> None:
-        p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
+        p: NidaqFrameClock.Params = self.params
         s = self._need_session()
         if p.mode == "timestamp":  # needs no particular rate of the shared clock, only its start
             assert p.terminal is not None
@@ -216,7 +216,7 @@ class NidaqFrameClock(_ClockedRole):
             self._edges = EdgeCounts()
 
     def read(self) -> np.ndarray:
-        p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
+        p: NidaqFrameClock.Params = self.params
         start, x = self._take()
         if p.mode == "timestamp":
             return self._stamps.feed(x, self._need_session().device_time())
@@ -228,11 +228,11 @@ class NidaqFrameClock(_ClockedRole):
 
     def _channels(self) -> list[tuple[str, str]]:
         p = self.params
-        return [("ai" if p.mode == "analog" else "ci", p.channel)]  # type: ignore[attr-defined]
+        return [("ai" if p.mode == "analog" else "ci", p.channel)]
 
     def _describe(self) -> str:
         p = self.params
-        if p.mode == "timestamp":  # type: ignore[attr-defined]
-            return (f"frame clock on {p.device}/{p.terminal}, {p.edge} edges timestamped by {p.channel} "  # type: ignore[attr-defined]
-                    f"on the {p.timebase} timebase")  # type: ignore[attr-defined]
-        return f"frame clock on {p.device}/{p.channel}, {p.edge} edges ({p.mode})"  # type: ignore[attr-defined]
+        if p.mode == "timestamp":
+            return (f"frame clock on {p.device}/{p.terminal}, {p.edge} edges timestamped by {p.channel} "
+                    f"on the {p.timebase} timebase")
+        return f"frame clock on {p.device}/{p.channel}, {p.edge} edges ({p.mode})"

@@ -170,7 +170,7 @@ class NidaqValve(NidaqRole):
         self._manual: WatchdogLine | None = None
 
     def _configure(self) -> None:
-        p: NidaqValve.Params = self.params  # type: ignore[assignment]
+        p: NidaqValve.Params = self.params
         nd = self._need_session().nidaqmx
         self._pulse = CounterPulse(nd, p.device, p.counter, p.output_terminal, self.who)
         if p.manual_line:
@@ -242,14 +242,14 @@ class NidaqValve(NidaqRole):
                 pulse.close()
 
     def _channels(self) -> list[tuple[str, str]]:
-        p: NidaqValve.Params = self.params  # type: ignore[assignment]
+        p: NidaqValve.Params = self.params
         out = [("co", p.counter)]
         if p.manual_line:
             out.append(("do", p.manual_line))
         return out
 
     def _describe(self) -> str:
-        p: NidaqValve.Params = self.params  # type: ignore[assignment]
+        p: NidaqValve.Params = self.params
         return f"valve on {p.device}/{p.counter}, longest opening {p.max_open_ms:g} ms (hardware-timed)"
 
 
@@ -286,7 +286,7 @@ class NidaqCue(NidaqRole):
         self._trigger: CounterPulse | None = None
 
     def _configure(self) -> None:
-        p: NidaqCue.Params = self.params  # type: ignore[assignment]
+        p: NidaqCue.Params = self.params
         nd = self._need_session().nidaqmx
         if p.mode == "trigger":
             self._trigger = CounterPulse(nd, p.device, p.channel, p.output_terminal, self.who)
@@ -303,7 +303,7 @@ class NidaqCue(NidaqRole):
         self._writer.verify_array_shape = False
 
     def play(self, duration_ms: float, frequency_hz: float) -> None:
-        p: NidaqCue.Params = self.params  # type: ignore[assignment]
+        p: NidaqCue.Params = self.params
         if not (duration_ms > 0 and math.isfinite(duration_ms)):
             raise ValueError(f"cue duration must be a finite number > 0 ms, got {duration_ms}")
         if not (frequency_hz > 0 and math.isfinite(frequency_hz)):
@@ -336,9 +336,9 @@ class NidaqCue(NidaqRole):
             task.close()
 
     def _channels(self) -> list[tuple[str, str]]:
-        p: NidaqCue.Params = self.params  # type: ignore[assignment]
+        p: NidaqCue.Params = self.params
         return [("co" if p.mode == "trigger" else "ao", p.channel)]
 
     def _describe(self) -> str:
-        p: NidaqCue.Params = self.params  # type: ignore[assignment]
+        p: NidaqCue.Params = self.params
         return f"cue on {p.device}/{p.channel} ({p.mode})"
