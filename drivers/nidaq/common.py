@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import CheckResult, ClockMap
-from drivers.nidaq.errors import NidaqError, device_names, import_nidaqmx, physical_channels
+from drivers.nidaq.errors import NidaqError, device_names, physical_channels
 from drivers.nidaq.session import SESSIONS, DeviceSession, SessionPool, Stream
 from drivers.registry import DriverContext
 
@@ -79,7 +79,7 @@ class NidaqRole:
         """The device is present and each configured channel is one of its physical channels."""
         name = self.who
         try:
-            nd = import_nidaqmx()
+            nd = self.pool.load()
             found = device_names(nd)
         except NidaqError as e:
             return [CheckResult(name, False, str(e))]

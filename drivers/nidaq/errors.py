@@ -7,6 +7,7 @@ The errors derive from OSError: they are faults of the machine's devices, which 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 INSTALL_PACKAGE = "pip install 'corridor-rig[daq]'  (the nidaqmx package, >=1.0,<1.8)"
 INSTALL_DRIVER = (
@@ -40,10 +41,11 @@ def import_nidaqmx() -> ModuleType:
         import nidaqmx.types
     except ImportError as e:
         raise NidaqUnavailable(f"the nidaqmx Python package is not installed ({e}); {INSTALL_PACKAGE}") from e
-    return nidaqmx
+    module: ModuleType = nidaqmx  # nidaqmx ships no type information
+    return module
 
 
-def is_driver_missing(nidaqmx: ModuleType, error: BaseException) -> bool:
+def is_driver_missing(nidaqmx: Any, error: BaseException) -> bool:
     errors = nidaqmx.errors
     missing = (errors.DaqNotFoundError, errors.DaqNotSupportedError)
     return isinstance(error, missing)
@@ -53,7 +55,7 @@ def driver_missing(error: BaseException) -> NidaqUnavailable:
     return NidaqUnavailable(f"the NI-DAQmx driver cannot be loaded ({error}); {INSTALL_DRIVER}")
 
 
-def device_names(nidaqmx: ModuleType) -> list[str]:
+def device_names(nidaqmx: Any) -> list[str]:
     """Names of the NI devices this machine sees (NI MAX names such as Dev1)."""
     try:
         return list(nidaqmx.system.System.local().devices.device_names)
@@ -63,7 +65,7 @@ def device_names(nidaqmx: ModuleType) -> list[str]:
         raise NidaqError(f"cannot list NI-DAQ devices: {e}") from e
 
 
-def channel_error(nidaqmx: ModuleType, where: str, device: str, kind: str, error: BaseException) -> NidaqError:
+def channel_error(nidaqmx: Any, where: str, device: str, kind: str, error: BaseException) -> NidaqError:
     """The error for a channel DAQmx refused: what the config asked for, and what exists."""
     if is_driver_missing(nidaqmx, error):
         return driver_missing(error)
@@ -72,7 +74,7 @@ def channel_error(nidaqmx: ModuleType, where: str, device: str, kind: str, error
     return NidaqConfigError(f"{where}: DAQmx refused it ({_first_line(error)}); {kind} channels on {device}: {listing}")
 
 
-def physical_channels(nidaqmx: ModuleType, device: str, kind: str) -> list[str]:
+def physical_channels(nidaqmx: Any, device: str, kind: str) -> list[str]:
     """The device's physical channels of one kind (ai, ao, ci, co, di, do); [] when it cannot be asked."""
     attr = {
         "ai": "ai_physical_chans", "ao": "ao_physical_chans", "ci": "ci_physical_chans",

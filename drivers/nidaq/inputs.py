@@ -1,7 +1,9 @@
 """NI-DAQ input roles (config `type: nidaq`): ball encoder, lick sensor and frame clock.
 
 All three sample on the device's shared AI sample clock (drivers.nidaq.session), so their device times
-(sample index / rate) are one timebase, mapped to the session timeline by the session's ClockMap.
+(sample index / rate) are one timebase, mapped to the session timeline by the session's ClockMap. The
+frame clock's timestamp mode latches a count of the device's timebase at each edge instead, armed by the
+same clock's start, so its times are on that timebase too, at 10 ns (100 MHz) resolution.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pydantic import Field, model_validator
 
 from drivers.base import BallSamples, ClockMap, LickEdge
 from drivers.nidaq.common import NidaqParams, NidaqRole
-from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt
+from drivers.nidaq.limits import COUNTER_BITS, TIMEBASE_HZ, TIMEBASE_TERMINALS
+from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt, TickTimestamps
 from drivers.registry import DriverContext, register
 
 DECODING_FACTOR = {"X_1": 1, "X_2": 2, "X_4": 4}
@@ -24,7 +27,7 @@ class _ClockedRole(NidaqRole):
     """An input on the shared sample clock."""
 
     @property
-    def clock(self) -> ClockMap:  # type: ignore[override]
+    def clock(self) -> ClockMap:
         return self._session.clock_map if self._session is not None else ClockMap()
 
     @clock.setter
@@ -33,7 +36,7 @@ class _ClockedRole(NidaqRole):
 
     @property
     def rate_hz(self) -> float:
-        return float(self.params.sample_rate_hz)  # type: ignore[attr-defined]
+        return float(self.params.sample_rate_hz)
 
 
 @register("ball", "nidaq")
@@ -70,7 +73,7 @@ class NidaqBall(_ClockedRole):
         self._counts = EncoderCounts()
 
     def _configure(self) -> None:
-        p: NidaqBall.Params = self.params  # type: ignore[assignment]
+        p: NidaqBall.Params = self.params
         s = self._need_session()
         s.use_rate(p.sample_rate_hz, self.who)
         s.clock_ai_channel = p.clock_ai_channel
@@ -85,11 +88,11 @@ class NidaqBall(_ClockedRole):
         return BallSamples(self._times(start, len(inc)), inc)
 
     def _channels(self) -> list[tuple[str, str]]:
-        return [("ci", self.params.counter)]  # type: ignore[attr-defined]
+        return [("ci", self.params.counter)]
 
     def _describe(self) -> str:
         p = self.params
-        return f"{p.encoder} encoder on {p.device}/{p.counter}, {p.decoding}, {self.counts_per_cm:.2f} counts/cm"  # type: ignore[attr-defined]
+        return f"{p.encoder} encoder on {p.device}/{p.counter}, {p.decoding}, {self.counts_per_cm:.2f} counts/cm"
 
 
 def counts_per_cm(p: NidaqBall.Params) -> float:
@@ -124,7 +127,7 @@ class NidaqLick(_ClockedRole):
             return self
 
     def _configure(self) -> None:
-        p: NidaqLick.Params = self.params  # type: ignore[assignment]
+        p: NidaqLick.Params = self.params
         s = self._need_session()
         s.use_rate(p.sample_rate_hz, self.who)
         if p.mode == "analog":
@@ -135,7 +138,7 @@ class NidaqLick(_ClockedRole):
             self._digital = DigitalEdges(initial_high=not p.active_high)
 
     def read(self) -> list[LickEdge]:
-        p: NidaqLick.Params = self.params  # type: ignore[assignment]
+        p: NidaqLick.Params = self.params
         start, x = self._take()
         edges = self._schmitt.feed(start, x) if p.mode == "analog" else self._digital.feed(start, x)
         rate = self.rate_hz
@@ -143,37 +146,61 @@ class NidaqLick(_ClockedRole):
 
     def _channels(self) -> list[tuple[str, str]]:
         p = self.params
-        return [("ai" if p.mode == "analog" else "di", p.channel)]  # type: ignore[attr-defined]
+        return [("ai" if p.mode == "analog" else "di", p.channel)]
 
     def _describe(self) -> str:
         p = self.params
-        if p.mode == "analog":  # type: ignore[attr-defined]
-            return f"lick on {p.device}/{p.channel}, contact >= {p.high_v} V, release <= {p.low_v} V"  # type: ignore[attr-defined]
-        return f"lick on digital line {p.device}/{p.channel}"  # type: ignore[attr-defined]
+        if p.mode == "analog":
+            return f"lick on {p.device}/{p.channel}, contact >= {p.high_v} V, release <= {p.low_v} V"
+        return f"lick on digital line {p.device}/{p.channel}"
 
 
 @register("frame_clock", "nidaq")
 class NidaqFrameClock(_ClockedRole):
-    """Imaging frame clock: an analog channel in the clocked AI task with edges through threshold_v
-    (falling through 2.5 V by default, as in the paper; times interpolated between samples; a new
-    edge needs the line back beyond threshold_v +/- hysteresis_v first), or a
-    counter counting edges, sampled on the same clock (one-sample resolution)."""
+    """Imaging frame clock, three ways (resolution of each in docs/nidaq.md):
+
+    - analog: an analog channel in the clocked AI task with edges through threshold_v (falling through
+      2.5 V by default, as in the paper; times interpolated between samples; a new edge needs the line
+      back beyond threshold_v +/- hysteresis_v first);
+    - counter: a counter counting edges, sampled on the same clock (one-sample resolution);
+    - timestamp: a counter counting the device's timebase, latched by each edge (10 ns at 100 MHz).
+    """
 
     role = "frame_clock"
 
     class Params(NidaqParams):
-        mode: Literal["analog", "counter"] = "analog"
-        channel: str = Field("ai2", description="analog: e.g. ai2; counter: e.g. ctr2")
+        mode: Literal["analog", "counter", "timestamp"] = "analog"
+        channel: str = Field("ai2", description="analog: e.g. ai2; counter and timestamp: e.g. ctr2")
         edge: Literal["falling", "rising"] = "falling"
         threshold_v: float = Field(2.5, ge=-10, le=10)
         hysteresis_v: float = Field(0.5, gt=0, le=5, description="analog: re-arm this far beyond the threshold")
-        terminal: str | None = Field(None, description="counter: the input terminal, e.g. PFI0")
+        terminal: str | None = Field(
+            None, description="counter: the input terminal (default the counter's); timestamp: the PFI line "
+            "the frame clock is wired to, e.g. PFI0 (required)"
+        )
         input_config: Literal["RSE", "NRSE", "DIFF", "DEFAULT"] = "RSE"
-        sample_rate_hz: float = Field(1000.0, gt=0, le=1_000_000)
+        sample_rate_hz: float = Field(1000.0, gt=0, le=1_000_000, description="the shared clock (not timestamp)")
+        timebase: Literal["100MHz", "20MHz"] = Field("100MHz", description="timestamp: the timebase counted")
+        max_rate_hz: float = Field(
+            1000.0, gt=0, le=100_000, description="timestamp: the highest frame-clock edge rate (buffer size)"
+        )
+
+        @model_validator(mode="after")
+        def _timestamp_needs_a_line(self) -> NidaqFrameClock.Params:
+            if self.mode == "timestamp" and not self.terminal:
+                raise ValueError("timestamp mode needs terminal: the PFI line the frame clock is wired to, e.g. PFI0")
+            return self
 
     def _configure(self) -> None:
-        p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
+        p: NidaqFrameClock.Params = self.params
         s = self._need_session()
+        if p.mode == "timestamp":  # needs no particular rate of the shared clock, only its start
+            assert p.terminal is not None
+            timebase = TIMEBASE_TERMINALS[p.timebase]
+            edge = "FALLING" if p.edge == "falling" else "RISING"
+            self._stream = s.add_timestamp_counter(self.who, p.channel, p.terminal, edge, timebase, p.max_rate_hz)
+            self._stamps = TickTimestamps(TIMEBASE_HZ[timebase.lower()], wrap=1 << COUNTER_BITS)
+            return
         s.use_rate(p.sample_rate_hz, self.who)
         if p.mode == "analog":
             self._stream = s.add_ai(self.who, p.channel, -10.0, 10.0, p.input_config)
@@ -189,8 +216,10 @@ class NidaqFrameClock(_ClockedRole):
             self._edges = EdgeCounts()
 
     def read(self) -> np.ndarray:
-        p: NidaqFrameClock.Params = self.params  # type: ignore[assignment]
+        p: NidaqFrameClock.Params = self.params
         start, x = self._take()
+        if p.mode == "timestamp":
+            return self._stamps.feed(x, self._need_session().device_time())
         rate = self.rate_hz
         if p.mode == "counter":
             return self._edges.feed(start, x) / rate
@@ -199,8 +228,11 @@ class NidaqFrameClock(_ClockedRole):
 
     def _channels(self) -> list[tuple[str, str]]:
         p = self.params
-        return [("ai" if p.mode == "analog" else "ci", p.channel)]  # type: ignore[attr-defined]
+        return [("ai" if p.mode == "analog" else "ci", p.channel)]
 
     def _describe(self) -> str:
         p = self.params
-        return f"frame clock on {p.device}/{p.channel}, {p.edge} edges ({p.mode})"  # type: ignore[attr-defined]
+        if p.mode == "timestamp":
+            return (f"frame clock on {p.device}/{p.terminal}, {p.edge} edges timestamped by {p.channel} "
+                    f"on the {p.timebase} timebase")
+        return f"frame clock on {p.device}/{p.channel}, {p.edge} edges ({p.mode})"

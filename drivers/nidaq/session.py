@@ -13,14 +13,22 @@ so the device clock's zero lands on the session timeline at a measured time. Eac
 calls `SessionPool.release`; when the count reaches zero every task is stopped and cleared.
 Channels cannot be added to a running task: a role that opens after the first read gets an error.
 
-Reads never block: each poll asks DAQmx how many samples are available and reads exactly those.
+A frame clock in timestamp mode is the exception to the shared sample clock: its counter counts the
+device's 100 MHz (or 20 MHz) timebase and latches the count on each frame-clock edge (the edge is its
+sample clock), armed by the AI start trigger, so count / timebase rate is the edge's device time on the
+same zero as the sampled streams.
+
+Reads never block: each poll asks DAQmx how many samples are available and reads exactly those. Every
+running task is read: a task no role takes from (the AI task that only runs the clock, or one whose
+roles closed) is drained on every take, so its buffer never fills; a full buffer would stop it, and a
+stopped AI task stops the sample clock every other stream follows.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -54,6 +62,15 @@ class Stream:
     subscribed: bool = True
 
 
+@dataclass(frozen=True)
+class EdgeClock:
+    """A sample clock of a task's own: the active edges of a terminal, armed by the AI start trigger."""
+
+    terminal: str  # e.g. PFI0
+    edge: str  # "RISING" or "FALLING"
+    max_rate_hz: float  # the highest edge rate expected (sizes the buffer)
+
+
 @dataclass
 class _InputTask:
     kind: str  # "ai", "di" or "ci"
@@ -61,9 +78,10 @@ class _InputTask:
     rows: int = 0
     reader: Any = None
     samples_read: int = 0  # per channel since the start: the newest sample's index + 1
+    own_clock: EdgeClock | None = None  # None: samples on the shared AI sample clock
 
 
-def make_task(nidaqmx: ModuleType, where: str) -> Any:
+def make_task(nidaqmx: Any, where: str) -> Any:
     """A new DAQmx task, with the missing driver reported as such."""
     try:
         return nidaqmx.Task()
@@ -76,7 +94,7 @@ def make_task(nidaqmx: ModuleType, where: str) -> Any:
 class DeviceSession:
     """The clocked input tasks of one device (see the module docstring)."""
 
-    def __init__(self, nidaqmx: ModuleType, device: str, clock: Clock) -> None:
+    def __init__(self, nidaqmx: Any, device: str, clock: Clock) -> None:
         self.nidaqmx = nidaqmx
         self.device = device
         self.users = 0
@@ -167,6 +185,21 @@ class DeviceSession:
             raise channel_error(nd, f"{who}: edge counter {physical}", self.device, "ci", e) from e
         return self._stream(who, counter, task)
 
+    def add_timestamp_counter(self, who: str, counter: str, terminal: str, edge: str, timebase: str,
+                              max_rate_hz: float) -> Stream:
+        """A counter counting the device timebase `timebase` (e.g. 100MHzTimebase), its count latched on
+        every `edge` of `terminal`: one sample per edge, the timebase ticks since the AI start trigger."""
+        nd = self.nidaqmx
+        task = self._input_task(counter, who, kind="ci")
+        physical = f"{self.device}/{counter}"
+        try:
+            ch = task.task.ci_channels.add_ci_count_edges_chan(physical, edge=nd.constants.Edge.RISING)
+            ch.ci_count_edges_term = f"/{self.device}/{timebase}"
+        except nd.errors.Error as e:
+            raise channel_error(nd, f"{who}: timestamp counter {physical}", self.device, "ci", e) from e
+        task.own_clock = EdgeClock(terminal, edge, float(max_rate_hz))
+        return self._stream(who, counter, task)
+
     def _input_task(self, key: str, who: str, kind: str | None = None) -> _InputTask:
         if self._started:
             raise NidaqError(
@@ -214,9 +247,12 @@ class DeviceSession:
             ai.task.timing.cfg_samp_clk_timing(rate, sample_mode=c.AcquisitionType.CONTINUOUS, samps_per_chan=n_buf)
             followers = [t for k, t in self._tasks.items() if k != "ai"]
             for t in followers:
-                t.task.timing.cfg_samp_clk_timing(
-                    rate, source=src, sample_mode=c.AcquisitionType.CONTINUOUS, samps_per_chan=n_buf
-                )
+                if t.own_clock is None:
+                    t.task.timing.cfg_samp_clk_timing(
+                        rate, source=src, sample_mode=c.AcquisitionType.CONTINUOUS, samps_per_chan=n_buf
+                    )
+                else:
+                    self._edge_clocked(t, t.own_clock)
             for t in followers:
                 t.task.start()
             ai.task.start()
@@ -230,6 +266,24 @@ class DeviceSession:
         self._started = True
         for t in self._tasks.values():
             t.reader = self._reader(t)
+
+    def _edge_clocked(self, t: _InputTask, clock: EdgeClock) -> None:
+        """Timing of a task sampled on a terminal's edges, armed when the AI task starts: its count then
+        starts from zero together with sample 0 of the shared clock."""
+        c = self.nidaqmx.constants
+        t.task.timing.cfg_samp_clk_timing(
+            clock.max_rate_hz, source=f"/{self.device}/{clock.terminal}", active_edge=getattr(c.Edge, clock.edge),
+            sample_mode=c.AcquisitionType.CONTINUOUS, samps_per_chan=max(1000, int(clock.max_rate_hz * BUFFER_S)),
+        )
+        arm = t.task.triggers.arm_start_trigger
+        arm.trig_type = c.TriggerType.DIGITAL_EDGE
+        arm.dig_edge_src = f"/{self.device}/ai/StartTrigger"
+        arm.dig_edge_edge = c.Edge.RISING
+
+    def device_time(self) -> float:
+        """The device time now, from the session clock through the current clock map (ms-accurate)."""
+        m = self.clock_map
+        return (self._session_clock.now() - m.offset) / m.scale
 
     def _add_clock_channel(self, ai: _InputTask) -> None:
         physical = f"{self.device}/{self.clock_ai_channel}"
@@ -253,12 +307,19 @@ class DeviceSession:
         """(index of the first sample, samples) that arrived for `stream` since its last take."""
         self.ensure_started()
         self._poll(stream.task_key)
+        for key in self._undrained():
+            self._poll(key)
         start = stream.next_index - sum(len(c) for c in stream.chunks)
         if not stream.chunks:
             return start, np.zeros(0)
         data = stream.chunks[0] if len(stream.chunks) == 1 else np.concatenate(stream.chunks)
         stream.chunks.clear()
         return start, data
+
+    def _undrained(self) -> list[str]:
+        """Running tasks no role takes from: polled with every take so that their buffers never fill."""
+        taken = {s.task_key for s in self._streams if s.subscribed}
+        return [k for k in self._tasks if k not in taken]
 
     def _poll(self, key: str) -> None:
         t = self._tasks.get(key)
@@ -283,7 +344,8 @@ class DeviceSession:
         got = int(got)
         if got > 0:
             t.samples_read += got
-            self._clock_pair(t.samples_read)
+            if t.own_clock is None:  # samples on the shared clock: sample i at i / rate
+                self._clock_pair(t.samples_read)
         for s in self._streams:
             if s.task_key == key:
                 if s.subscribed:
@@ -320,14 +382,19 @@ class SessionPool:
     rig (one DriverContext, hence one clock) share a session; another rig in the same process does not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loader: Callable[[], Any] = import_nidaqmx) -> None:
         self._sessions: dict[tuple[str, int], DeviceSession] = {}
+        self._loader = loader  # returns the nidaqmx module (or drivers.nidaq.fake's stand-in for it)
+
+    def load(self) -> Any:
+        """The nidaqmx module this pool's sessions use; NidaqUnavailable when it cannot be loaded."""
+        return self._loader()
 
     def acquire(self, device: str, clock: Clock, who: str) -> DeviceSession:
         key = (device, id(clock))
         s = self._sessions.get(key)
         if s is None:
-            nd = import_nidaqmx()
+            nd = self.load()
             found = device_names(nd)
             if device not in found:
                 listing = ", ".join(found) if found else "none (is the device plugged in and powered?)"

@@ -103,6 +103,34 @@ class EdgeCounts:
         return start_index + np.repeat(np.arange(c.size), inc)
 
 
+class TickTimestamps:
+    """Counts of a free-running timebase latched at each edge (32 bits, wrapping) -> device seconds.
+
+    Within one read the counts rise edge by edge, each step less than one wrap (2**32 ticks is 42.9 s at
+    100 MHz; reads come every few ms). Which wrap the newest count lies in is told by `now_s`, the
+    device time of the read known to within `margin_s`: the newest edge happened before the read, so its
+    time is the latest one at or before now_s + margin_s. That holds however long the line was idle
+    between edges, as long as each edge is read within one wrap less the margin.
+    """
+
+    def __init__(self, timebase_hz: float, wrap: int = 1 << 32, margin_s: float = 1.0) -> None:
+        if not (timebase_hz > 0 and wrap > 0 and 0 <= margin_s < wrap / timebase_hz / 2):
+            raise ValueError(f"bad timestamp settings: {timebase_hz} Hz, wrap {wrap}, margin {margin_s} s")
+        self.hz = float(timebase_hz)
+        self.wrap = int(wrap)
+        self.margin_s = float(margin_s)
+
+    def feed(self, counts: np.ndarray, now_s: float) -> np.ndarray:
+        c = np.rint(np.asarray(counts, dtype=np.float64)) % self.wrap
+        if c.size == 0:
+            return np.zeros(0)
+        steps = np.diff(c) % self.wrap  # ticks from each edge to the next
+        back = np.concatenate((np.cumsum(steps[::-1])[::-1], [0.0]))  # ticks from each edge to the newest
+        limit = (now_s + self.margin_s) * self.hz
+        newest = c[-1] + np.floor((limit - c[-1]) / self.wrap) * self.wrap
+        return np.asarray((newest - back) / self.hz, dtype=np.float64)
+
+
 class DigitalEdges:
     """A sampled digital line -> transitions (index of the first sample at the new level)."""
 

@@ -46,10 +46,10 @@ class NidaqSync(NidaqRole):
         self.min_interval_s = float(params.min_interval_s)
         self.max_interval_s = float(params.max_interval_s)
         self._pulse: CounterPulse | None = None
-        self._times: list[float] = []
+        self._pulse_times: list[float] = []
 
     @property
-    def clock(self) -> ClockMap:  # type: ignore[override]
+    def clock(self) -> ClockMap:
         return self._session.clock_map if self._session is not None else ClockMap()
 
     @clock.setter
@@ -57,10 +57,10 @@ class NidaqSync(NidaqRole):
         pass
 
     def _configure(self) -> None:
-        p: NidaqSync.Params = self.params  # type: ignore[assignment]
+        p: NidaqSync.Params = self.params
         nd = self._need_session().nidaqmx
         self._pulse = CounterPulse(nd, p.device, p.counter, p.output_terminal, self.who)
-        self._times = []
+        self._pulse_times = []
 
     def pulse(self) -> float:
         """Start one pulse (returns at once, the counter times it); returns its device time."""
@@ -70,13 +70,13 @@ class NidaqSync(NidaqRole):
         s.ensure_started()  # the device time needs the shared clock running (no-op once it is)
         m = s.clock_map
         t_device = (self._session_clock.now() - m.offset) / m.scale
-        self._pulse.fire(self.params.width_ms / 1000.0)  # type: ignore[attr-defined]
-        self._times.append(t_device)
+        self._pulse.fire(self.params.width_ms / 1000.0)
+        self._pulse_times.append(t_device)
         return t_device
 
     def read(self) -> np.ndarray:
         """Device times of the pulses emitted since the previous read."""
-        out, self._times = np.asarray(self._times, dtype=float), []
+        out, self._pulse_times = np.asarray(self._pulse_times, dtype=float), []
         return out
 
     def _teardown(self) -> None:
@@ -85,9 +85,9 @@ class NidaqSync(NidaqRole):
             pulse.close()
 
     def _channels(self) -> list[tuple[str, str]]:
-        return [("co", self.params.counter)]  # type: ignore[attr-defined]
+        return [("co", self.params.counter)]
 
     def _describe(self) -> str:
-        p: NidaqSync.Params = self.params  # type: ignore[assignment]
+        p: NidaqSync.Params = self.params
         return (f"sync pulses on {p.device}/{p.counter}, {p.width_ms:g} ms every "
                 f"{p.min_interval_s:g}-{p.max_interval_s:g} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt, tone
+from drivers.nidaq.signals import DigitalEdges, EdgeCounts, EncoderCounts, Schmitt, TickTimestamps, tone
 
 
 def test_schmitt_gives_the_same_edges_however_the_buffer_is_split() -> None:
@@ -42,6 +42,23 @@ def test_edge_counts_unwrap_the_32_bit_counter() -> None:
     assert ec.feed(100, np.array([2**32 - 1, 0, 1])).tolist() == [101, 102]
 
 
+def test_tick_timestamps_unwrap_the_32_bit_count_with_the_read_time() -> None:
+    hz, wrap = 100e6, 1 << 32  # a wrap every 42.9 s
+    edges = np.r_[0.25, 30.0, 42.0, 43.5, 44.0, 130.0, 130.01]  # wraps inside a read and idle gaps of 86 s
+    ticks = np.floor(edges * hz) % wrap
+    reads = [(0.3, 1), (44.2, 5), (131.0, 7)]  # (device time of the read, edges latched by then)
+    ts, got, done = TickTimestamps(hz), [], 0
+    for now, upto in reads:
+        got += list(ts.feed(ticks[done:upto], now))
+        done = upto
+    np.testing.assert_allclose(got, edges, atol=1e-8)
+    assert ts.feed(np.zeros(0), 200.0).size == 0
+    late = TickTimestamps(hz).feed(ticks[:1], 0.25 + wrap / hz + 5.0)  # read more than a wrap late
+    assert late[0] == pytest.approx(0.25 + wrap / hz)  # ambiguous by one wrap: the read must come sooner
+    with pytest.raises(ValueError, match="bad timestamp settings"):
+        TickTimestamps(hz, margin_s=30.0)
+
+
 def test_digital_edges_start_from_the_idle_level() -> None:
     d = DigitalEdges(initial_high=True)
     got = d.feed(0, np.array([1, 1, 0, 0, 1]))
@@ -60,9 +77,10 @@ def test_the_registry_can_import_the_package_without_nidaqmx() -> None:
 
     code = (
         "import sys; sys.modules['nidaqmx'] = None\n"  # any `import nidaqmx` now fails
-        "import drivers.nidaq\n"
-        "from drivers.registry import _PENDING\n"
-        "print(sorted(r for r, t, c in _PENDING if t == 'nidaq'))\n"
+        "from drivers.base import ALL_ROLES\n"
+        "from drivers.registry import registry_of\n"
+        "reg = registry_of(['drivers.nidaq'])\n"
+        "print(sorted(r for r in ALL_ROLES if 'nidaq' in reg.types(r)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "['ball', 'cue', 'frame_clock', 'lick', 'sync', 'valve']"
