@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rig.cli.launch import prepare_run, print_problems, run_prepared
-from rig.errors import ExitCode
+from rig.errors import ExitCode, RigError
 from rig.protocol import Protocol
 from rig.runner.hooks import ProgressHook
 
@@ -144,7 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return args.func(args)
+    try:
+        return int(args.func(args))
+    except RigError as e:  # the rig's own errors carry their exit code; one line, no traceback
+        print(f"rig {args.command}: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        return int(ExitCode.SIGNAL)
 
 
 if __name__ == "__main__":
