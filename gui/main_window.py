@@ -11,6 +11,7 @@ import logging
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from PyQt5 import QtCore, QtWidgets
 
@@ -21,7 +22,7 @@ from gui.session_link import SessionLink
 from gui.setup_panel import SetupPanel
 from gui.status_panel import FaultPanel, StatusPanel
 from gui.vr_view import VRPreview
-from rig.runner.lock import RigBusy, default_lock_dir, read_lock
+from rig.runner.lock import LockInfo, RigBusy, default_lock_dir, read_lock
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if self._starting_since is not None:
             assert self.proc is not None
-            info = read_lock(name, self.lock_dir)
+            info = _lock_dict(read_lock(name, self.lock_dir))
             if info and info.get("pid") == self.proc.pid and info.get("session") and info.get("telemetry"):
                 self._starting_since = None
                 self.attach(info, reattached=False)
@@ -201,7 +202,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.controls.start.setEnabled(True)
             return
         if self.link is None or self.link.finished is not None:
-            info = read_lock(name, self.lock_dir)
+            info = _lock_dict(read_lock(name, self.lock_dir))
             if info and info.get("telemetry") and info.get("session") and str(info.get("session")) != str(
                 self.session_path if self.link is not None else ""
             ):
@@ -360,3 +361,7 @@ def _fmt(params: dict) -> str:
 
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
+
+
+def _lock_dict(info: LockInfo | None) -> dict[str, Any] | None:
+    return None if info is None else info.model_dump()

@@ -8,6 +8,7 @@ runner flushes it every 100 ms), then telemetry continues from there without gap
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 from PyQt5 import QtCore
 
 from gui.live_data import LiveData
-from rig.control.telemetry import CommandClient, TelemetryError, TelemetrySubscriber
+from rig.control.client import CommandClient, TelemetrySubscriber
+from rig.control.credentials import ClientCredential
+from rig.control.server import ControlError
 from rig.datalog.reader import Session, SessionError
 
 log = logging.getLogger(__name__)
@@ -42,8 +45,9 @@ class SessionLink(QtCore.QObject):
         self.hello: dict[str, Any] | None = None
         self.last_status: dict[str, Any] = {}
         self.finished: dict[str, Any] | None = None
-        self._sub = TelemetrySubscriber(info["telemetry"])
-        self._cmd = CommandClient(info["commands"])
+        cred = ClientCredential.load(info["credential"])
+        self._sub = TelemetrySubscriber(info["telemetry"], cred)
+        self._cmd = CommandClient(info["commands"], cred, label=f"app pid {os.getpid()}")
         self._pending: dict[str, tuple[float, Callable[[dict], None] | None, str]] = {}
         self._buffer: list[tuple[str, dict]] = []
         self._first_msg_at: float | None = None
@@ -59,7 +63,7 @@ class SessionLink(QtCore.QObject):
     def send(self, action: str, callback: Callable[[dict], None] | None = None, **params: Any) -> str | None:
         try:
             rid = self._cmd.send(action, **params)
-        except TelemetryError as e:
+        except ControlError as e:
             reply = {"id": None, "ok": False, "action": action, "error": str(e)}
             self.reply.emit(reply)
             if callback is not None:
@@ -72,6 +76,8 @@ class SessionLink(QtCore.QObject):
         if not reply.get("ok"):
             return  # a timeout: poll() resends hello while unattached
         self.hello = reply
+        if not reply.get("controller"):
+            self.send("take_control")  # this window commands the session (issue 15 refines who may)
         self.info.update({k: reply[k] for k in ("session", "protocol", "animal") if k in reply})
 
     # ---- polling -----------------------------------------------------------------------------------

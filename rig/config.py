@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import (
@@ -68,11 +69,29 @@ class ValveCalibration(Frozen):
         slope, intercept = self.fit()
         return max(0.0, (volume_ul - intercept) / slope)
 
+    def volume_ul(self, duration_ms: float) -> float:
+        """The water an opening of this duration delivers (the fit, never below zero)."""
+        if duration_ms <= 0:
+            return 0.0
+        slope, intercept = self.fit()
+        return max(0.0, slope * duration_ms + intercept)
+
     @model_validator(mode="after")
     def _increasing(self) -> ValveCalibration:
         if len(self.points) > 1 and self.fit()[0] <= 0:
             raise field_error(("points",), "volume must increase with duration; check the weighed volumes")
         return self
+
+
+class ValveSafety(Frozen):
+    """Limits the runner holds the valve to, whatever asks it to open (rig.runner.valve_guard)."""
+
+    min_closed_ms: float = Field(100.0, ge=0, le=60_000, description="the valve stays shut this long between "
+                                                                    "openings")
+    manual_rewards_per_minute: float = Field(30.0, gt=0, le=600, description="operator rewards beyond this "
+                                                                             "rate are refused")
+    max_session_water_ul: float = Field(3000.0, gt=0, le=100_000, description="no opening once a session has "
+                                                                              "given this much water")
 
 
 class SimMouse(Frozen):
@@ -94,6 +113,7 @@ class RigConfig(Frozen):
     loop_priority: Literal["normal", "high", "realtime"] = Field(
         "normal", description="scheduling priority of real-time sessions (needs root or CAP_SYS_NICE)")
     valve_calibration: ValveCalibration
+    valve_safety: ValveSafety = ValveSafety()
     drivers: dict[str, DriverEntry]
     sim: SimMouse | None = None
     mesoscope: MesoscopeSettings | None = None
@@ -146,6 +166,32 @@ class RigConfig(Frozen):
     @property
     def simulated(self) -> bool:
         return any(e.type == "sim" for e in self.drivers.values())
+
+    def resources(self) -> tuple[str, ...]:
+        """The devices this config opens, as lock names: a driver's own `resources()` when its parameters
+        define one, else its serial `port` (resolved, so two names of one port are one device) or its NI
+        `device`. A session holds a lock on each (rig.runner.lock), whatever config names them."""
+        out: set[str] = set()
+        for role in self.drivers:
+            params = self._driver_params.get(role)
+            if params is None:
+                continue
+            own = getattr(params, "resources", None)
+            if callable(own):
+                out.update(own())
+                continue
+            port = getattr(params, "port", None)
+            if isinstance(port, str) and port:
+                out.add(f"serial:{os.path.realpath(os.path.expanduser(port))}")
+            device = getattr(params, "device", None)
+            if isinstance(device, str) and device and self.drivers[role].type == "nidaq":
+                out.add(f"nidaq:{device}")
+        return tuple(sorted(out))
+
+    @property
+    def names_hardware(self) -> bool:
+        """True when a session with this config opens a device (so it takes the device locks, even --fast)."""
+        return bool(self.resources())
 
 
 def _registry_from(info: ValidationInfo) -> Registry | str:

@@ -32,12 +32,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return prep
     protocol, config = prep.protocol, prep.config
     lock = None
-    if not args.fast:
-        # A real-time session owns the rig's hardware: one at a time per rig, whoever starts it (CLI or GUI).
+    if not args.fast or config.names_hardware:
+        # A session that owns the rig's hardware: one at a time per rig and per device, whoever starts it (CLI
+        # or app), and whichever config names the device; a --fast run that opens a board counts too.
         from rig.runner.lock import RigBusy, RigLock
 
         try:
-            lock = RigLock.acquire(config.name, animal=args.animal, protocol=protocol.name, source="rig run")
+            lock = RigLock.acquire(config.name, None, config.resources(), animal=args.animal,
+                                   protocol=protocol.name, source="rig run")
         except RigBusy as e:
             print(f"rig run: {e}", file=sys.stderr)
             return ExitCode.BUSY

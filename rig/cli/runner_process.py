@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rig.errors import ExitCode
 from rig.runner.hooks import LoopHook, OnStart, SignalStop
-from rig.runner.lock import LOCK_DIR_ENV, RigBusy, RigLock
+from rig.runner.lock import LOCK_DIR_ENV, RigBusy, RigLock, credential_path
 
 if TYPE_CHECKING:
     from rig.runner.loop import Runner
@@ -49,36 +49,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", default="")
     p.add_argument("--telemetry", default="tcp://127.0.0.1:*", help="PUB endpoint (default: a free loopback port)")
     p.add_argument("--commands", default="tcp://127.0.0.1:*", help="ROUTER endpoint (default: a free loopback port)")
-    p.add_argument("--lock-dir", type=Path, help=f"where rig locks live (default: ${LOCK_DIR_ENV} or the temp dir)")
+    p.add_argument("--lock-dir", type=Path, help=f"where rig locks live (default: ${LOCK_DIR_ENV} or a private "
+                                                 "per-user directory)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow --telemetry/--commands beyond loopback (still CURVE-authenticated)")
     return p
 
 
 @contextmanager
 def attached(
-    args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any], hook_info: dict[str, Any]
+    args: argparse.Namespace, rig_name: str, lock_info: dict[str, Any], hook_info: dict[str, Any],
+    resources: tuple[str, ...] = (),
 ) -> Iterator[tuple[LoopHook, ...]]:
-    """Hold the rig's lock and serve telemetry/commands for one session (live or replay); yields the hooks
-    to run with it: telemetry, and one that records the session folder in the lock info and the telemetry.
-    Raises RigBusy or TelemetryError."""
-    from rig.control.telemetry import TelemetryHook
+    """Hold the rig's lock (and its devices') and serve telemetry/commands for one session (live or replay),
+    authenticated with a fresh credential in the private lock directory; yields the hooks to run with it:
+    the control server, and one that records the session folder in the lock info and the telemetry.
+    Raises RigBusy or ControlError."""
+    from rig.control.credentials import SessionKeys
+    from rig.control.server import ControlServer
 
-    with RigLock.acquire(rig_name, args.lock_dir, **lock_info) as lock, \
-            TelemetryHook(args.telemetry, args.commands) as hook:
-        hook.info.update(rig=rig_name, **hook_info)
-        lock.update(telemetry=hook.telemetry_endpoint, commands=hook.commands_endpoint)
+    keys = SessionKeys.generate()
+    with RigLock.acquire(rig_name, args.lock_dir, resources, **lock_info) as lock, \
+            ControlServer(keys, args.telemetry, args.commands, allow_remote=args.allow_remote) as server:
+        cred = keys.write_client(credential_path(rig_name, lock.lock_dir))
+        try:
+            server.info.update(rig=rig_name, **hook_info)
+            lock.update(telemetry=server.telemetry_endpoint, commands=server.commands_endpoint, credential=str(cred))
 
-        def record_folder(runner: Runner) -> None:
-            hook.info["session"] = str(runner.writer.path)
-            lock.update(session=str(runner.writer.path))
+            def record_folder(runner: Runner) -> None:
+                server.info["session"] = str(runner.writer.path)
+                lock.update(session=str(runner.writer.path))
 
-        yield OnStart(record_folder), hook
+            yield OnStart(record_folder), server
+        finally:
+            cred.unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     from rig.cli.launch import prepare_run, run_prepared
-    from rig.control.telemetry import TelemetryError
+    from rig.control.server import ControlError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -91,12 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with attached(args, prep.config.name, {"animal": args.animal, "protocol": prep.protocol.name},
                       {"animal": args.animal, "experimenter": args.experimenter,
-                       "config_path": str(args.config or "")}) as hooks:
+                       "config_path": str(args.config or "")}, prep.config.resources()) as hooks:
             return run_prepared(prep, "rig runner", hooks=hooks)
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BUSY
-    except TelemetryError as e:
+    except ControlError as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.FAULT
 
@@ -104,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def replay_main(args: argparse.Namespace) -> int:
     """`--replay SESSION`: rig.replay.live.replay_session under the rig's lock, with the same telemetry, so the app
     attaches to a replay exactly as to a live session."""
-    from rig.control.telemetry import TelemetryError
+    from rig.control.server import ControlError
     from rig.datalog.reader import HEADER, SessionError, read_header
     from rig.loading import LoadError, default_config_path, find_file, load_config
     from rig.replay.live import ReplayError, ReplayOptions, replay_session
@@ -140,7 +151,7 @@ def replay_main(args: argparse.Namespace) -> int:
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BUSY
-    except (TelemetryError, ReplayError, SessionError, OSError) as e:
+    except (ControlError, ReplayError, SessionError, OSError) as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.FAULT
     print(f"{'complete' if result.complete else 'incomplete'}: {result.reason}; replay of {session}")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rig.datalog.reader import HEADER, Session
+from rig.datalog.water import session_water
 from rig.engine.records import EventKind
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -45,7 +46,7 @@ def session_info(session: Session) -> dict[str, Any]:
     events = session.events
     rewards = [e for e in events if e.get("kind") == EventKind.REWARD]
     manual = sum(1 for e in rewards if (e.get("data") or {}).get("source") == "manual")
-    water = sum(float(c.get("volume_ul", 0.0)) for c in session.commands if c.get("kind") == "valve")
+    water = session_water(session)
     frames = session.frames
     t = frames["t"]
     names = _stage_names(protocol)
@@ -65,14 +66,18 @@ def session_info(session: Session) -> dict[str, Any]:
         "rewards": len(rewards),
         "rewards_manual": manual,
         "rewards_withheld": sum(1 for e in events if e.get("kind") == EventKind.REWARD_WITHHELD),
-        "water_ul": round(water, 6),
+        "water_ul": round(water.delivered_ul, 6),
+        "water_requested_ul": round(water.requested_ul, 6),
+        "valve_openings": water.openings,
+        "valve_cut": water.cut,
+        "valve_refused": water.refused,
         "licks": int(np.count_nonzero(session.licks["onset"])),
         "frames": len(session.frame_clock),
         "frames_dropped": missing_in_gaps(session.frame_clock["t"]),
         "stage": names[visited[-1]] if visited and visited[-1] < len(names) else None,
         "stages": [names[s] if s < len(names) else str(s) for s in visited],
         "trimmed": list(session.trimmed),
-        "warnings": list(session.warnings),
+        "warnings": list(session.warnings) + water.warnings(),
         "faults": len(session.faults),
     }
     sync = _sync_report(session.path)

@@ -48,7 +48,8 @@ BINARY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "frame_clock.bin": (("i", "<i8"), ("frame", "<i8"), ("t", "<f8")),
     "timing.bin": (("i", "<i8"), ("t_wall", "<f8"), ("work_s", "<f8"), ("latency_s", "<f8")),
 }
-JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl", "faults.jsonl", "clocks.jsonl")
+JSONL_FILES = ("events.jsonl", "commands.jsonl", "operator.jsonl", "mesoscope.jsonl", "faults.jsonl", "clocks.jsonl",
+               "valve.jsonl")
 # Files whose content depends on wall-clock time; every other data file is byte-identical for
 # identical inputs.
 WALL_CLOCK_FILES = (HEADER, FOOTER, CLOCK, "timing.bin")
@@ -161,6 +162,7 @@ class Session:
     mesoscope: list[dict] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)
     clocks: list[dict] = field(default_factory=list)
+    valve: list[dict] = field(default_factory=list)  # every opening the runner decided on (rig.runner.valve_guard)
     clock: dict | None = None  # clock.json: where session time 0 lies on the host clocks, if recorded
 
     @property
@@ -258,5 +260,6 @@ class Session:
             mesoscope=lines["mesoscope.jsonl"],
             faults=lines["faults.jsonl"],
             clocks=lines["clocks.jsonl"],
+            valve=lines["valve.jsonl"],
             clock=clock if isinstance(clock, dict) else None,
         )

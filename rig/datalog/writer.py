@@ -387,6 +387,11 @@ class SessionWriter:
         """A device or link fault noticed at iteration i (t: when the driver noticed it)."""
         self._line("faults.jsonl", {"i": i, "t": t, "source": source, "kind": kind, "message": message})
 
+    def valve(self, i: int, kind: str, record: dict[str, Any]) -> None:
+        """An opening of the valve as the runner decided it ("open": what was asked, sent and delivered,
+        or refused) or the early end of a flush ("close")."""
+        self._line("valve.jsonl", {"i": i, "kind": kind, **record})
+
     def clock_map(self, i: int, t: float, source: str, offset: float, scale: float) -> None:
         """The map a driver uses from its device clock to the session timeline (logged when it changes)."""
         self._line("clocks.jsonl", {"i": i, "t": t, "source": source, "offset": offset, "scale": scale})

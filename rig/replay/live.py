@@ -27,7 +27,7 @@ import numpy as np
 from drivers.base import Display
 from drivers.registry import DriverContext
 from drivers.replay import ReplayBall, ReplayCue, ReplayDisplay, ReplayFrameClock, ReplayLick, ReplayValve
-from rig.config import RigConfig
+from rig.config import RigConfig, ValveSafety
 from rig.datalog.header import ReplayOrigin, SessionFacts
 from rig.datalog.reader import Session
 from rig.engine.machine import Engine
@@ -276,10 +276,19 @@ def replay_session(
     done = execute(SessionPlan(
         facts=facts, protocol=protocol, engine=Engine(protocol, setup.seed, setup.calibration.duration_ms),
         devices=devices, clock=clock, frame_rate_hz=setup.frame_rate_hz, data_dir=data_dir, min_free_mb=min_free,
-        day=day, hooks=(feed, *hooks), operator=operator, outcome=outcome,
+        valve_calibration=setup.calibration, valve_safety=_valve_safety(config), day=day, hooks=(feed, *hooks),
+        operator=operator, outcome=outcome,
     ))
     complete, reason, _ = outcome(done.run)
     return ReplayResult(done.path, s.path, mode, done.run, n, feed.exhausted, complete, reason)
+
+
+def _valve_safety(config: dict[str, Any]) -> ValveSafety:
+    """The original's valve limits; sessions recorded before they existed get the defaults."""
+    try:
+        return ValveSafety.model_validate(config.get("valve_safety") or {})
+    except ValueError:
+        return ValveSafety()
 
 
 def _outcome(result: RunResult, feed: _OperatorFeed, s: Session, n: int) -> tuple[bool, str]:

@@ -24,6 +24,7 @@ from rig.runner.clock import SessionClock
 from rig.runner.devices import Devices
 from rig.runner.hooks import LoopHook
 from rig.runner.operator import Operator, OperatorQueue, apply_operator
+from rig.runner.valve_guard import Delivery, ValveGuard
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Runner:
         writer: SessionWriter,
         clock: SessionClock,
         frame_rate_hz: float,
+        valve_guard: ValveGuard,
         operator: OperatorQueue | None = None,
         hooks: tuple[LoopHook, ...] = (),
     ) -> None:
@@ -79,6 +81,7 @@ class Runner:
         self.writer = writer
         self.clock = clock
         self.period = 1.0 / frame_rate_hz
+        self.valve_guard = valve_guard  # every opening of the valve goes through it
         self.operator = operator or OperatorQueue()
         self.hooks = hooks
         self.iteration = 0  # the iteration being run; hooks use it to stamp what they log
@@ -92,7 +95,7 @@ class Runner:
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
         self._show_next = protocol.inter_trial.show_next
         self._cm_per_count = 1.0 / devices.ball.counts_per_cm
-        self._max_open_ms = devices.valve.max_open_ms
+        self._t = 0.0
 
     def request_stop(self) -> None:
         """Safe to call from a signal handler or another thread."""
@@ -127,7 +130,7 @@ class Runner:
         self._log_clock_maps(0, 0.0)
         step = self.engine.start(0.0)
         writer.events(0, step.events)
-        self._carry_out(0, step)
+        self._carry_out(0, 0.0, step)
         next_t = self.period
         i = 0
         while not step.state.done:
@@ -135,13 +138,14 @@ class Runner:
             self.iteration = i
             clock.wait_until(next_t)
             t = next_t if virtual else clock.now()
+            self._t = t
             w_start = perf()
 
             got = self._read_inputs(i)
             manual = self._take_operator(i, t)
             step = step_engine(self.engine, Inputs(got.ball_cm, got.licks, manual, self._paused), t,
                                self._stop_reason)
-            self._carry_out(i, step)
+            self._carry_out(i, t, step)
             swap_t = self._show(t, step.state)
             self._log(i, step)
             w_end = perf()
@@ -158,6 +162,7 @@ class Runner:
                     missed += skipped
                     next_t += skipped * self.period
 
+        self.close_flush(i, self._t, "session end")
         self._log_new_faults(i)
         end = next((e for e in reversed(step.events) if e.kind == EventKind.SESSION_END), None)
         reason = end.data.get("reason", "") if end is not None else self._stop_reason
@@ -199,30 +204,63 @@ class Runner:
         return _Inputs(ball_cm, onsets, last_input_t)
 
     def _take_operator(self, i: int, t: float) -> tuple[float, ...]:
-        """The operator's requests since the previous iteration, logged; returns the manual rewards."""
+        """The operator's requests since the previous iteration, logged; returns the manual rewards.
+
+        Operator rewards the valve guard would refuse (rate limit, water cap) never reach the engine: they
+        are logged as refused (not an engine input, so replays skip them) and as a fault."""
         actions = self.operator.drain()
         if not actions:
             return ()
+        accepted: list[Operator] = []
         for op in actions:
+            if op.action == "note":
+                self.writer.operator(i, t, "note", text=op.text)
+                continue
+            refusal = self.valve_guard.manual_refusal(t) if op.action == "manual_reward" else ""
+            if refusal:
+                self.writer.operator(i, t, "manual_reward_refused", volume_ul=op.volume_ul, reason=refusal)
+                self._fault(i, t, "valve", "refused", f"operator reward of {op.volume_ul:g} µl refused: {refusal}")
+                continue
             self.writer.operator(i, t, op.action, volume_ul=op.volume_ul)
-        manual, self._paused, self._stop_reason = apply_operator(actions, self._paused, self._stop_reason)
+            accepted.append(op)
+        manual, self._paused, self._stop_reason = apply_operator(accepted, self._paused, self._stop_reason)
         return manual
 
-    def _carry_out(self, i: int, step: Step) -> None:
-        """The engine's commands: valve pulses and cues, logged before they are sent."""
+    def _carry_out(self, i: int, t: float, step: Step) -> None:
+        """The engine's commands: valve pulses (through the guard) and cues, logged before they are sent."""
         if not step.commands:
             return
         self.writer.commands(i, step.commands)
         for cmd in step.commands:
             if cmd.kind == "valve":
-                duration = cmd.duration_ms
-                if duration > self._max_open_ms:
-                    # Safety first: a calibration that asks for more than the valve's maximum is cut.
-                    log.warning("valve pulse %.1f ms cut to the maximum %.1f ms", duration, self._max_open_ms)
-                    duration = self._max_open_ms
-                self.devices.valve.pulse(duration)
+                d = self.valve_guard.pulse(t, cmd.duration_ms, cmd.source, cmd.volume_ul)
+                self.writer.valve(i, "open", d.record())
+                if d.outcome != "delivered":
+                    self._fault(i, t, "valve", d.outcome, f"{cmd.source} reward of {cmd.volume_ul:g} µl "
+                                f"({cmd.duration_ms:.1f} ms) {d.outcome}: {d.reason}; delivered {d.volume_ul:.2f} µl")
             elif cmd.kind == "cue":
                 self.devices.cue.play(cmd.duration_ms, cmd.frequency_hz)
+
+    # ---- the valve outside the engine: flushes (from the command channel) ----------------------------
+
+    def open_flush(self, close_after_s: float, source: str) -> Delivery:
+        """Open the valve to flush the line, closed after close_after_s at most (never past max_open_ms)."""
+        i, t = self.iteration, self._t
+        d = self.valve_guard.open(t, close_after_s)
+        self.writer.valve(i, "open", d.record())
+        self.writer.operator(i, t, "valve_open", close_after_s=close_after_s, source=source, outcome=d.outcome,
+                             reason=d.reason)
+        if d.outcome != "delivered":
+            self._fault(i, t, "valve", d.outcome, f"flush of {close_after_s:g} s {d.outcome}: {d.reason}")
+        return d
+
+    def close_flush(self, i: int, t: float, reason: str) -> None:
+        """Close the valve now; always allowed (closing is always safe)."""
+        was_open = self.valve_guard.is_open
+        unused = self.valve_guard.close(t)
+        if was_open:
+            self.writer.valve(i, "close", {"t": t, "reason": reason, "unused_ul": unused})
+            self.writer.operator(i, t, "valve_close", reason=reason)
 
     def _show(self, t: float, state: State) -> float:
         """Draw the frame; returns the session time of the swap."""
@@ -243,13 +281,20 @@ class Runner:
                     self.rewards += 1
 
     def _housekeeping(self, i: int, t: float, wall: float) -> None:
-        """Driver faults and clock maps twice a second; the log flushed on its interval."""
+        """A flush closed at its limit; driver faults and clock maps twice a second; the log flushed."""
+        if self.valve_guard.tick(t):
+            self.writer.valve(i, "close", {"t": t, "reason": "limit", "unused_ul": 0.0})
+            self.writer.operator(i, t, "valve_close", reason="timeout")
         if i % FAULT_POLL_ITERATIONS == 0:
             self._log_new_faults(i)
             self._log_clock_maps(i, t)
         self.writer.tick(wall)
 
     # ---- bookkeeping -------------------------------------------------------------------------------
+
+    def _fault(self, i: int, t: float, source: str, kind: str, message: str) -> None:
+        self.writer.fault(i, t, source, kind, message)
+        log.warning("%s %s at t=%.3f s: %s", source, kind, t, message)
 
     def _log_new_faults(self, i: int) -> None:
         """Copy faults the drivers recorded since the last look into the session log."""

@@ -6,7 +6,8 @@ import queue
 from dataclasses import dataclass
 from typing import Literal
 
-OperatorAction = Literal["manual_reward", "pause", "resume", "stop"]
+OperatorAction = Literal["manual_reward", "pause", "resume", "stop", "note"]
+# The operator actions that are engine inputs (a note is logged, and changes nothing).
 OPERATOR_ACTIONS: tuple[OperatorAction, ...] = ("manual_reward", "pause", "resume", "stop")
 
 
@@ -16,6 +17,7 @@ class Operator:
 
     action: OperatorAction
     volume_ul: float = 0.0
+    text: str = ""  # a note's text
 
 
 def apply_operator(

@@ -26,7 +26,7 @@ import pydantic
 
 import rig
 from drivers.base import SyncOutput
-from rig.config import RigConfig
+from rig.config import RigConfig, ValveCalibration, ValveSafety
 from rig.datalog.header import ReplayOrigin, SessionFacts, Software
 from rig.datalog.writer import SessionWriter
 from rig.engine.machine import Engine
@@ -38,6 +38,7 @@ from rig.runner.hooks import LoopHook
 from rig.runner.loop import Runner, RunResult
 from rig.runner.operator import OperatorQueue
 from rig.runner.priority import Priority, raise_priority
+from rig.runner.valve_guard import ValveGuard
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class SessionPlan:
     frame_rate_hz: float
     data_dir: Path
     min_free_mb: float
+    valve_calibration: ValveCalibration
+    valve_safety: ValveSafety
     day: date | None = None  # the session's date folder; None: today
     priority: Priority | None = None  # raise the loop's priority to this; None: leave the process alone
     hooks: tuple[LoopHook, ...] = ()
@@ -89,7 +92,8 @@ def execute(plan: SessionPlan) -> Executed:
                 priority = raise_priority(plan.priority)
             clock.restart()  # the session timeline starts when the drivers are open and the loop begins
             writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
-            runner = Runner(plan.protocol, plan.engine, plan.devices, writer, clock, plan.frame_rate_hz,
+            guard = ValveGuard(plan.devices.valve, plan.valve_calibration, plan.valve_safety)
+            runner = Runner(plan.protocol, plan.engine, plan.devices, writer, clock, plan.frame_rate_hz, guard,
                             plan.operator, plan.hooks)
             result = runner.run()
         complete, reason, extra = (result.complete, result.reason, {}) if plan.outcome is None \
@@ -98,7 +102,8 @@ def execute(plan: SessionPlan) -> Executed:
             complete=complete,
             reason=reason,
             summary={"iterations": result.iterations, "missed_frames": result.missed_frames,
-                     "trials": result.trials, "rewards": result.rewards, "loop_priority": priority, **extra},
+                     "trials": result.trials, "rewards": result.rewards, "loop_priority": priority,
+                     "water_ul": guard.water_ul, **extra},
         )
     return Executed(writer.path, result)
 
@@ -241,7 +246,8 @@ def run_session(
     plan = SessionPlan(
         facts=facts, protocol=protocol, engine=Engine(protocol, seed, config.valve_calibration.duration_ms),
         devices=devices, clock=clock, frame_rate_hz=config.frame_rate_hz, data_dir=data_dir,
-        min_free_mb=config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz), day=options.date,
+        min_free_mb=config.min_free_disk_mb + needed_disk_mb(protocol, config.frame_rate_hz),
+        valve_calibration=config.valve_calibration, valve_safety=config.valve_safety, day=options.date,
         priority=config.loop_priority, hooks=hooks, operator=operator,
     )
     done = execute(plan)

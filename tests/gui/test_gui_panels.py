@@ -91,7 +91,7 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
         qtbot.waitUntil(lambda: w.link is not None and w.link.live is not None and len(w.link.live.frames) > 30,
                         timeout=20_000)
         info = read_lock("sim", locks)
-        assert info["replay_of"] == str(original.resolve()) and info["pid"] == proc.pid
+        assert info.replay_of == str(original.resolve()) and info.pid == proc.pid
         assert "Reattached" in w.banner.text() and w.link.hello.get("replay_of") == str(original.resolve())
         w.controls.stop.click()
         w.controls.stop.click()

@@ -196,7 +196,8 @@ def test_replay_of_an_operator_stopped_session_stops_at_the_same_iteration(tmp_p
 
 
 def test_cli_replay_publishes_telemetry_a_subscriber_receives_and_answers_commands(tmp_path):
-    from rig.control.telemetry import CommandClient, TelemetrySubscriber
+    from rig.control.client import CommandClient, TelemetrySubscriber
+    from rig.control.credentials import ClientCredential
 
     short = run_fast(tmp_path / "o", trials=2, seed=4)
     n_logged = len(Session.open(short).frames)
@@ -209,8 +210,9 @@ def test_cli_replay_publishes_telemetry_a_subscriber_receives_and_answers_comman
     try:
         line = proc.stderr.readline()  # the bound endpoints come first, before the replay starts
         assert line.startswith("rig replay: telemetry tcp://127.0.0.1:"), line
-        telemetry, commands = line.split()[3], line.split()[5]
-        with TelemetrySubscriber(telemetry) as sub, CommandClient(commands) as client:
+        telemetry, commands, cred_path = line.split()[3], line.split()[5], line.split()[7]
+        cred = ClientCredential.load(cred_path)
+        with TelemetrySubscriber(telemetry, cred) as sub, CommandClient(commands, cred) as client:
             hello = client.request("hello", timeout_s=20.0)
             assert hello["replay_of"] == str(short.resolve()) and hello["protocol"] == "train1_task"
             deadline = time.monotonic() + 60

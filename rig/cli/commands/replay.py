@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from rig.errors import ExitCode
 
 if TYPE_CHECKING:
-    from rig.control.telemetry import TelemetryHook
+    from rig.control.server import ControlServer
     from rig.replay.live import ReplayOptions
     from rig.runner.hooks import LoopHook
     from rig.runner.loop import Runner
@@ -138,22 +139,27 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
     with ExitStack() as stack:
         hooks = ()
         if args.telemetry or args.commands:
-            from rig.control.telemetry import LOOPBACK, TelemetryError, TelemetryHook
+            from rig.control.credentials import SessionKeys
+            from rig.control.server import LOOPBACK, ControlError, ControlServer
+            from rig.runner.lock import default_lock_dir, private_dir
 
+            keys = SessionKeys.generate()
             try:
-                hook = stack.enter_context(TelemetryHook(args.telemetry or LOOPBACK, args.commands or LOOPBACK))
-            except TelemetryError as e:
+                hook = stack.enter_context(ControlServer(keys, args.telemetry or LOOPBACK, args.commands or LOOPBACK))
+            except ControlError as e:
                 print(f"rig replay: {e}", file=sys.stderr)
                 return ExitCode.BAD_INPUT
+            cred = keys.write_client(private_dir(default_lock_dir()) / f"corridor-rig-replay-{os.getpid()}.cred")
+            stack.callback(cred.unlink, missing_ok=True)
             hook.info.update(replay_of=str(path.resolve()), animal=options.animal, display=options.display_source)
-            print(f"rig replay: telemetry {hook.telemetry_endpoint} commands {hook.commands_endpoint}",
-                  file=sys.stderr, flush=True)
+            print(f"rig replay: telemetry {hook.telemetry_endpoint} commands {hook.commands_endpoint} "
+                  f"credential {cred}", file=sys.stderr, flush=True)
             hooks = (hook,)
         return _replay_with(args, path, options, hooks)
 
 
 def _replay_with(
-    args: argparse.Namespace, path: Path, options: ReplayOptions, hooks: tuple[TelemetryHook, ...]
+    args: argparse.Namespace, path: Path, options: ReplayOptions, hooks: tuple[ControlServer, ...]
 ) -> int:
     from rig.datalog.reader import SessionError
     from rig.replay.live import ReplayError, replay_session

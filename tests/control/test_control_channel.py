@@ -1,11 +1,9 @@
-"""Telemetry hook and command channel on a real-time simulated session (real ZeroMQ on 127.0.0.1), and the
-one-session-per-rig lock of the runner process."""
+"""The control server (telemetry and commands) on a real-time simulated session over real, CURVE-authenticated
+ZeroMQ on 127.0.0.1, and the one-session-per-rig lock of the runner process."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -14,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from rig.control.telemetry import CommandClient, TelemetryError, TelemetryHook, TelemetrySubscriber
+from rig.control.client import CommandClient, TelemetrySubscriber, connect
+from rig.control.credentials import SessionKeys
+from rig.control.server import ControlError, ControlServer
 from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
-from rig.runner.lock import RigBusy, RigLock, lock_paths, read_lock
+from rig.runner.lock import read_lock
 from rig.runner.session import SessionOptions, run_session
 from tests.support.paths import REPO
 
@@ -26,9 +26,10 @@ class LiveSession:
     """run_session in a thread with a TelemetryHook, real-time; a client and a subscriber attached."""
 
     def __init__(self, tmp: Path, duration_s: float = 30.0) -> None:
-        self.hook = TelemetryHook()
-        self.sub = TelemetrySubscriber(self.hook.telemetry_endpoint)
-        self.client = CommandClient(self.hook.commands_endpoint)
+        self.keys = SessionKeys.generate()
+        self.hook = ControlServer(self.keys)
+        self.sub = TelemetrySubscriber(self.hook.telemetry_endpoint, self.keys.client)
+        self.client = CommandClient(self.hook.commands_endpoint, self.keys.client, label="test")
         protocol = load_protocol(REPO / "protocols" / "demo.yaml")
         config = load_config(REPO / "config" / "sim.yaml")
         options = SessionOptions(animal="t1", seed=5, duration_s=duration_s, data_dir=tmp)
@@ -48,7 +49,7 @@ class LiveSession:
         if self.thread.is_alive():
             try:
                 self.client.request("stop")
-            except TelemetryError:
+            except ControlError:
                 pass  # the loop already ended
         self.thread.join(20)
         assert not self.thread.is_alive()
@@ -61,6 +62,14 @@ class LiveSession:
 @pytest.fixture
 def live(tmp_path):
     s = LiveSession(tmp_path)
+    deadline = time.monotonic() + 10
+    while True:  # take control as soon as the session has started
+        try:
+            s.client.request("take_control")
+            break
+        except ControlError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     yield s
     if s.thread.is_alive():
         s.finish()
@@ -109,7 +118,7 @@ def test_pause_resume_stop_reach_the_loop(live):
     live.client.request("stop")
     live.thread.join(10)
     session = Session.open(live.result.path)
-    assert [o["action"] for o in session.operator] == ["pause", "resume", "stop"]
+    assert [o["action"] for o in session.operator] == ["take_control", "pause", "resume", "stop"]
     assert session.footer["reason"] == "operator stop"
     assert any(t == "end" for t, _ in live.collect(0.2))
     live.finish()
@@ -117,77 +126,55 @@ def test_pause_resume_stop_reach_the_loop(live):
 
 def test_bad_requests_get_clear_error_replies(live):
     live.collect(0.2)
-    with pytest.raises(TelemetryError, match="unknown action 'explode'"):
+    with pytest.raises(ControlError, match="unknown action 'explode'"):
         live.client.request("explode")
-    with pytest.raises(TelemetryError, match="volume_ul must be > 0"):
+    with pytest.raises(ControlError, match="volume_ul: Input should be greater than 0"):
         live.client.request("manual_reward", volume_ul=-1)
-    with pytest.raises(TelemetryError, match="close_after_s must be > 0 and <= the valve's max_open_ms"):
+    with pytest.raises(ControlError, match="close_after_s must be <= the valve's max_open_ms"):
         live.client.request("valve_open", close_after_s=3600)
+    with pytest.raises(ControlError, match="volume_ul: Input should be a valid number"):
+        live.client.request("manual_reward", volume_ul=True)  # a boolean is never a number
     raw = live.client._sock  # a malformed frame, as a buggy client would send
     raw.send_multipart([b"", b"{not json"])
     assert raw.poll(2000)
     reply = json.loads(raw.recv_multipart()[-1])
-    assert reply["ok"] is False and "not a JSON object" in reply["error"]
+    assert reply["ok"] is False and "not JSON" in reply["error"]
     live.finish()
 
 
 def test_request_to_a_dead_endpoint_times_out_clearly():
-    with CommandClient("tcp://127.0.0.1:9") as c, pytest.raises(TelemetryError, match="no reply .* within 0.2 s"):
+    keys = SessionKeys.generate()
+    with CommandClient("tcp://127.0.0.1:9", keys.client) as c, \
+            pytest.raises(ControlError, match="no reply .* within 0.2 s"):
         c.request("hello", timeout_s=0.2)
 
 
-# ---- one session per rig --------------------------------------------------------------------------
-
-
-def test_second_lock_is_refused_with_a_clear_message(tmp_path):
-    with RigLock.acquire("rigA", tmp_path, animal="M1", protocol="demo"):
-        assert read_lock("rigA", tmp_path)["animal"] == "M1"
-        with pytest.raises(RigBusy, match=r"rig 'rigA' is already running a session \(pid \d+, animal M1"):
-            RigLock.acquire("rigA", tmp_path)
-        RigLock.acquire("rigB", tmp_path).release()  # other rigs are independent
-    assert read_lock("rigA", tmp_path) is None
-    assert not any(p.exists() for p in lock_paths("rigA", tmp_path))
-
-
-def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
-    code = ("import sys, time; from rig.runner.lock import RigLock; "
-            f"RigLock.acquire('rigK', {str(tmp_path)!r}, animal='M9'); print('held', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        assert read_lock("rigK", tmp_path)["pid"] == proc.pid
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert all(p.exists() for p in lock_paths("rigK", tmp_path))  # the files are left behind ...
-    assert read_lock("rigK", tmp_path) is None  # ... but nobody holds them
-    with RigLock.acquire("rigK", tmp_path, animal="M10") as lock:
-        assert lock.info["pid"] == os.getpid()
-
-
 def test_runner_process_refuses_a_second_session_on_the_same_rig(tmp_path):
+    locks = tmp_path / "locks"
     argv = [sys.executable, "-m", "rig.cli.runner_process", "--protocol", "demo", "--duration", "30",
-            "--data", str(tmp_path / "data"), "--lock-dir", str(tmp_path)]
+            "--data", str(tmp_path / "data"), "--lock-dir", str(locks)]
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not ((info := read_lock("sim", tmp_path)) and info.get("session")):
+        while not ((info := read_lock("sim", locks)) and info.session):
             assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
             time.sleep(0.05)
         second = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         assert second.returncode == 3
         assert f"rig 'sim' is already running a session (pid {first.pid}" in second.stderr
-        with CommandClient(info["commands"]) as c:
-            assert c.request("hello", timeout_s=5)["session"] == info["session"]
+        with connect(info, label="test") as (c, _):
+            assert c.request("hello", timeout_s=5)["session"] == info.session
+            c.request("take_control", timeout_s=5)
             c.request("stop", timeout_s=5)
         out, _ = first.communicate(timeout=20)
         assert first.returncode == 1  # stopped early: incomplete, as `rig run` reports it
-        assert out.strip().splitlines()[-1] == info["session"]
+        assert out.strip().splitlines()[-1] == info.session
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert read_lock("sim", tmp_path) is None
+    assert read_lock("sim", locks) is None
+    assert not list(locks.glob("*.cred"))  # the credential goes with the session
 
 
 def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_path):
@@ -209,8 +196,9 @@ def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_
             pass
 
     meso = FramesEveryIteration(MesoscopeSettings(expected_rate_hz=30.0))
-    hook = TelemetryHook()
-    sub = TelemetrySubscriber(hook.telemetry_endpoint)
+    keys = SessionKeys.generate()
+    hook = ControlServer(keys)
+    sub = TelemetrySubscriber(hook.telemetry_endpoint, keys.client)
     time.sleep(0.2)  # PUB/SUB join
     protocol = load_protocol(REPO / "protocols" / "demo.yaml")
     config = load_config(REPO / "config" / "sim.yaml")
@@ -230,7 +218,7 @@ def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_
 
 
 def test_status_has_no_mesoscope_entry_without_a_mesoscope_hook(tmp_path):
-    hook = TelemetryHook()
+    hook = ControlServer(SessionKeys.generate())
     protocol = load_protocol(REPO / "protocols" / "demo.yaml")
     config = load_config(REPO / "config" / "sim.yaml")
     with hook:
