@@ -150,7 +150,8 @@ def test_closing_the_window_keeps_the_session_and_a_new_window_reattaches(qtbot,
         wait_for(qtbot, lambda: read_lock("sim", rig_dirs["locks"]) is None)
         wait_for(qtbot, lambda: Session.open(session_path).footer is not None)
         s = Session.open(session_path)
-        assert [o["action"] for o in s.operator if o["action"] != "take_control"] == ["manual_reward", "pause", "resume", "stop"]
+        actions = [o["action"] for o in s.operator if o["action"] != "take_control"]
+        assert actions == ["manual_reward", "pause", "resume", "stop"]
         assert s.footer["reason"] == "operator stop"
         assert again.controls.start.isEnabled()
     finally:
