@@ -255,12 +255,14 @@ class Runner:
         return d
 
     def close_flush(self, i: int, t: float, reason: str) -> None:
-        """Close the valve now; always allowed (closing is always safe)."""
-        was_open = self.valve_guard.is_open
+        """Close the valve now; always allowed (closing is always safe). At the session's end it is closed
+        (by the devices' close too) but logged only when something was open."""
+        was_open = self.valve_guard.open_at(t)
         unused = self.valve_guard.close(t)
-        if was_open:
-            self.writer.valve(i, "close", {"t": t, "reason": reason, "unused_ul": unused})
+        if was_open or reason != "session end":
             self.writer.operator(i, t, "valve_close", reason=reason)
+        if unused:
+            self.writer.valve(i, "close", {"t": t, "reason": reason, "unused_ul": unused})
 
     def _show(self, t: float, state: State) -> float:
         """Draw the frame; returns the session time of the swap."""

@@ -11,8 +11,12 @@ session timeline, for any sequence of requests from any source:
 
 Each decision is a `Delivery`: what was asked, what was really sent, the water that opening gives through
 the calibration, and why anything was cut or refused. The runner logs every one (valve.jsonl), so the
-water the record shows is the water the mouse got. The driver and the board firmware enforce
-max_open_ms again on their own: the guard is the first of three limits, not the only one.
+water the record shows is the water the mouse got.
+
+Every opening, a flush too, is a timed pulse that the device ends by itself (the board's timer, the DAQ's
+counter, the simulated valve's clock): a stalled or crashed host loop can never hold the valve open. A
+flush closed early is cut with close_valve(). The driver and the board firmware enforce max_open_ms again
+on their own: the guard is the first of three limits, not the only one.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class ValveGuard:
         self._open_until = -math.inf  # session time the current opening ends (a pulse's end, a flush's limit)
         self._closed_at = -math.inf  # when the last opening ended
         self._flush_open = False
+        self._opened_t = -math.inf
         self._manual: deque[float] = deque()  # times of accepted operator rewards in the last minute
 
     # ---- questions the command channel asks before it queues a request ------------------------------
@@ -71,7 +76,12 @@ class ValveGuard:
 
     @property
     def is_open(self) -> bool:
+        """A flush is under way (from the command channel's point of view)."""
         return self._flush_open
+
+    def open_at(self, t: float) -> bool:
+        """The valve is open at t (a reward's pulse or a flush)."""
+        return t < self._open_until
 
     # ---- openings ---------------------------------------------------------------------------------
 
@@ -99,7 +109,7 @@ class ValveGuard:
         return self._opened(t, source, duration_ms, sent, requested_ul, "; ".join(reasons))
 
     def open(self, t: float, close_after_s: float) -> Delivery:
-        """A flush: open now, closed by `close()` or by `tick()` at close_after_s (at most max_open_ms)."""
+        """A flush: a pulse of close_after_s (at most max_open_ms), which `close()` may cut short."""
         self.tick(t)
         requested = close_after_s * 1000.0
         refusal = self._refusal(t)
@@ -115,30 +125,29 @@ class ValveGuard:
             sent, reason = self._ms_for(left_ul), f"cut to the {self.safety.max_session_water_ul:g} µl session cap"
             if sent <= 0:
                 return Delivery(t, "flush", requested, 0.0, 0.0, 0.0, "refused", reason)
-        self.valve.open_valve()
+        self.valve.pulse(sent)
         self._flush_open = True
         # Counted as planned; close() corrects it to what was really open.
         return self._opened(t, "flush", requested, sent, 0.0, reason)
 
     def close(self, t: float) -> float:
-        """Close now (always allowed). Returns the µl a flush cut short did not deliver (0 otherwise)."""
+        """Close now (always allowed): cuts any opening under way, a reward's or a flush's. Returns the µl
+        the cut opening did not deliver (0 when nothing was open), already taken off `water_ul`."""
         self.valve.close_valve()
+        self._flush_open = False
         unused = 0.0
-        if self._flush_open:
-            self._flush_open = False
-            if t < self._open_until:
-                planned_ms = (self._open_until - self._opened_t) * 1000.0
-                really_ms = max(0.0, (t - self._opened_t) * 1000.0)
-                unused = self.calibration.volume_ul(planned_ms) - self.calibration.volume_ul(really_ms)
-                self.water_ul -= unused
-                self._open_until = t
-        self._closed_at = max(self._closed_at, min(t, self._open_until)) if self._open_until > -math.inf else t
+        if t < self._open_until:
+            planned_ms = (self._open_until - self._opened_t) * 1000.0
+            really_ms = max(0.0, (t - self._opened_t) * 1000.0)
+            unused = self.calibration.volume_ul(planned_ms) - self.calibration.volume_ul(really_ms)
+            self.water_ul -= unused
+            self._open_until = max(t, self._opened_t)
+            self._closed_at = self._open_until
         return unused
 
     def tick(self, t: float) -> bool:
-        """Once per iteration: close a flush that has reached its limit. True when it closed one."""
+        """Once per iteration: note that a flush's pulse has ended by itself. True when one just ended."""
         if self._flush_open and t >= self._open_until:
-            self.valve.close_valve()
             self._flush_open = False
             self._closed_at = self._open_until
             return True
