@@ -151,7 +151,8 @@ def test_a_session_whose_reward_the_valve_cannot_give_records_the_truth(tmp_path
     and the record shows what the valve gave, not what was asked for."""
     cfg = yaml.safe_load((REPO / "config" / "sim.yaml").read_text())
     cfg["drivers"]["valve"]["max_open_ms"] = 20.0
-    cfg["valve_calibration"] = {"points": [{"duration_ms": 10, "volume_ul": 1.0}, {"duration_ms": 50, "volume_ul": 5.0}]}
+    cfg["valve_calibration"] = {"points": [{"duration_ms": 10, "volume_ul": 1.0},
+                                           {"duration_ms": 50, "volume_ul": 5.0}]}
     path = tmp_path / "short-valve.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run = subprocess.run([sys.executable, "-m", "rig.cli", "run", "train1_task", "--config", str(path), "--fast",
