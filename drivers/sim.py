@@ -215,8 +215,12 @@ class SimValve(_SimDevice):
             self._world.give_water(now, self.max_open_ms)
 
     def close_valve(self) -> None:
-        # Allowed when closed too: shutting the valve must always work.
-        self._end_hold(self._session_clock.now())
+        # Allowed when closed too: shutting the valve must always work. It cuts a pulse under way.
+        now = self._session_clock.now()
+        self._end_hold(now)
+        if self._openings and self._openings[-1].t_close > now:
+            last = self._openings[-1]
+            self._openings[-1] = ValveOpening(last.t_open, max(now, last.t_open), last.requested_ms)
 
     def _expire(self, now: float) -> None:
         start = self._held_since

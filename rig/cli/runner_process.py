@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.BUSY
     except ControlError as e:
         print(f"rig runner: {e}", file=sys.stderr)
-        return ExitCode.FAULT
+        return e.exit_code
 
 
 def replay_main(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from rig.control.wire import (
     parse_request,
 )
 from rig.engine.records import EventKind, Step
-from rig.errors import RigError
+from rig.errors import ExitCode, RigError
 from rig.runner.hooks import LoopHook
 from rig.runner.operator import Operator
 
@@ -61,7 +61,13 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class ControlError(RigError):
-    """A socket could not be bound, an endpoint is not allowed, or a request failed or timed out."""
+    """A socket could not be bound, or a request failed or timed out."""
+
+
+class EndpointRefused(ControlError):
+    """An endpoint the control channel will not listen on (beyond loopback without --allow-remote)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def check_endpoint(endpoint: str, allow_remote: bool) -> None:
@@ -70,10 +76,10 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> None:
     if parts.scheme in ("ipc", "inproc"):
         return
     if parts.scheme != "tcp":
-        raise ControlError(f"{endpoint}: only tcp:// and ipc:// endpoints are served")
+        raise EndpointRefused(f"{endpoint}: only tcp:// and ipc:// endpoints are served")
     host = (parts.hostname or "").strip("[]")
     if host not in LOOPBACK_HOSTS and not allow_remote:
-        raise ControlError(f"{endpoint}: refusing to listen beyond loopback; bind 127.0.0.1, or allow remote "
+        raise EndpointRefused(f"{endpoint}: refusing to listen beyond loopback; bind 127.0.0.1, or allow remote "
                            "control explicitly (--allow-remote: still CURVE-authenticated)")
 
 
