@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rig.mesoscope.link import MesoscopeLink, frames_to_array
-from rig.mesoscope.protocol import FrameMsg
+from rig.mesoscope.messages import FrameMsg
 from rig.sync.reconcile import reconcile, sync_report
 
 CLOCK_OFFSET_S = -1000.0  # mesoscope clock = host clock + this

@@ -2,9 +2,11 @@
 
 It serves the real Bridge and, once the rig sends `start`, produces frames at a set rate with optional
 jitter and injected faults: dropped messages, duplicated messages, missed TTL edges, stalls, restarts
-and sudden death. What a frame-clock driver would have recorded, and what really happened, go to a
-ground-truth file (JSON lines: t = edge time on this host's perf_counter, acq, frame, ttl = edge
-emitted, msgs = messages sent) so tests and benchmarks can check the rig's reconciliation.
+(of the acquisition, or of the whole bridge, which then numbers acquisitions from 1 again) and sudden
+death. What a frame-clock driver would have recorded, and what really happened, go to a ground-truth
+file (JSON lines: t = edge time on this host's perf_counter, run = bridge run from 0, acq, frame,
+ttl = edge emitted, msgs = messages sent) so tests and benchmarks can check the rig's reconciliation.
+If the bridge's service thread ever dies, the emulator says why on stderr and exits with status 4.
 
     python -m rig.mesoscope.emulator --rate 3.17 --planes 1 --drop-every 50 --truth truth.jsonl
 
@@ -22,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +47,7 @@ class EmulatorConfig:
     stall_s: float = 1.0
     restart_at: tuple[int, ...] = ()  # stop and restart the acquisition after these frames
     restart_pause_s: float = 0.3
+    bridge_restart_at: tuple[int, ...] = ()  # close the bridge (no stop message) and open a new one
     die_at: int = 0  # exit abruptly (no stop message) after this frame
     max_frames: int = 0  # stop by itself after this many frames; 0 = until told to stop
     ignore_start: bool = False  # acknowledge start but never acquire (a hung ScanImage)
@@ -75,15 +79,27 @@ class _Commands:
         self.q.put(("stop", ""))
 
 
+class BridgeDied(RuntimeError):
+    """The bridge's service thread is gone: the emulator must not look alive without it."""
+
+
 class Emulator:
     def __init__(self, cfg: EmulatorConfig, bridge: Bridge, commands: _Commands, truth: IO[str] | None,
-                 quit_event: threading.Event) -> None:
+                 quit_event: threading.Event, reopen: Callable[[Bridge], Bridge] | None = None) -> None:
         self.cfg, self.bridge, self.commands, self.truth, self.quit = cfg, bridge, commands, truth, quit_event
+        self.reopen = reopen
         self.rng = random.Random(cfg.seed)
         self.overall = 0
+        self.run_index = 0
+
+    def _check_bridge(self) -> None:
+        failure = self.bridge.service_failure
+        if failure is not None:
+            raise BridgeDied(failure)
 
     def run(self) -> None:
         while not self.quit.is_set():
+            self._check_bridge()
             try:
                 cmd, stem = self.commands.q.get(timeout=0.1)
             except queue.Empty:
@@ -96,6 +112,7 @@ class Emulator:
         while True:
             if self.quit.is_set():
                 return "quit"
+            self._check_bridge()
             try:
                 cmd, _ = self.commands.q.get_nowait()
                 if cmd == "stop":
@@ -129,8 +146,8 @@ class Emulator:
                     self.bridge.frame(frame, t + cfg.clock_offset_s)
                 ttl = not (cfg.ttl_drop_every and n % cfg.ttl_drop_every == 0)
                 if self.truth is not None:
-                    self.truth.write(json.dumps({"t": t, "acq": acq, "frame": frame, "ttl": ttl,
-                                                 "msgs": msgs}) + "\n")
+                    self.truth.write(json.dumps({"t": t, "run": self.run_index, "acq": acq, "frame": frame,
+                                                 "ttl": ttl, "msgs": msgs}) + "\n")
                     self.truth.flush()
                 if cfg.die_at and n >= cfg.die_at:
                     time.sleep(0.05)  # let the service thread publish what is queued, then die
@@ -138,6 +155,14 @@ class Emulator:
                 if cfg.max_frames and n >= cfg.max_frames:
                     self.bridge.acquisition_stopped("max_frames reached")
                     return
+                if n in cfg.bridge_restart_at and self.reopen is not None:
+                    # A crashed-and-restarted bridge: no acq_stop, a new instance numbering from 1.
+                    time.sleep(0.05)  # the frames already reported are published first
+                    self.bridge = self.reopen(self.bridge)
+                    self.run_index += 1
+                    if self._sleep_until(time.perf_counter() + cfg.restart_pause_s) is not None:
+                        return
+                    break
                 if n in cfg.restart_at:
                     self.bridge.acquisition_stopped("restart")
                     if self._sleep_until(time.perf_counter() + cfg.restart_pause_s) is not None:
@@ -164,6 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stall-at", type=_ints, default=(), metavar="F[,F...]")
     p.add_argument("--stall-s", type=float, default=1.0)
     p.add_argument("--restart-at", type=_ints, default=(), metavar="F[,F...]")
+    p.add_argument("--bridge-restart-at", type=_ints, default=(), metavar="F[,F...]",
+                   help="restart the bridge itself (new instance, acquisitions from 1) after these frames")
     p.add_argument("--die-at", type=int, default=0, metavar="F")
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--ignore-start", action="store_true")
@@ -179,7 +206,8 @@ def config_from_args(a: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         rate_hz=a.rate, planes=a.planes, jitter_ms=a.jitter_ms, drop_every=a.drop_every,
         duplicate_every=a.duplicate_every, ttl_drop_every=a.ttl_drop_every, stall_at=a.stall_at,
-        stall_s=a.stall_s, restart_at=a.restart_at, die_at=a.die_at, max_frames=a.max_frames,
+        stall_s=a.stall_s, restart_at=a.restart_at, bridge_restart_at=a.bridge_restart_at, die_at=a.die_at,
+        max_frames=a.max_frames,
         ignore_start=a.ignore_start, clock_offset_s=a.clock_offset, seed=a.seed)
 
 
@@ -205,10 +233,21 @@ def main(argv: list[str] | None = None) -> int:
         def meso_clock() -> float:
             return time.perf_counter() + cfg.clock_offset_s
 
-        with Bridge(a.cmd, a.frames, commands, keys=keys, clock=meso_clock) as bridge:
-            print("READY " + json.dumps({"cmd": bridge.endpoint_cmd, "frames": bridge.endpoint_frames,
-                                         "pid": os.getpid()}), flush=True)
-            Emulator(cfg, bridge, commands, truth, quit_event).run()
+        def reopen(old: Bridge) -> Bridge:
+            old.close()
+            return Bridge(old.endpoint_cmd, old.endpoint_frames, commands, keys=keys, clock=meso_clock).open()
+
+        bridge = Bridge(a.cmd, a.frames, commands, keys=keys, clock=meso_clock).open()
+        print("READY " + json.dumps({"cmd": bridge.endpoint_cmd, "frames": bridge.endpoint_frames,
+                                     "pid": os.getpid()}), flush=True)
+        emulator = Emulator(cfg, bridge, commands, truth, quit_event, reopen)
+        try:
+            emulator.run()
+        except BridgeDied as e:
+            print(f"rig mesoscope-sim: {e}", file=sys.stderr, flush=True)
+            return 4
+        finally:
+            emulator.bridge.close()
     finally:
         if truth is not None:
             truth.close()

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from rig.mesoscope.bridge import Bridge
 from rig.mesoscope.keys import generate_keypair, is_loopback, load_keypair, require_keys_for
 from rig.mesoscope.link import MesoscopeLink
-from rig.mesoscope.protocol import (
+from rig.mesoscope.messages import (
     MAX_MESSAGE_BYTES,
     Ack,
     AcqStartMsg,
     FrameMsg,
     HeartbeatMsg,
     PingCmd,
-    ProtocolError,
+    MessageError,
     StartCmd,
     decode_ack,
     decode_command,
@@ -57,7 +57,7 @@ def test_receive_time_is_never_sent() -> None:
 @pytest.mark.parametrize(
     ("data", "kind", "text"),
     [
-        (b"\xff\x00", "malformed", "not UTF-8 JSON"),
+        (b"\xff\x00", "malformed", "not UTF-8"),
         (b"[1, 2]", "malformed", "JSON list, not an object"),
         (b'{"v": 2, "type": "ping", "id": 1, "t_rig": 0}', "version", "has v=2; this side speaks v=1"),
         (b'{"v": 1, "type": "start", "id": 1, "stem": "../../etc"}', "malformed", "start.stem"),
@@ -67,13 +67,13 @@ def test_receive_time_is_never_sent() -> None:
     ],
 )
 def test_bad_commands_are_rejected_with_what_and_where(data: bytes, kind: str, text: str) -> None:
-    with pytest.raises(ProtocolError, match=text) as err:
+    with pytest.raises(MessageError, match=text) as err:
         decode_command(data)
     assert err.value.kind == kind
 
 
 def test_encoding_an_oversized_message_is_refused() -> None:
-    with pytest.raises(ProtocolError, match="oversized"):
+    with pytest.raises(MessageError, match="oversized"):
         encode(StartCmd(id=1, stem="s", metadata={"notes": "x" * MAX_MESSAGE_BYTES}))
 
 
@@ -91,7 +91,7 @@ def test_decoding_arbitrary_bytes_only_ever_raises_protocol_error(data: bytes) -
     for decode in (decode_command, decode_stream, decode_ack):
         try:
             decode(data)
-        except ProtocolError:
+        except MessageError:
             pass
 
 
