@@ -20,6 +20,7 @@ the rig cannot miss the first messages.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import math
 import queue
@@ -61,7 +62,7 @@ from rig.mesoscope.messages import (
 log = logging.getLogger(__name__)
 
 JOIN_TOPIC = b"join:"
-_TOKEN = re.compile(rb"^[0-9a-f]{1,64}$")
+_TOKEN = re.compile(rb"[0-9a-f]{1,64}")
 MAX_JOINED = 256  # join tokens remembered (oldest forgotten first)
 COMMANDS_PER_PASS = 1000  # commands read before the service thread publishes and beats again
 
@@ -185,6 +186,7 @@ class Bridge:
         self._seq = 0
         self._joined: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._failure: str | None = None
+        self._ack_injections: list[bytes] = []
         self._pending: _PendingStart | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -252,7 +254,7 @@ class Bridge:
     def acquisition_started(self, stem: str, frame_rate_hz: float, planes: int) -> int:
         """ScanImage (or the emulator) began acquiring; returns the new acquisition number. Raises
         ValueError (and reports nothing) for arguments the protocol cannot carry."""
-        if not isinstance(stem, str) or not re.match(STEM_PATTERN, stem):
+        if not isinstance(stem, str) or not re.fullmatch(STEM_PATTERN.strip("^$"), stem):
             raise ValueError(f"stem {stem!r} is not a plain file stem ({STEM_PATTERN})")
         frame_rate_hz = _number("frame_rate_hz", frame_rate_hz, 1e-9, MAX_RATE_HZ)
         planes = _integer("planes", planes, 1, MAX_PLANES)
@@ -301,6 +303,10 @@ class Bridge:
         with self._lock:
             return self._acq.state
 
+    def has_joined(self, token: str) -> bool:
+        """Whether a rig's frame subscription with this join token has reached the bridge."""
+        return token in self._joined
+
     @property
     def service_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -313,6 +319,21 @@ class Bridge:
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return "the bridge's service thread ended unexpectedly"
         return None
+
+    # ---- fault injection (the emulator's misbehaving-bridge faults; tests) --------------------------
+
+    def inject_stream(self, raw: bytes | None = None, fields: dict[str, Any] | None = None) -> None:
+        """Publish bytes as they are (`raw`), or `fields` as JSON stamped with this bridge's instance and
+        next seq unless they set their own (NaN and huge values allowed): in order with real messages."""
+        if (raw is None) == (fields is None):
+            raise ValueError("inject_stream takes raw bytes or fields")
+        self._outbox.q.put(("raw", {"raw": raw} if raw is not None else {"fields": dict(fields or {})}))
+        self._wake()
+
+    def inject_ack(self, raw: bytes) -> None:
+        """Send `raw` to the rig just before the next ack (any command)."""
+        with self._lock:
+            self._ack_injections.append(raw)
 
     def _post(self, kind: str, fields: dict[str, Any]) -> None:
         fields["t_bridge"] = self.clock()
@@ -375,7 +396,21 @@ class Bridge:
             next_beat = self.clock() + self.heartbeat_s
         return next_beat
 
+    def _publish_injected(self, xpub: zmq.Socket, what: dict[str, Any]) -> None:
+        data = what.get("raw")
+        if data is None:
+            fields = {"v": 1, "instance": self.instance, "seq": self._seq, "t_bridge": self.clock(), **what["fields"]}
+            self._seq += 1
+            data = json.dumps(fields).encode()
+        try:
+            xpub.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            log.error("frame stream send buffer full; injected message dropped")
+
     def _publish(self, xpub: zmq.Socket, kind: str, fields: dict[str, Any]) -> None:
+        if kind == "raw":
+            self._publish_injected(xpub, fields)
+            return
         model = {"acq_start": AcqStartMsg, "frame": FrameMsg, "acq_stop": AcqStopMsg,
                  "heartbeat": HeartbeatMsg}[kind]
         try:
@@ -415,7 +450,7 @@ class Bridge:
             if not topic.startswith(JOIN_TOPIC) or sub[:1] == b"\x00":
                 continue
             token = topic[len(JOIN_TOPIC):]
-            if not _TOKEN.match(token):
+            if not _TOKEN.fullmatch(token):
                 self.counters.bad_subscriptions += 1
                 continue
             self._joined[token.decode("ascii")] = None
@@ -461,7 +496,11 @@ class Bridge:
             text = None if error is None else error[:1000]
             ack = Ack(id=cmd_id, ok=ok, error=text, state=state, acquisition=a.acquisition, frames=a.frames,
                       frame_rate_hz=a.frame_rate_hz, planes=a.planes, t_bridge=self.clock(), t_rig=t_rig)
+        with self._lock:
+            injected, self._ack_injections = self._ack_injections, []
         try:
+            for raw in injected:
+                router.send_multipart([identity, raw], zmq.NOBLOCK)
             router.send_multipart([identity, encode(ack)], zmq.NOBLOCK)
         except zmq.Again:
             log.error("could not send the ack for command %d: peer gone or not reading", cmd_id)

@@ -8,6 +8,11 @@ file (JSON lines: t = edge time on this host's perf_counter, run = bridge run fr
 ttl = edge emitted, msgs = messages sent) so tests and benchmarks can check the rig's reconciliation.
 If the bridge's service thread ever dies, the emulator says why on stderr and exits with status 4.
 
+A misbehaving bridge: `--inject FILE` (JSON lines) sends extra messages after given frames, on the
+stream or just before the next ack: {"after_frame": N, "channel": "stream" | "ack", "hex": BYTES} or,
+stream only, {"after_frame": N, "fields": {...}, "pad": BYTES_OF_PADDING}, fields stamped with the
+bridge's instance and next seq unless they give their own.
+
     python -m rig.mesoscope.emulator --rate 3.17 --planes 1 --drop-every 50 --truth truth.jsonl
 
 The first line on stdout is `READY {"cmd": ENDPOINT, "frames": ENDPOINT, "pid": PID}`.
@@ -48,6 +53,7 @@ class EmulatorConfig:
     restart_at: tuple[int, ...] = ()  # stop and restart the acquisition after these frames
     restart_pause_s: float = 0.3
     bridge_restart_at: tuple[int, ...] = ()  # close the bridge (no stop message) and open a new one
+    inject: tuple[Injection, ...] = ()  # extra messages from a misbehaving bridge
     die_at: int = 0  # exit abruptly (no stop message) after this frame
     max_frames: int = 0  # stop by itself after this many frames; 0 = until told to stop
     ignore_start: bool = False  # acknowledge start but never acquire (a hung ScanImage)
@@ -64,6 +70,41 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.jitter_ms < 0 or self.jitter_ms * 1e-3 * 6 > 1 / self.rate_hz:
             raise ValueError(f"jitter_ms={self.jitter_ms}: must be >= 0 and under a sixth of the period")
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One extra message a misbehaving bridge sends after frame `after_frame` (overall count)."""
+
+    after_frame: int
+    channel: str  # "stream" | "ack"
+    raw: bytes | None = None
+    fields: dict[str, Any] | None = None
+
+
+def read_injections(path: Path) -> tuple[Injection, ...]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            channel = d.get("channel", "stream")
+            if channel not in ("stream", "ack"):
+                raise ValueError(f"channel {channel!r} is not stream or ack")
+            if "hex" in d:
+                inj = Injection(int(d["after_frame"]), channel, raw=bytes.fromhex(d["hex"]))
+            else:
+                if channel != "stream":
+                    raise ValueError("fields are for the stream; give an ack as hex")
+                fields = dict(d["fields"])
+                if d.get("pad"):
+                    fields["pad"] = "x" * int(d["pad"])
+                inj = Injection(int(d["after_frame"]), channel, fields=fields)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: not an injection ({e})") from None
+        out.append(inj)
+    return tuple(out)
 
 
 class _Commands:
@@ -144,6 +185,12 @@ class Emulator:
                     2 if cfg.duplicate_every and n % cfg.duplicate_every == 0 else 1)
                 for _ in range(msgs):
                     self.bridge.frame(frame, t + cfg.clock_offset_s)
+                for inj in cfg.inject:
+                    if inj.after_frame == n:
+                        if inj.channel == "ack" and inj.raw is not None:
+                            self.bridge.inject_ack(inj.raw)
+                        else:
+                            self.bridge.inject_stream(raw=inj.raw, fields=inj.fields)
                 ttl = not (cfg.ttl_drop_every and n % cfg.ttl_drop_every == 0)
                 if self.truth is not None:
                     self.truth.write(json.dumps({"t": t, "run": self.run_index, "acq": acq, "frame": frame,
@@ -192,6 +239,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bridge-restart-at", type=_ints, default=(), metavar="F[,F...]",
                    help="restart the bridge itself (new instance, acquisitions from 1) after these frames")
     p.add_argument("--die-at", type=int, default=0, metavar="F")
+    p.add_argument("--inject", type=Path, metavar="FILE",
+                   help="misbehave: extra messages after given frames (JSON lines, see the module doc)")
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--ignore-start", action="store_true")
     p.add_argument("--clock-offset", type=float, default=0.0, help="mesoscope clock - host clock, s")
@@ -207,7 +256,7 @@ def config_from_args(a: argparse.Namespace) -> EmulatorConfig:
         rate_hz=a.rate, planes=a.planes, jitter_ms=a.jitter_ms, drop_every=a.drop_every,
         duplicate_every=a.duplicate_every, ttl_drop_every=a.ttl_drop_every, stall_at=a.stall_at,
         stall_s=a.stall_s, restart_at=a.restart_at, bridge_restart_at=a.bridge_restart_at, die_at=a.die_at,
-        max_frames=a.max_frames,
+        max_frames=a.max_frames, inject=read_injections(a.inject) if a.inject else (),
         ignore_start=a.ignore_start, clock_offset_s=a.clock_offset, seed=a.seed)
 
 

@@ -364,7 +364,11 @@ class MesoscopeLink:
                 self._service_dealer()
                 continue
             ack = self._read_ack()
-            if ack is None or ack.id != cmd.id:
+            if ack is None:
+                continue
+            if ack.id != cmd.id:  # a late reply to an earlier request
+                with self._lock:
+                    self.counters.stale_acks += 1
                 continue
             if not ack.ok:
                 raise CommandRefused(f"the mesoscope bridge refused '{cmd.type}': {ack.error}")

@@ -296,7 +296,27 @@ def _prior_for(prior: ClockFit | dict[int, ClockFit] | None, acq: int, meso: np.
         raise ValueError(f"reconcile: acquisition {acq} has no receive times and there is no clock prior")
     meso, recv = meso[ok], recv[ok]
     long_enough = len(meso) >= 3 and (meso.max() - meso.min()) > 10 * period
-    return fit_clock_offset(meso, recv, fit_scale=long_enough)
+    return _robust_fit(meso, recv, long_enough, period)
+
+
+def _robust_fit(x: np.ndarray, y: np.ndarray, fit_scale: bool, tol: float) -> ClockFit:
+    """A line through (x, y) that a minority of points far off it cannot move: a median slope (of pairs
+    half the span apart) and median offset pick the points within `tol` of the line, and a least-squares
+    fit is made on those alone."""
+    slope = 1.0
+    if fit_scale and len(x) >= 4:
+        order = np.argsort(x, kind="stable")
+        xs, ys = x[order], y[order]
+        h = len(xs) // 2
+        dx, dy = xs[h:2 * h] - xs[:h], ys[h:2 * h] - ys[:h]
+        good = dx > 0
+        if good.any():
+            slope = float(np.median(dy[good] / dx[good]))
+    offset = float(np.median(y - slope * x))
+    near = np.abs(y - (offset + slope * x)) <= tol
+    if not near.any():
+        return fit_clock_offset(x, y, fit_scale=fit_scale)
+    return fit_clock_offset(x[near], y[near], fit_scale=fit_scale and int(near.sum()) >= 3)
 
 
 def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | Iterable[Any], *,

@@ -1,8 +1,10 @@
-"""Mesoscope wire protocol, CURVE key files, and fuzzed input on both ends of the link."""
+"""Mesoscope wire messages and their bounded decoders, CURVE key files, and bad input on both ends of the
+link (the hypothesis fuzzers over real sockets are in test_mesoscope_fuzz.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 import stat
 import time
 from pathlib import Path
@@ -22,8 +24,8 @@ from rig.mesoscope.messages import (
     AcqStartMsg,
     FrameMsg,
     HeartbeatMsg,
-    PingCmd,
     MessageError,
+    PingCmd,
     StartCmd,
     decode_ack,
     decode_command,
@@ -70,6 +72,93 @@ def test_bad_commands_are_rejected_with_what_and_where(data: bytes, kind: str, t
     with pytest.raises(MessageError, match=text) as err:
         decode_command(data)
     assert err.value.kind == kind
+
+
+_STOP = b'{"v": 1, "type": "stop", "id": %s}'
+_PING = b'{"v": 1, "type": "ping", "id": 1, "t_rig": %s}'
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "text"),
+    [
+        (b'{"v": true, "type": "stop", "id": 1}', "version", "v=True"),  # a boolean is no version
+        (b'{"v": 1.0, "type": "stop", "id": 1}', "version", "v=1.0"),
+        (b'{"v": "1", "type": "stop", "id": 1}', "version", "v='1'"),
+        (b'{"type": "stop", "id": 1}', "version", "v=None"),
+        (_STOP % b"true", "malformed", "stop.id: Input should be a valid integer"),
+        (_STOP % b"1.0", "malformed", "stop.id"),
+        (_STOP % b"-1", "malformed", "stop.id"),
+        (_STOP % str(2**53 + 1).encode(), "malformed", "stop.id"),  # beyond the JSON-safe range
+        (_STOP % (b"9" * 20), "malformed", "an integer of 20 digits"),
+        (_STOP % (b"9" * 5000), "malformed", "an integer of 5000 digits"),  # used to be a ValueError
+        (_PING % b"NaN", "malformed", "NaN (only finite numbers)"),
+        (_PING % b"-Infinity", "malformed", "-Infinity"),
+        (_PING % b"1e999", "malformed", "a number out of range"),
+        (_PING % b"true", "malformed", "ping.t_rig"),
+        (_PING % b"1e13", "malformed", "ping.t_rig"),  # no clock reads that
+        (b'{"v": 1, "type": "stop", "id": 1, "id": 2}', "malformed", "duplicate key 'id'"),
+        (b"[" * 60_000, "too_deep", "deeper than 8"),  # used to be a RecursionError
+        (b'{"v": 1, "type": "start", "id": 1, "stem": "s", "metadata": {"a": [[[[[[[[1]]]]]]]]}}', "too_deep",
+         "deeper than 8"),
+        (b'{"v": 1, "type": "start", "id": 1, "stem": "s", "metadata": {"a": "[[[[[[[[[[[[[["}}', None, ""),
+        ('{"v": 1, "type": "stop", "id": 1}'.encode("utf-16"), "malformed", "not UTF-8"),
+        (b'{"v": 1, "type": "start", "id": 1, "stem": "s", "subscriber": "not hex"}', "malformed", "subscriber"),
+    ],
+)
+def test_the_command_decoder_is_bounded_and_exact(data: bytes, kind: str | None, text: str) -> None:
+    if kind is None:  # brackets inside a string are not nesting
+        assert decode_command(data).type == "start"
+        return
+    with pytest.raises(MessageError, match=re.escape(text)) as err:
+        decode_command(data)
+    assert err.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"ok": 1}, "ack: ok: Input should be a valid boolean"),
+        ({"state": "flying"}, "ack: state"),
+        ({"frames": True}, "ack: frames"),
+        ({"t_bridge": "3"}, "ack: t_bridge"),
+        ({"error": "x" * 1001}, "ack: error"),
+        ({"planes": 1001}, "ack: planes"),
+    ],
+)
+def test_the_ack_decoder_refuses_wrong_types_and_ranges(change: dict, text: str) -> None:
+    ok = {"v": 1, "type": "ack", "id": 3, "ok": True}
+    assert decode_ack(json.dumps(ok).encode()).ok is True
+    with pytest.raises(MessageError, match=re.escape(text)):
+        decode_ack(json.dumps({**ok, **change}).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"frame": 0}, "frame.frame"),
+        ({"frame": True}, "frame.frame"),
+        ({"plane": -1}, "frame.plane"),
+        ({"plane": 1000}, "frame.plane"),
+        ({"acquisition": 0}, "frame.acquisition"),
+        ({"instance": ""}, "frame.instance"),
+        ({"instance": "a/b"}, "frame.instance"),
+        ({"t_meso": None}, "frame.t_meso"),
+        ({"seq": 2**53 + 1}, "frame.seq"),
+        ({"type": "framed"}, "does not match any of the expected tags"),
+    ],
+)
+def test_the_stream_decoder_refuses_wrong_types_and_ranges(change: dict, text: str) -> None:
+    good = json.loads(encode(_frame(1)))
+    assert decode_stream(json.dumps(good).encode()) == _frame(1)
+    with pytest.raises(MessageError, match=re.escape(text)):
+        decode_stream(json.dumps({**good, **change}).encode())
+
+
+def test_nan_in_a_frame_message_is_refused_whatever_the_spelling() -> None:
+    good = encode(_frame(1))
+    for token in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+        with pytest.raises(MessageError, match="malformed"):
+            decode_stream(good.replace(b'"t_meso":2.5', b'"t_meso":' + token))
 
 
 def test_encoding_an_oversized_message_is_refused() -> None:
