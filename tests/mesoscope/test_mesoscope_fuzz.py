@@ -206,6 +206,7 @@ class StreamRig:
                     self.accepted += 1
                 else:
                     self.refused += 1
+                    self.stats["hostile"] += 1  # one duplicate too many: refused like the rest
             elif kind == "hostile":
                 self._send(data)
                 self.refused += 1
@@ -555,7 +556,8 @@ api_call = st.one_of(  # valid starts often enough for frames to be published
     *[st.tuples(st.just("frame"), st.one_of(st.integers(1, 500), st.integers(1, 500), st.integers(1, 500), _any_bad),
                 st.one_of(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), _any_bad),
                 st.one_of(st.none(), st.integers(0, 1), st.none(), _any_bad),
-                st.one_of(st.none(), st.integers(0, 300), st.none(), _any_bad))] * 3,
+                st.one_of(st.none(), st.integers(0, 300), st.none(), _any_bad))] * 2,
+    *[st.tuples(st.just("frame"), st.integers(1, 500), st.floats(-1e6, 1e6), st.none(), st.none())] * 3,
     st.tuples(st.just("stop"), st.one_of(st.text(max_size=300), _any_bad)),
 )
 
