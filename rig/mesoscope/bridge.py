@@ -31,7 +31,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import zmq
 from pydantic import ValidationError
@@ -53,6 +53,7 @@ from rig.mesoscope.messages import (
     MessageError,
     PingCmd,
     StartCmd,
+    State,
     StatusCmd,
     StopCmd,
     decode_command,
@@ -492,7 +493,7 @@ class Bridge:
              t_rig: float | None = None) -> None:
         with self._lock:
             a = self._acq
-            state = "starting" if self._pending is not None and a.state == "idle" else a.state
+            state = cast(State, "starting" if self._pending is not None and a.state == "idle" else a.state)
             text = None if error is None else error[:1000]
             ack = Ack(id=cmd_id, ok=ok, error=text, state=state, acquisition=a.acquisition, frames=a.frames,
                       frame_rate_hz=a.frame_rate_hz, planes=a.planes, t_bridge=self.clock(), t_rig=t_rig)

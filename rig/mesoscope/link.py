@@ -142,13 +142,16 @@ class _StreamState:
 
 
 class _Reconnecting:
-    """A connecting socket's monitor: after ZeroMQ drops the connection (an oversized message, a failed
-    handshake: libzmq does not reconnect after those), connect again, at most once per interval_s.
-    Used only from the thread that owns the socket."""
+    """A connecting socket's monitor: when ZeroMQ drops the connection and does not try again by itself
+    (after an oversized message or a failed handshake libzmq gives up; after a peer's ordinary close it
+    retries, and keeps what was received), connect again, at most once per interval_s. Used only from
+    the thread that owns the socket."""
 
-    def __init__(self, sock: zmq.Socket, endpoint: str, interval_s: float = 0.2) -> None:
-        self.sock, self.endpoint, self.interval_s = sock, endpoint, interval_s
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    _RETRYING = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, grace_s: float = 0.3, interval_s: float = 0.2) -> None:
+        self.sock, self.endpoint, self.grace_s, self.interval_s = sock, endpoint, grace_s, interval_s
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | self._RETRYING)
         self._due: float | None = None
         self._last = -1e9
 
@@ -156,11 +159,13 @@ class _Reconnecting:
         """Read monitor events; reconnect when one is due. True when it reconnected."""
         for _ in range(100):
             try:
-                recv_monitor_message(self.monitor, zmq.NOBLOCK)
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
             except zmq.Again:
                 break
-            if self._due is None:
-                self._due = max(now, self._last + self.interval_s)
+            if event == zmq.EVENT_DISCONNECTED:
+                self._due = max(now + self.grace_s, self._last + self.interval_s)
+            elif event & self._RETRYING:
+                self._due = None  # libzmq is on it
         if self._due is None or now < self._due:
             return False
         self._due, self._last = None, now
@@ -553,17 +558,15 @@ class MesoscopeLink:
         try:
             while not self._stop_rx.is_set():
                 ready = dict(poller.poll(20 if mon.pending else 50))
-                if mon.monitor in ready or mon.pending:
-                    if mon.service(self.clock()):
-                        self._reconnected("frames", self.endpoint_frames)
-                if sub not in ready:
-                    continue
-                for _ in range(RECEIVE_BATCH):
-                    try:
-                        data = sub.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_stream_safely(self.clock(), data)
+                if sub in ready:  # read what arrived before looking at the connection's state
+                    for _ in range(RECEIVE_BATCH):
+                        try:
+                            data = sub.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_stream_safely(self.clock(), data)
+                if (mon.monitor in ready or mon.pending) and mon.service(self.clock()):
+                    self._reconnected("frames", self.endpoint_frames)
         except BaseException as e:  # noqa: BLE001 - record why, so the session hook can say so
             self._rx_failure = f"the mesoscope link's receiver thread died: {type(e).__name__}: {e}"
             log.error("%s\n%s", self._rx_failure, traceback.format_exc())

@@ -58,9 +58,11 @@ _ROW_DTYPE = np.dtype(
     ]
 )
 
+_ROW_NAMES: tuple[str, ...] = tuple(_ROW_DTYPE.names or ())
+_MSG_NAMES: tuple[str, ...] = tuple(MSG_DTYPE.names or ())
 FRAME_DTYPE = np.dtype(
     [("index", "i8")]  # 0-based row number in time order: what every ...Fr field counts
-    + [(n, _ROW_DTYPE.fields[n][0].str) for n in _ROW_DTYPE.names]
+    + [(n, _ROW_DTYPE[n].str) for n in _ROW_NAMES]
     + [("bridge_run", "i4"), ("bridge_acquisition", "i4")]  # -1 with acquisition -1
 )
 
@@ -173,11 +175,11 @@ def as_msg_array(frame_msgs: np.ndarray | Iterable[Any]) -> np.ndarray:
     optional = ("acquisition", "bridge_run", "bridge_acquisition")
     if isinstance(frame_msgs, np.ndarray) and frame_msgs.dtype.names:
         names = frame_msgs.dtype.names
-        missing = [n for n in MSG_DTYPE.names if n not in names and n not in optional]
+        missing = [n for n in _MSG_NAMES if n not in names and n not in optional]
         if missing:
             raise ValueError(f"frame message array lacks fields {missing}")
         out = np.zeros(len(frame_msgs), MSG_DTYPE)
-        for n in MSG_DTYPE.names:
+        for n in _MSG_NAMES:
             if n in names:
                 out[n] = frame_msgs[n]
         if "acquisition" not in names:
@@ -333,11 +335,6 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
     msgs = _consistent(msgs_given[np.isfinite(msgs_given["mesoscope_time"]) & (msgs_given["frame"] >= 1)])
     # Frame numbers beyond this many missing per acquisition are counted, not given a row each.
     max_fill = 1000 + 4 * (len(ttl_all) + len(msgs))
-    periods = [_nominal_period(msgs["frame"][sel], msgs["mesoscope_time"][sel], np.zeros(0))
-               for sel in (msgs["acquisition"] == a for a in np.unique(msgs["acquisition"]))
-               if np.unique(msgs["frame"][sel]).size >= 2]
-    ttl, bounced = _debounce(ttl_all, float(np.median(periods)) if periods else None)
-
     # One entry per (acquisition, frame): the first received; the rest count as duplicates.
     order = np.lexsort((msgs["rig_receive_time"], msgs["frame"], msgs["acquisition"]))
     msgs_sorted = msgs[order]
@@ -347,6 +344,15 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
         first[1:] = key[1:] != key[:-1]
     uniq = msgs_sorted[first]
     counts = np.diff(np.append(np.flatnonzero(first), len(msgs_sorted)))
+
+    periods = [_nominal_period(uniq["frame"][sel], uniq["mesoscope_time"][sel], np.zeros(0))
+               for sel in (uniq["acquisition"] == a for a in np.unique(uniq["acquisition"]))
+               if int(sel.sum()) >= 2]
+    debounce = float(np.median(periods)) if periods else None
+    if debounce is not None and len(ttl_all) >= 3:
+        # Too long a period would merge real edges: never longer than the edges' own median interval.
+        debounce = min(debounce, float(np.median(np.diff(ttl_all))))
+    ttl, bounced = _debounce(ttl_all, debounce)
 
     free = np.ones(len(ttl), bool)
     ttl_owner = np.full(len(ttl), -1, np.int64)  # acquisition that claimed the edge
@@ -386,12 +392,12 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
         m, cnt, match, period = per_acq[acq]
         fit = fits[acq]
         for j in range(len(m)):
-            i = int(match[j])
-            t_ttl = ttl[i] if i >= 0 else np.nan
-            t = t_ttl if i >= 0 else float(fit.to_rig(m["mesoscope_time"][j]))
+            e = int(match[j])  # the matched edge, -1 for none
+            t_ttl = float(ttl[e]) if e >= 0 else np.nan
+            t = t_ttl if e >= 0 else float(fit.to_rig(m["mesoscope_time"][j]))
             rows.append((t, t_ttl, acq, int(m["frame"][j]), int(m["plane"][j]), float(m["mesoscope_time"][j]),
-                         float(m["rig_receive_time"][j]), int(cnt[j]), i < 0, False, cnt[j] > 1,
-                         bool(bounced[i]) if i >= 0 else False, False, ai > 0 and j == 0))
+                         float(m["rig_receive_time"][j]), int(cnt[j]), e < 0, False, cnt[j] > 1,
+                         bool(bounced[e]) if e >= 0 else False, False, ai > 0 and j == 0))
         filled, not_filled = _fill_unmessaged(acq, ai, m, fit, period, ttl, bounced, orphan_by_acq[acq], max_fill)
         rows.extend(filled)
         if not_filled:
@@ -403,7 +409,7 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
     built = np.array(rows, dtype=_ROW_DTYPE) if rows else np.zeros(0, _ROW_DTYPE)
     built = built[np.lexsort((built["scanimage_frame"], built["time"]))]
     table = np.zeros(len(built), FRAME_DTYPE)
-    for n in _ROW_DTYPE.names:
+    for n in _ROW_NAMES:
         table[n] = built[n]
     table["index"] = np.arange(len(table))
     bridge = {int(a): (int(r), int(b)) for a, r, b in
@@ -445,14 +451,16 @@ def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: ClockFit, period: fl
         lo = k - 1 if k > 0 else None
         hi = k if k < len(m) else None
         if lo is not None and hi is not None:
-            est = (int(frames[lo]) + round((tm - meso[lo]) / period) if tm - meso[lo] <= meso[hi] - tm
-                   else int(frames[hi]) - round((meso[hi] - tm) / period))
-            frame = _nearest_free(est, int(frames[lo]), int(frames[hi]), taken | known)
+            before, after = tm - float(meso[lo]), float(meso[hi]) - tm
+            est = (int(frames[lo]) + round(before / period) if before <= after
+                   else int(frames[hi]) - round(after / period))
+            # No known frame lies between two neighbours, so only the numbers taken here can clash.
+            frame = _nearest_free(est, int(frames[lo]), int(frames[hi]), taken)
         elif lo is not None:
-            est = int(frames[lo]) + max(1, round((tm - meso[lo]) / period))
+            est = int(frames[lo]) + max(1, round((tm - float(meso[lo])) / period))
             frame = est if est not in taken else -1
         else:
-            est = int(frames[hi]) - max(1, round((meso[hi] - tm) / period))
+            est = int(frames[hi]) - max(1, round((float(meso[hi]) - tm) / period))
             frame = est if est >= 1 and est not in taken else -1
         if frame > 0:
             taken.add(frame)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rig.mesoscope.bridge import Bridge
+from rig.mesoscope.faults import FaultLog
 from rig.mesoscope.keys import generate_keypair, is_loopback, load_keypair, require_keys_for
 from rig.mesoscope.link import MesoscopeLink
 from rig.mesoscope.messages import (
@@ -32,6 +33,7 @@ from rig.mesoscope.messages import (
     decode_stream,
     encode,
 )
+from rig.mesoscope.stream import StreamGuard
 
 
 def _frame(seq: int, frame: int = 1) -> FrameMsg:
@@ -292,3 +294,62 @@ def test_bridge_counts_fuzzed_commands_and_keeps_serving() -> None:
             assert link.status().state == "idle"
             link.start("stem_001", {"x": 1})
         assert ctrl.calls == ["start stem_001"]
+
+
+# ---- the stream's plausibility checks, and fault counting ---------------------------------------
+
+
+def _start(seq: int, acquisition: int = 1, rate: float = 10.0, planes: int = 2) -> AcqStartMsg:
+    return AcqStartMsg(instance="abc", seq=seq, t_bridge=0.0, acquisition=acquisition, stem="s",
+                       frame_rate_hz=rate, planes=planes)
+
+
+def _f(seq: int, frame: int, *, plane: int = 0, acquisition: int = 1, instance: str = "abc") -> FrameMsg:
+    return FrameMsg(instance=instance, seq=seq, t_bridge=1.0, acquisition=acquisition, frame=frame, plane=plane,
+                    volume=0, t_meso=2.5)
+
+
+def test_stream_guard_bounds_frame_numbers_by_rate_and_time_and_keeps_every_real_frame() -> None:
+    g = StreamGuard(t_open=100.0, slack_s=5.0)
+    g.check(_start(0), 100.0)
+    # at 10 Hz, 3 s after acq_start: up to 10 x (3 + 5) + 2 x 2 + 10 = 94
+    g.check(_f(1, 94), 103.0)
+    with pytest.raises(MessageError, match="implausible.*frame 95 .* more than 10 Hz"):
+        g.check(_f(2, 95), 103.0)
+    with pytest.raises(MessageError, match="plane 2 .* 2 planes"):
+        g.check(_f(2, 3, plane=2), 103.0)
+    with pytest.raises(MessageError, match="implausible.*frame 1000000000000"):
+        g.check(_f(2, 10**12), 103.0)
+    assert g.check(_f(2, 3), 103.0).seq_gap == 0  # a refused message changes nothing
+
+
+def test_stream_guard_sequence_numbers_restarts_and_duplicates() -> None:
+    g = StreamGuard(t_open=0.0, max_msgs_per_frame=3)
+    assert g.check(_start(10), 0.0).new_instance
+    with pytest.raises(MessageError, match="seq 100000 jumps"):  # one forged seq cannot make the rest "replays"
+        g.check(_f(100_000, 1), 0.01)
+    assert g.check(_f(14, 1), 0.01).seq_gap == 3
+    assert g.check(_f(14, 1), 0.02).out_of_order  # a replay is kept (a duplicate), and counted
+    g.check(_f(15, 1), 0.03)
+    with pytest.raises(MessageError, match="more than 3 messages for frame 1"):
+        g.check(_f(16, 1), 0.04)
+    with pytest.raises(MessageError, match="acq_start of acquisition 1, but 1 already started"):
+        g.check(_start(17), 0.05)
+    with pytest.raises(MessageError, match="acquisition 500 after 1"):
+        g.check(_f(17, 1, acquisition=500), 0.05)
+    restart = g.check(_f(0, 1, instance="new"), 0.06)  # a restarted bridge numbering from 1 again
+    assert restart.new_instance and restart.restart
+
+
+def test_fault_log_reports_each_kind_once_then_one_summary_per_interval() -> None:
+    log = FaultLog(interval_s=1.0)
+    for i in range(1000):
+        log.note(10.0 + i * 0.001, "stream_malformed", f"bad {i}")
+    log.note(10.5, "stream_implausible", "frame 10**12")
+    first = log.take(10.6)
+    assert [(f.kind, f.count) for f in first] == [("stream_malformed", 1), ("stream_implausible", 1)]
+    assert log.take(10.7) == []  # repeats wait for the interval
+    (summary,) = log.take(11.1)
+    assert (summary.kind, summary.count, summary.message) == ("stream_malformed", 999, "bad 999")
+    assert "999 like this" in summary.text()
+    assert log.totals == {"stream_malformed": 1000, "stream_implausible": 1}
