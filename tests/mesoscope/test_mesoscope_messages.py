@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,29 @@ def test_fault_log_reports_each_kind_once_then_one_summary_per_interval() -> Non
     assert (summary.kind, summary.count, summary.message) == ("stream_malformed", 999, "bad 999")
     assert "999 like this" in summary.text()
     assert log.totals == {"stream_malformed": 1000, "stream_implausible": 1}
+
+
+def test_the_bridge_service_thread_survives_a_bug_and_a_death_is_reported_within_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig.mesoscope.emulator import BridgeDied, Emulator, EmulatorConfig, _Commands
+
+    real = Bridge._serve_once
+    calls = {"n": 0}
+
+    def buggy(self: Bridge, *args: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyError("a bug: survived, counted")
+        if calls["n"] == 6:
+            raise SystemExit("a bug that escapes every handler")
+        return real(self, *args)
+
+    monkeypatch.setattr(Bridge, "_serve_once", buggy)
+    with Bridge("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", _Recorder(), heartbeat_s=0.01) as bridge:
+        _wait(lambda: bridge.service_failure is not None and not bridge.service_alive, "the thread to die", 1.0)
+        assert bridge.counters.service_errors == 1
+        assert "SystemExit: a bug that escapes every handler" in (bridge.service_failure or "")
+        t0 = time.monotonic()
+        with pytest.raises(BridgeDied, match="service thread died"):  # the emulator exits (status 4) on it
+            Emulator(EmulatorConfig(), bridge, _Commands(), None, threading.Event()).run()
+        assert time.monotonic() - t0 < 1.0
