@@ -7,6 +7,7 @@ and lost TTL edges. Per rate it reports:
   at least one path, those whose TTL edge was lost (time from the clock fit), and those lost on both paths
   (time interpolated, so off by the frame jitter); frames given the wrong number or missing.
 Goal (issue 5): alignment error below 1 ms with no frame misassigned, at 3 Hz and at 60 Hz.
+Then (issue 11) the bounded decoders' cost per message, valid and worst-case hostile, in microseconds.
 
     python benchmarks/bench_mesoscope.py                   # 3 Hz for 30 s and 60 Hz for 30 s
     python benchmarks/bench_mesoscope.py --seconds 10
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rig.mesoscope.link import MesoscopeLink, frames_to_array
-from rig.mesoscope.protocol import FrameMsg
+from rig.mesoscope.messages import MAX_MESSAGE_BYTES, FrameMsg, MessageError, decode_stream, encode
 from rig.sync.reconcile import reconcile, sync_report
 
 CLOCK_OFFSET_S = -1000.0  # mesoscope clock = host clock + this
@@ -85,7 +86,7 @@ def run_rate(rate: float, seconds: float, workdir: Path) -> dict:
     rows = table.rows
     err_seen, err_no_ttl, err_both, wrong = [], [], [], 0
     for r in rows:
-        key = (int(r["acquisition"]), int(r["frame"]))
+        key = (int(r["bridge_acquisition"]), int(r["scanimage_frame"]))
         if key not in t_true:
             wrong += 1
             continue
@@ -101,7 +102,8 @@ def run_rate(rate: float, seconds: float, workdir: Path) -> dict:
     report = sync_report(table, ping_fit)
     return {
         "rate_hz": rate, "frames_emulated": len(truth), "frames_in_table": len(rows),
-        "frames_missing_from_table": len(set(t_true) - {(int(r["acquisition"]), int(r["frame"])) for r in rows}),
+        "frames_missing_from_table": len(set(t_true) - {(int(r["bridge_acquisition"]), int(r["scanimage_frame"]))
+                                                          for r in rows}),
         "frames_misassigned": wrong, "messages_received": len(frames),
         "ttl_lost": sum(not r["ttl"] for r in truth), "messages_lost": sum(r["msgs"] == 0 for r in truth),
         "latency_ms": {"p50": float(np.percentile(latency, 50)), "p99": float(np.percentile(latency, 99)),
@@ -115,6 +117,32 @@ def run_rate(rate: float, seconds: float, workdir: Path) -> dict:
     }
 
 
+def decoder_costs(repeat: int = 200) -> dict:
+    """Microseconds per decode_stream call (median of `repeat`): a valid frame, and the worst refusals."""
+    frame = FrameMsg(instance="abc", seq=1, t_bridge=1.0, acquisition=1, frame=1, plane=0, volume=0, t_meso=2.0)
+    good = encode(frame)
+    cases = {
+        "valid frame": good,
+        "64 KiB of [": b"[" * (MAX_MESSAGE_BYTES - 1),
+        "64 KiB string": b'{"v": 1, "type": "frame", "x": "' + b"a" * (MAX_MESSAGE_BYTES - 40) + b'"}',
+        "5000-digit int": good.replace(b'"frame":1', b'"frame":' + b"9" * 5000),
+        "NaN time": good.replace(b'"t_meso":2.0', b'"t_meso":NaN'),
+        "over 64 KiB": b" " * (MAX_MESSAGE_BYTES + 1),
+    }
+    out = {}
+    for name, data in cases.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            try:
+                decode_stream(data)
+            except MessageError:
+                pass
+            times.append(time.perf_counter() - t0)
+        out[name] = round(float(np.median(times)) * 1e6, 1)
+    return {"decode_us": out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=30.0, help="acquisition length per rate")
@@ -123,6 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for rate in a.rates:
             print(json.dumps(run_rate(rate, a.seconds, Path(d))), flush=True)
+    print(json.dumps(decoder_costs()), flush=True)
 
 
 if __name__ == "__main__":

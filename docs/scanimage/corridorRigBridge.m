@@ -42,7 +42,11 @@ switch evt.EventName
             int64(hSI.hStackManager.actualNumSlices));
     case 'frameAcquired'
         stripe = hSI.hDisplay.stripeDataBuffer{hSI.hDisplay.stripeDataBufferPointer};
-        bridge.frame(int64(stripe.frameNumberAcq), acqT0 + stripe.frameTimestamp);
+        try  % the bridge refuses values the protocol cannot carry (a Python ValueError); ScanImage goes on
+            bridge.frame(int64(stripe.frameNumberAcq), acqT0 + stripe.frameTimestamp);
+        catch err
+            warning('corridorRigBridge:frame', 'corridor rig bridge: frame not reported: %s', err.message);
+        end
     case {'acqModeDone', 'acqAbort'}
         bridge.acquisition_stopped(evt.EventName);
 end
@@ -50,6 +54,18 @@ end
 
 function runRigCommands(bridge)
 % Carry out the rig's queued commands; never blocks (take() returns None when the queue is empty).
+% Also watches the bridge's service thread: if it has died, say so once (the rig sees the heartbeats
+% stop); 'close' then 'open' starts a new bridge.
+persistent reported
+failure = bridge.service_failure;
+if ~isa(failure, 'py.NoneType')
+    if isempty(reported) || ~reported
+        warning('corridorRigBridge:bridgeDied', 'corridor rig bridge: %s', char(failure));
+        reported = true;
+    end
+    return
+end
+reported = false;
 hSI = evalin('base', 'hSI');
 cmd = bridge.controller.take();
 while ~isa(cmd, 'py.NoneType')

@@ -328,8 +328,9 @@ class ControlServer(LoopHook):
             "alive": bool(getattr(link, "alive", False)) if link is not None else False,
             "frames": n, "rate_hz": rate,
             "drops": int(getattr(counters, "seq_gaps", 0) or 0),
-            "rejected": sum(int(getattr(counters, k, 0) or 0) for k in ("malformed", "oversized", "wrong_version",
-                                                                         "out_of_order")),
+            "rejected": int(getattr(counters, "refused", 0) or 0),
+            "receiver_alive": getattr(link, "receiver_failure", None) is None,
+            "reconnects": int(getattr(counters, "reconnects", 0) or 0),
             # The link stamps frames with perf_counter (the rig clock), like `wall` here.
             "last_frame_age_s": None if last_t is None else round(max(wall - last_t, 0.0), 3),
             "imaging_gaps": len(gaps),

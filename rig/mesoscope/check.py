@@ -19,7 +19,7 @@ from rig.config import driver_registry
 from rig.mesoscope.config import MesoscopeSettings
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import FrameRateMismatch, LinkError, MesoscopeLink, frames_to_array
-from rig.mesoscope.protocol import FrameMsg
+from rig.mesoscope.messages import FrameMsg
 from rig.runner.clock import RealClock
 from rig.sync.reconcile import reconcile, sync_report
 

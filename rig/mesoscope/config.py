@@ -37,8 +37,13 @@ class MesoscopeSettings(Frozen):
     keys: MesoscopeKeys | None = Field(None, description="CURVE keys; required for a non-loopback endpoint")
     expected_rate_hz: float = Field(gt=0, le=10_000, description="frame-clock rate of the scan layout")
     rate_tolerance: float = Field(0.05, gt=0, lt=1, description="relative rate mismatch that refuses a start")
-    start_timeout_s: float = Field(15.0, gt=0, le=600, description="wait for the first frames")
+    start_timeout_s: float = Field(15.0, gt=0, le=600,
+                                   description="wait for imaging to begin (the pre-roll's own length comes on top)")
     min_frames: int = Field(5, ge=2, le=10_000, description="frames to see (and rate-check) before the task")
+    pre_roll_frames: int = Field(20, ge=0, le=100_000,
+                                 description="frames imaged before the task starts (at least min_frames)")
+    post_roll_frames: int = Field(20, ge=0, le=100_000,
+                                  description="frames imaged after the task ends, before the stop")
     command_timeout_s: float = Field(2.0, gt=0, le=60, description="wait for each acknowledgement")
     silence_s: float = Field(2.0, gt=0, le=60, description="bridge silence that counts as the mesoscope dead")
     ping_interval_s: float = Field(5.0, ge=0, le=600, description="clock pings during the session; 0 = none")

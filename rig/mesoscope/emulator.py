@@ -2,9 +2,16 @@
 
 It serves the real Bridge and, once the rig sends `start`, produces frames at a set rate with optional
 jitter and injected faults: dropped messages, duplicated messages, missed TTL edges, stalls, restarts
-and sudden death. What a frame-clock driver would have recorded, and what really happened, go to a
-ground-truth file (JSON lines: t = edge time on this host's perf_counter, acq, frame, ttl = edge
-emitted, msgs = messages sent) so tests and benchmarks can check the rig's reconciliation.
+(of the acquisition, or of the whole bridge, which then numbers acquisitions from 1 again) and sudden
+death. What a frame-clock driver would have recorded, and what really happened, go to a ground-truth
+file (JSON lines: t = edge time on this host's perf_counter, run = bridge run from 0, acq, frame,
+ttl = edge emitted, msgs = messages sent) so tests and benchmarks can check the rig's reconciliation.
+If the bridge's service thread ever dies, the emulator says why on stderr and exits with status 4.
+
+A misbehaving bridge: `--inject FILE` (JSON lines) sends extra messages after given frames, on the
+stream or just before the next ack: {"after_frame": N, "channel": "stream" | "ack", "hex": BYTES} or,
+stream only, {"after_frame": N, "fields": {...}, "pad": BYTES_OF_PADDING}, fields stamped with the
+bridge's instance and next seq unless they give their own.
 
     python -m rig.mesoscope.emulator --rate 3.17 --planes 1 --drop-every 50 --truth truth.jsonl
 
@@ -22,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +52,8 @@ class EmulatorConfig:
     stall_s: float = 1.0
     restart_at: tuple[int, ...] = ()  # stop and restart the acquisition after these frames
     restart_pause_s: float = 0.3
+    bridge_restart_at: tuple[int, ...] = ()  # close the bridge (no stop message) and open a new one
+    inject: tuple[Injection, ...] = ()  # extra messages from a misbehaving bridge
     die_at: int = 0  # exit abruptly (no stop message) after this frame
     max_frames: int = 0  # stop by itself after this many frames; 0 = until told to stop
     ignore_start: bool = False  # acknowledge start but never acquire (a hung ScanImage)
@@ -62,6 +72,41 @@ class EmulatorConfig:
             raise ValueError(f"jitter_ms={self.jitter_ms}: must be >= 0 and under a sixth of the period")
 
 
+@dataclass(frozen=True)
+class Injection:
+    """One extra message a misbehaving bridge sends after frame `after_frame` (overall count)."""
+
+    after_frame: int
+    channel: str  # "stream" | "ack"
+    raw: bytes | None = None
+    fields: dict[str, Any] | None = None
+
+
+def read_injections(path: Path) -> tuple[Injection, ...]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            channel = d.get("channel", "stream")
+            if channel not in ("stream", "ack"):
+                raise ValueError(f"channel {channel!r} is not stream or ack")
+            if "hex" in d:
+                inj = Injection(int(d["after_frame"]), channel, raw=bytes.fromhex(d["hex"]))
+            else:
+                if channel != "stream":
+                    raise ValueError("fields are for the stream; give an ack as hex")
+                fields = dict(d["fields"])
+                if d.get("pad"):
+                    fields["pad"] = "x" * int(d["pad"])
+                inj = Injection(int(d["after_frame"]), channel, fields=fields)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: not an injection ({e})") from None
+        out.append(inj)
+    return tuple(out)
+
+
 class _Commands:
     """Controller: hands start/stop from the bridge's thread to the frame loop."""
 
@@ -75,15 +120,27 @@ class _Commands:
         self.q.put(("stop", ""))
 
 
+class BridgeDied(RuntimeError):
+    """The bridge's service thread is gone: the emulator must not look alive without it."""
+
+
 class Emulator:
     def __init__(self, cfg: EmulatorConfig, bridge: Bridge, commands: _Commands, truth: IO[str] | None,
-                 quit_event: threading.Event) -> None:
+                 quit_event: threading.Event, reopen: Callable[[Bridge], Bridge] | None = None) -> None:
         self.cfg, self.bridge, self.commands, self.truth, self.quit = cfg, bridge, commands, truth, quit_event
+        self.reopen = reopen
         self.rng = random.Random(cfg.seed)
         self.overall = 0
+        self.run_index = 0
+
+    def _check_bridge(self) -> None:
+        failure = self.bridge.service_failure
+        if failure is not None:
+            raise BridgeDied(failure)
 
     def run(self) -> None:
         while not self.quit.is_set():
+            self._check_bridge()
             try:
                 cmd, stem = self.commands.q.get(timeout=0.1)
             except queue.Empty:
@@ -96,6 +153,7 @@ class Emulator:
         while True:
             if self.quit.is_set():
                 return "quit"
+            self._check_bridge()
             try:
                 cmd, _ = self.commands.q.get_nowait()
                 if cmd == "stop":
@@ -127,10 +185,16 @@ class Emulator:
                     2 if cfg.duplicate_every and n % cfg.duplicate_every == 0 else 1)
                 for _ in range(msgs):
                     self.bridge.frame(frame, t + cfg.clock_offset_s)
+                for inj in cfg.inject:
+                    if inj.after_frame == n:
+                        if inj.channel == "ack" and inj.raw is not None:
+                            self.bridge.inject_ack(inj.raw)
+                        else:
+                            self.bridge.inject_stream(raw=inj.raw, fields=inj.fields)
                 ttl = not (cfg.ttl_drop_every and n % cfg.ttl_drop_every == 0)
                 if self.truth is not None:
-                    self.truth.write(json.dumps({"t": t, "acq": acq, "frame": frame, "ttl": ttl,
-                                                 "msgs": msgs}) + "\n")
+                    self.truth.write(json.dumps({"t": t, "run": self.run_index, "acq": acq, "frame": frame,
+                                                 "ttl": ttl, "msgs": msgs}) + "\n")
                     self.truth.flush()
                 if cfg.die_at and n >= cfg.die_at:
                     time.sleep(0.05)  # let the service thread publish what is queued, then die
@@ -138,6 +202,14 @@ class Emulator:
                 if cfg.max_frames and n >= cfg.max_frames:
                     self.bridge.acquisition_stopped("max_frames reached")
                     return
+                if n in cfg.bridge_restart_at and self.reopen is not None:
+                    # A crashed-and-restarted bridge: no acq_stop, a new instance numbering from 1.
+                    time.sleep(0.05)  # the frames already reported are published first
+                    self.bridge = self.reopen(self.bridge)
+                    self.run_index += 1
+                    if self._sleep_until(time.perf_counter() + cfg.restart_pause_s) is not None:
+                        return
+                    break
                 if n in cfg.restart_at:
                     self.bridge.acquisition_stopped("restart")
                     if self._sleep_until(time.perf_counter() + cfg.restart_pause_s) is not None:
@@ -164,7 +236,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stall-at", type=_ints, default=(), metavar="F[,F...]")
     p.add_argument("--stall-s", type=float, default=1.0)
     p.add_argument("--restart-at", type=_ints, default=(), metavar="F[,F...]")
+    p.add_argument("--bridge-restart-at", type=_ints, default=(), metavar="F[,F...]",
+                   help="restart the bridge itself (new instance, acquisitions from 1) after these frames")
     p.add_argument("--die-at", type=int, default=0, metavar="F")
+    p.add_argument("--inject", type=Path, metavar="FILE",
+                   help="misbehave: extra messages after given frames (JSON lines, see the module doc)")
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--ignore-start", action="store_true")
     p.add_argument("--clock-offset", type=float, default=0.0, help="mesoscope clock - host clock, s")
@@ -179,7 +255,8 @@ def config_from_args(a: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         rate_hz=a.rate, planes=a.planes, jitter_ms=a.jitter_ms, drop_every=a.drop_every,
         duplicate_every=a.duplicate_every, ttl_drop_every=a.ttl_drop_every, stall_at=a.stall_at,
-        stall_s=a.stall_s, restart_at=a.restart_at, die_at=a.die_at, max_frames=a.max_frames,
+        stall_s=a.stall_s, restart_at=a.restart_at, bridge_restart_at=a.bridge_restart_at, die_at=a.die_at,
+        max_frames=a.max_frames, inject=read_injections(a.inject) if a.inject else (),
         ignore_start=a.ignore_start, clock_offset_s=a.clock_offset, seed=a.seed)
 
 
@@ -205,10 +282,21 @@ def main(argv: list[str] | None = None) -> int:
         def meso_clock() -> float:
             return time.perf_counter() + cfg.clock_offset_s
 
-        with Bridge(a.cmd, a.frames, commands, keys=keys, clock=meso_clock) as bridge:
-            print("READY " + json.dumps({"cmd": bridge.endpoint_cmd, "frames": bridge.endpoint_frames,
-                                         "pid": os.getpid()}), flush=True)
-            Emulator(cfg, bridge, commands, truth, quit_event).run()
+        def reopen(old: Bridge) -> Bridge:
+            old.close()
+            return Bridge(old.endpoint_cmd, old.endpoint_frames, commands, keys=keys, clock=meso_clock).open()
+
+        bridge = Bridge(a.cmd, a.frames, commands, keys=keys, clock=meso_clock).open()
+        print("READY " + json.dumps({"cmd": bridge.endpoint_cmd, "frames": bridge.endpoint_frames,
+                                     "pid": os.getpid()}), flush=True)
+        emulator = Emulator(cfg, bridge, commands, truth, quit_event, reopen)
+        try:
+            emulator.run()
+        except BridgeDied as e:
+            print(f"rig mesoscope-sim: {e}", file=sys.stderr, flush=True)
+            return 4
+        finally:
+            emulator.bridge.close()
     finally:
         if truth is not None:
             truth.close()

@@ -4,6 +4,13 @@ Commands are synchronous calls with a timeout (`start`, `stop`, `status`, `ping`
 that owns the link (the runner's). The frame stream is read by a small receiver thread that stamps
 each message with the rig clock on arrival and queues it; `poll()` only drains that queue, so it never
 blocks the runner's loop. Every message sent or received is kept for the session log (`take_log()`).
+
+Hostile or broken input never stops the link: every message goes through the bounded decoders
+(rig.mesoscope.messages) and the stream's plausibility checks (rig.mesoscope.stream); what fails is
+counted, noted as a fault (`take_faults()`, once per kind with a count) and dropped. ZeroMQ drops a
+connection for good after a message over HARD_MAX_MESSAGE_BYTES (or a failed handshake); the link sees
+that on a socket monitor and reconnects, so the stream resumes and `stop` still reaches the bridge. If
+the receiver thread dies anyway (a bug), `receiver_failure` says why, and the session hook notices.
 """
 
 from __future__ import annotations
@@ -14,23 +21,26 @@ import logging
 import secrets
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from rig.mesoscope.bridge import JOIN_TOPIC
+from rig.mesoscope.faults import FaultLog, LinkFault
 from rig.mesoscope.keys import ClientKeys, require_keys_for
-from rig.mesoscope.protocol import (
+from rig.mesoscope.messages import (
     HARD_MAX_MESSAGE_BYTES,
     Ack,
     AcqStartMsg,
     AcqStopMsg,
     FrameMsg,
     HeartbeatMsg,
+    MessageError,
     PingCmd,
-    ProtocolError,
     StartCmd,
     StatusCmd,
     StopCmd,
@@ -38,9 +48,16 @@ from rig.mesoscope.protocol import (
     decode_stream,
     encode,
 )
+from rig.mesoscope.stream import StreamGuard
 from rig.sync.reconcile import MSG_DTYPE, ClockFit, clock_from_pings
 
 log = logging.getLogger(__name__)
+
+# Bounds on what the link keeps in memory whatever arrives.
+MAX_REJECTED_LOGGED = 200  # rejected messages kept (first 1 KiB each) for the session log; then counted only
+MAX_EVENTS = 1000
+ACKS_PER_POLL = 100  # poll() reads at most this many replies per call: a flood cannot hold the loop
+RECEIVE_BATCH = 1000  # stream messages read before the receiver looks at its socket monitor again
 
 
 class LinkError(RuntimeError):
@@ -65,17 +82,30 @@ class FrameRateMismatch(LinkError):
 
 @dataclass
 class LinkCounters:
-    """What the link received and what it had to reject (all messages, both sockets)."""
+    """What the link received and what it had to refuse (all messages, both sockets)."""
 
-    stream_messages: int = 0
-    frames: int = 0
+    stream_messages: int = 0  # accepted stream messages
+    frames: int = 0  # accepted frame messages
     malformed: int = 0
     oversized: int = 0
+    too_deep: int = 0
     wrong_version: int = 0
-    out_of_order: int = 0  # stream seq not above the previous one from the same bridge instance
+    implausible: int = 0  # decoded but impossible here (frame number too far ahead, plane out of range...)
+    out_of_order: int = 0  # stream seq not above the previous one from the same bridge instance (kept)
     seq_gaps: int = 0  # stream messages missing between two received ones (lost in transport)
     stale_acks: int = 0  # acks for no pending request (late replies to timed-out requests)
     bridge_restarts: int = 0  # the bridge instance changed mid-link
+    reconnects: int = 0  # connections ZeroMQ had dropped for good, made again
+    receiver_errors: int = 0  # unexpected errors inside the receiver (bugs), survived
+
+    @property
+    def refused(self) -> int:
+        """Messages dropped as unacceptable, all reasons."""
+        return self.malformed + self.oversized + self.too_deep + self.wrong_version + self.implausible
+
+
+_COUNTER_OF_KIND = {"malformed": "malformed", "oversized": "oversized", "too_deep": "too_deep",
+                    "version": "wrong_version", "implausible": "implausible"}
 
 
 @dataclass(frozen=True)
@@ -102,8 +132,6 @@ class LoggedMessage:
 
 @dataclass
 class _StreamState:
-    instance: str | None = None
-    last_seq: int = -1
     last_message_t: float | None = None
     acq_start: AcqStartMsg | None = None
     acq_stop: AcqStopMsg | None = None
@@ -113,12 +141,59 @@ class _StreamState:
     events: list[str] = field(default_factory=list)
 
 
+class _Reconnecting:
+    """A connecting socket's monitor: when ZeroMQ drops the connection and does not try again by itself
+    (after an oversized message or a failed handshake libzmq gives up; after a peer's ordinary close it
+    retries, and keeps what was received), connect again, at most once per interval_s. Used only from
+    the thread that owns the socket."""
+
+    _RETRYING = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, grace_s: float = 0.3, interval_s: float = 0.2) -> None:
+        self.sock, self.endpoint, self.grace_s, self.interval_s = sock, endpoint, grace_s, interval_s
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | self._RETRYING)
+        self._due: float | None = None
+        self._last = -1e9
+
+    def service(self, now: float) -> bool:
+        """Read monitor events; reconnect when one is due. True when it reconnected."""
+        for _ in range(100):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                break
+            if event == zmq.EVENT_DISCONNECTED:
+                self._due = max(now + self.grace_s, self._last + self.interval_s)
+            elif event & self._RETRYING:
+                self._due = None  # libzmq is on it
+        if self._due is None or now < self._due:
+            return False
+        self._due, self._last = None, now
+        try:
+            self.sock.disconnect(self.endpoint)
+        except zmq.ZMQError:
+            pass  # libzmq already forgot the endpoint
+        self.sock.connect(self.endpoint)
+        return True
+
+    @property
+    def pending(self) -> bool:
+        return self._due is not None
+
+    def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+
+
 class MesoscopeLink:
     """Client for one bridge. `clock` must be the rig clock the TTL edges are recorded in."""
 
     def __init__(self, endpoint_cmd: str, endpoint_frames: str, keys: ClientKeys | None = None,
                  timeout_s: float = 2.0, *, clock: Callable[[], float] = time.perf_counter,
-                 ping_interval_s: float = 5.0, silence_s: float = 2.0) -> None:
+                 ping_interval_s: float = 5.0, silence_s: float = 2.0, fault_interval_s: float = 1.0) -> None:
         require_keys_for(endpoint_cmd, keys)
         require_keys_for(endpoint_frames, keys)
         if timeout_s <= 0:
@@ -127,15 +202,19 @@ class MesoscopeLink:
         self.timeout_s, self.clock = timeout_s, clock
         self.ping_interval_s, self.silence_s = ping_interval_s, silence_s
         self.counters = LinkCounters()
+        self.faults = FaultLog(fault_interval_s)
         self.pings: list[PingSample] = []
         self.token = secrets.token_hex(8)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # guards counters, _stream and _log written by the receiver
         self._stream = _StreamState()
+        self._guard = StreamGuard(clock())
         self._frames: collections.deque[FrameMsg] = collections.deque()
         self._log: list[LoggedMessage] = []
+        self._rejected_logged = 0
         self._pending_pings: dict[int, float] = {}
         self._next_ping = 0.0
+        self._rx_failure: str | None = None
         self._stop_rx = threading.Event()
         self._ctx = zmq.Context()
         self._dealer = self._ctx.socket(zmq.DEALER)
@@ -150,9 +229,12 @@ class MesoscopeLink:
         sub.rcvhwm = 0  # never drop frames on our side; the receiver thread keeps up
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.SUBSCRIBE, JOIN_TOPIC + self.token.encode())  # the join handshake
+        self._dealer_mon = _Reconnecting(self._dealer, endpoint_cmd)
+        sub_mon = _Reconnecting(sub, endpoint_frames)
         self._dealer.connect(endpoint_cmd)
         sub.connect(endpoint_frames)
-        self._rx = threading.Thread(target=self._receive, args=(sub,), name="mesoscope-link-rx", daemon=True)
+        self._rx = threading.Thread(target=self._receive, args=(sub, sub_mon), name="mesoscope-link-rx",
+                                    daemon=True)
         self._rx.start()
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -162,6 +244,7 @@ class MesoscopeLink:
             return
         self._stop_rx.set()
         self._rx.join(timeout=2.0)
+        self._dealer_mon.close()
         self._dealer.close(linger=0)
         self._ctx.term()
 
@@ -170,6 +253,25 @@ class MesoscopeLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ---- health ------------------------------------------------------------------------------------
+
+    @property
+    def receiver_alive(self) -> bool:
+        return self._rx.is_alive()
+
+    @property
+    def receiver_failure(self) -> str | None:
+        """Why the receiver thread stopped, when it stopped without being told to (else None)."""
+        if self._rx_failure is not None:
+            return self._rx_failure
+        if not self._rx.is_alive() and not self._stop_rx.is_set():
+            return "the mesoscope link's receiver thread ended unexpectedly"
+        return None
+
+    def take_faults(self, final: bool = False) -> list[LinkFault]:
+        """Faults to log now (rig clock times): each kind once at first, then one summary per interval."""
+        return self.faults.take(self.clock(), final)
 
     # ---- commands ----------------------------------------------------------------------------------
 
@@ -191,14 +293,15 @@ class MesoscopeLink:
         """Stop acquiring, then wait up to wait_s (default timeout_s) for the stream's acq_stop so that
         every frame message has arrived; a missing acq_stop is noted in events(), not raised."""
         ack = self._request(StopCmd(id=next(self._ids)))
-        deadline = self.clock() + (self.timeout_s if wait_s is None else wait_s)
+        wait = self.timeout_s if wait_s is None else wait_s
+        deadline = self.clock() + wait
         while self.clock() < deadline:
             with self._lock:
                 s = self._stream
                 if s.acq_stop is not None or s.acq_start is None:
                     return ack
             time.sleep(0.005)
-        self._event(f"no acq_stop on the frame stream within {wait_s or self.timeout_s} s after stop")
+        self._event(f"no acq_stop on the frame stream within {wait} s after stop")
         return ack
 
     def status(self) -> Ack:
@@ -216,6 +319,17 @@ class MesoscopeLink:
         p = self.pings
         return clock_from_pings([s.t_send for s in p], [s.t_bridge for s in p], [s.t_recv for s in p])
 
+    def _service_dealer(self) -> None:
+        if self._dealer_mon.service(self.clock()):
+            self._reconnected("cmd", self.endpoint_cmd)
+
+    def _reconnected(self, channel: str, endpoint: str) -> None:
+        with self._lock:
+            self.counters.reconnects += 1
+        self.faults.note(self.clock(), f"reconnect_{channel}",
+                         f"ZeroMQ dropped the {channel} connection to {endpoint} (oversized message or failed "
+                         "handshake); connected again")
+
     def _send(self, cmd: StartCmd | StopCmd | StatusCmd | PingCmd, deadline: float) -> None:
         data = encode(cmd)
         while True:
@@ -224,13 +338,15 @@ class MesoscopeLink:
                 self._log_msg(LoggedMessage(self.clock(), "out", "cmd", data))
                 return
             except zmq.Again:
+                self._service_dealer()
                 left = deadline - self.clock()
-                if left <= 0 or not self._dealer.poll(int(left * 1000) + 1, zmq.POLLOUT):
+                if left <= 0:
                     raise LinkTimeout(
                         f"could not reach the mesoscope bridge at {self.endpoint_cmd} to send '{cmd.type}' "
                         f"within {self.timeout_s} s: is the bridge running and reachable, and (remote links) "
                         "is this rig's CURVE public key in its trusted directory?"
                     ) from None
+                self._dealer.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLOUT)
 
     def _send_quietly(self, cmd: StopCmd) -> None:
         try:
@@ -240,31 +356,46 @@ class MesoscopeLink:
 
     def _request(self, cmd: StartCmd | StopCmd | StatusCmd | PingCmd) -> Ack:
         deadline = self.clock() + self.timeout_s
+        self._service_dealer()
         self._send(cmd, deadline)
         while True:
             left = deadline - self.clock()
-            if left <= 0 or not self._dealer.poll(int(left * 1000) + 1, zmq.POLLIN):
-                if self.clock() < deadline:
-                    continue
+            if left <= 0:
                 raise LinkTimeout(
                     f"the mesoscope bridge at {self.endpoint_cmd} did not answer '{cmd.type}' (request "
                     f"{cmd.id}) within {self.timeout_s} s; is it running and responsive?"
                 )
+            if not self._dealer.poll(int(min(left, 0.05) * 1000) + 1, zmq.POLLIN):
+                self._service_dealer()
+                continue
             ack = self._read_ack()
-            if ack is None or ack.id != cmd.id:
+            if ack is None:
+                continue
+            if ack.id != cmd.id:  # a late reply to an earlier request
+                with self._lock:
+                    self.counters.stale_acks += 1
                 continue
             if not ack.ok:
                 raise CommandRefused(f"the mesoscope bridge refused '{cmd.type}': {ack.error}")
             return ack
 
     def _read_ack(self) -> Ack | None:
-        """Read one reply; pings sent from poll() are filed, anything else unexpected is counted."""
-        data = self._dealer.recv(zmq.NOBLOCK)
-        t = self.clock()
+        """Read one reply; pings sent from poll() are filed, anything unacceptable is counted."""
         try:
+            parts = self._dealer.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        t = self.clock()
+        data = parts[0] if len(parts) == 1 else b"".join(p[:64] for p in parts)[:1024]
+        try:
+            if len(parts) != 1:
+                raise MessageError("malformed", f"ack in {len(parts)} ZeroMQ frames (expected 1)")
             ack = decode_ack(data)
-        except ProtocolError as e:
+        except MessageError as e:
             self._reject(t, "cmd", data, e)
+            return None
+        except Exception as e:  # a decoder bug must not end a session: counted like any refusal
+            self._reject(t, "cmd", data, MessageError("malformed", f"ack could not be decoded ({e!r})"))
             return None
         self._log_msg(LoggedMessage(t, "in", "cmd", data))
         sent = self._pending_pings.pop(ack.id, None)
@@ -286,8 +417,11 @@ class MesoscopeLink:
             except IndexError:
                 break
         now = self.clock()
+        self._service_dealer()
         try:
-            while self._dealer.poll(0, zmq.POLLIN):
+            for _ in range(ACKS_PER_POLL):
+                if not self._dealer.poll(0, zmq.POLLIN):
+                    break
                 ack = self._read_ack()
                 if ack is not None:
                     with self._lock:
@@ -340,7 +474,13 @@ class MesoscopeLink:
                     f"bridge last heard {'never' if age is None else f'{age:.1f} s ago'}); "
                     "is ScanImage acquiring and the frame stream endpoint "
                     f"{self.endpoint_frames} reachable?")
+            self._service_dealer()
             time.sleep(0.005)
+
+    def frames_received(self) -> int:
+        """Frames of the current acquisition received so far."""
+        with self._lock:
+            return self._stream.frames_this_acq
 
     def _silence(self) -> float | None:
         with self._lock:
@@ -361,9 +501,10 @@ class MesoscopeLink:
 
     @property
     def alive(self) -> bool:
-        """False once the bridge has been silent (no frame, no heartbeat) for silence_s."""
+        """False once the bridge has been silent (no frame, no heartbeat) for silence_s, or the receiver
+        thread has died."""
         age = self._silence()
-        return age is not None and age < self.silence_s
+        return age is not None and age < self.silence_s and self._rx.is_alive()
 
     def events(self) -> list[str]:
         """Notable things seen on the link (bridge restarts, silences, stops), oldest first."""
@@ -371,9 +512,9 @@ class MesoscopeLink:
             age = self._silence()
             note = "mesoscope bridge silent"
             with self._lock:
-                if not self._stream.events or not self._stream.events[-1].startswith(note):
-                    self._stream.events.append(f"{note} since rig time {self._stream.last_message_t:.3f} "
-                                               f"({age:.1f} s)")
+                ev = self._stream.events
+                if (not ev or not ev[-1].startswith(note)) and len(ev) < MAX_EVENTS:
+                    ev.append(f"{note} since rig time {self._stream.last_message_t:.3f} ({age:.1f} s)")
         with self._lock:
             return list(self._stream.events)
 
@@ -390,38 +531,65 @@ class MesoscopeLink:
     def _event(self, text: str) -> None:
         log.warning("mesoscope link: %s", text)
         with self._lock:
-            self._stream.events.append(text)
+            self._add_event(text)
 
-    def _reject(self, t: float, channel: str, data: bytes, e: ProtocolError) -> None:
+    def _add_event(self, text: str) -> None:  # caller holds the lock
+        ev = self._stream.events
+        if len(ev) < MAX_EVENTS:
+            ev.append(text)
+        elif len(ev) == MAX_EVENTS:
+            ev.append(f"more than {MAX_EVENTS} link events: later ones not kept")
+
+    def _reject(self, t: float, channel: str, data: bytes, e: MessageError) -> None:
+        name = _COUNTER_OF_KIND.get(e.kind, "malformed")
         with self._lock:
-            if e.kind == "oversized":
-                self.counters.oversized += 1
-            elif e.kind == "version":
-                self.counters.wrong_version += 1
-            else:
-                self.counters.malformed += 1
-            # Keep the log bounded: an oversized message is logged by size, not content.
-            self._log.append(LoggedMessage(t, "in", channel, data[:1024], str(e)[:500]))
-        log.debug("mesoscope link rejected a message: %s", e)
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+            # Keep the log bounded: the first rejected messages by their first KiB, the rest only counted.
+            if self._rejected_logged < MAX_REJECTED_LOGGED:
+                self._rejected_logged += 1
+                self._log.append(LoggedMessage(t, "in", channel, data[:1024], str(e)[:500]))
+        self.faults.note(t, f"{'ack' if channel == 'cmd' else 'stream'}_{e.kind}", str(e))
+        log.debug("mesoscope link refused a message: %s", e)
 
-    def _receive(self, sub: zmq.Socket) -> None:
+    def _receive(self, sub: zmq.Socket, mon: _Reconnecting) -> None:
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        poller.register(mon.monitor, zmq.POLLIN)
         try:
             while not self._stop_rx.is_set():
-                if not sub.poll(50, zmq.POLLIN):
-                    continue
-                while True:
-                    try:
-                        data = sub.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_stream(self.clock(), data)
+                ready = dict(poller.poll(20 if mon.pending else 50))
+                if sub in ready:  # read what arrived before looking at the connection's state
+                    for _ in range(RECEIVE_BATCH):
+                        try:
+                            data = sub.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_stream_safely(self.clock(), data)
+                if (mon.monitor in ready or mon.pending) and mon.service(self.clock()):
+                    self._reconnected("frames", self.endpoint_frames)
+        except BaseException as e:  # noqa: BLE001 - record why, so the session hook can say so
+            self._rx_failure = f"the mesoscope link's receiver thread died: {type(e).__name__}: {e}"
+            log.error("%s\n%s", self._rx_failure, traceback.format_exc())
+            self.faults.note(self.clock(), "receiver_died", self._rx_failure)
         finally:
+            mon.close()
             sub.close(linger=0)
+
+    def _on_stream_safely(self, t: float, data: bytes) -> None:
+        try:
+            self._on_stream(t, data)
+        except Exception as e:  # a bug, not the input: survive it, count it, say so once per kind
+            with self._lock:
+                self.counters.receiver_errors += 1
+            self.faults.note(t, "receiver_error", f"unexpected {type(e).__name__} handling a stream message: {e}")
+            log.exception("mesoscope link: error handling a stream message")
 
     def _on_stream(self, t: float, data: bytes) -> None:
         try:
             msg = decode_stream(data)
-        except ProtocolError as e:
+            with self._lock:
+                verdict = self._guard.check(msg, t)
+        except MessageError as e:
             self._reject(t, "frames", data, e)
             return
         with self._lock:
@@ -429,21 +597,16 @@ class MesoscopeLink:
             self._log.append(LoggedMessage(t, "in", "frames", data))
             c.stream_messages += 1
             s.last_message_t = t
-            if msg.instance != s.instance:
-                if s.instance is not None:
-                    c.bridge_restarts += 1
-                    s.events.append(f"mesoscope bridge restarted (instance {msg.instance}) "
-                                    f"at rig time {t:.3f}")
-                s.instance, s.last_seq = msg.instance, msg.seq
-            elif msg.seq <= s.last_seq:
-                c.out_of_order += 1
-            else:
-                c.seq_gaps += msg.seq - s.last_seq - 1
-                s.last_seq = msg.seq
+            c.seq_gaps += verdict.seq_gap
+            c.out_of_order += verdict.out_of_order
+            if verdict.restart:
+                c.bridge_restarts += 1
+                self._add_event(f"mesoscope bridge restarted (instance {msg.instance}) at rig time {t:.3f}")
             if isinstance(msg, FrameMsg):
                 c.frames += 1
                 frame = msg.model_copy(update={"t_receive": t})
-                if s.acq_start is not None and msg.acquisition == s.acq_start.acquisition:
+                a = s.acq_start
+                if a is not None and (msg.instance, msg.acquisition) == (a.instance, a.acquisition):
                     s.frames_this_acq += 1
                     s.first_frame = s.first_frame or frame
                     s.last_frame = frame
@@ -452,19 +615,31 @@ class MesoscopeLink:
                 s.acq_start, s.acq_stop = msg, None
                 s.first_frame = s.last_frame = None
                 s.frames_this_acq = 0
-                s.events.append(f"acquisition {msg.acquisition} started ({msg.frame_rate_hz} Hz, "
+                self._add_event(f"acquisition {msg.acquisition} started ({msg.frame_rate_hz} Hz, "
                                 f"{msg.planes} planes) at rig time {t:.3f}")
             elif isinstance(msg, AcqStopMsg):
-                s.acq_stop = msg
-                s.events.append(f"acquisition {msg.acquisition} stopped after {msg.frames} frames "
+                a = s.acq_start
+                if a is None or (msg.instance, msg.acquisition) == (a.instance, a.acquisition):
+                    s.acq_stop = msg
+                self._add_event(f"acquisition {msg.acquisition} stopped after {msg.frames} frames "
                                 f"({msg.reason}) at rig time {t:.3f}")
             elif isinstance(msg, HeartbeatMsg):
                 pass
 
 
 def frames_to_array(frames: list[FrameMsg]) -> np.ndarray:
-    """Frame messages as the rig.sync.reconcile.MSG_DTYPE array that `reconcile` takes."""
+    """Frame messages as the rig.sync.reconcile.MSG_DTYPE array that `reconcile` takes.
+
+    Frames are keyed by bridge instance as well as acquisition: a restarted bridge numbers its
+    acquisitions (and their frames) from 1 again. `acquisition` is the session's own number, 1, 2, ...
+    for each (instance, acquisition) in order of arrival; `bridge_run` (0-based) and
+    `bridge_acquisition` keep the bridge's instance and numbering."""
     out = np.zeros(len(frames), MSG_DTYPE)
+    runs: dict[str, int] = {}
+    acqs: dict[tuple[str, int], int] = {}
     for i, f in enumerate(frames):
-        out[i] = (f.frame, f.plane, f.t_meso, np.nan if f.t_receive is None else f.t_receive, f.acquisition)
+        run = runs.setdefault(f.instance, len(runs))
+        acq = acqs.setdefault((f.instance, f.acquisition), len(acqs) + 1)
+        out[i] = (f.frame, f.plane, f.t_meso, np.nan if f.t_receive is None else f.t_receive, acq, run,
+                  f.acquisition)
     return out

@@ -1,17 +1,22 @@
 """The mesoscope in a session: a runner hook that starts imaging, records the link and proves sync.
 
 Lifecycle (rig.runner.loop.LoopHook):
-- start: start an acquisition named after the session folder (ANIMAL_DATE_NNN) and wait until frames
-  arrive at the expected rate. If they do not, raise MesoscopeStartError: the task never starts and the
-  session folder is closed incomplete with the reason. Once imaging runs, the session clock is restarted,
-  so task time 0 is when the task starts, not when the mesoscope was asked to start; frames acquired
-  while waiting keep their (negative) session times.
-- iteration: drain the link (never blocks) and log every message to mesoscope.jsonl; watch for the
-  mesoscope going silent or stopping by itself: behaviour keeps running, a warning is logged and the
-  imaging gap is recorded.
-- end: stop the acquisition, collect the last frame-clock edges and messages, reconcile the session's
-  frame clock (the TTL, timing truth) with the frame messages (identity) into frame_table.npy, and
-  write sync_report.json.
+- start: start an acquisition named after the session folder (ANIMAL_DATE_NNN) and wait until the
+  pre-roll (`pre_roll_frames`, at least `min_frames`, 20 by default) has arrived at the expected rate,
+  so imaging runs before the task. If it does not, raise MesoscopeStartError: the task never starts and
+  the session folder is closed incomplete with the reason. Once imaging runs, the session clock is
+  restarted, so task time 0 is when the task starts, not when the mesoscope was asked to start; frames
+  acquired while waiting keep their (negative) session times.
+- iteration: drain the link (never blocks) and log every message to mesoscope.jsonl, and every refused
+  message as a fault (faults.jsonl: once per kind, then one line per second with a count); watch for
+  the mesoscope going silent or stopping by itself: behaviour keeps running, a warning is logged and the
+  imaging gap is recorded. A dead receiver thread is noticed at the next iteration: a fault, a gap,
+  and `health()` reports it.
+- end: keep imaging for the post-roll (`post_roll_frames` more frames after the task ended, 20 by
+  default), stop the acquisition, collect the last frame-clock edges and messages, reconcile the
+  session's frame clock (the TTL, timing truth) with the frame messages (identity) into
+  frame_table.npy, and write sync_report.json. A session whose link was unhealthy is marked incomplete
+  (the RunResult given to `end`), with the reason.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import numpy as np
 from rig.datalog.reader import BINARY_FIELDS
 from rig.datalog.writer import SessionWriter, json_default
 from rig.mesoscope.config import MesoscopeSettings
+from rig.mesoscope.faults import LinkFault
 from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import LinkError, LoggedMessage, MesoscopeLink, frames_to_array
-from rig.mesoscope.protocol import FrameMsg
+from rig.mesoscope.messages import FrameMsg, MessageError, read_object
+from rig.runner.hooks import LoopHook
 from rig.sync.reconcile import ClockFit, reconcile, sync_report
 
 if TYPE_CHECKING:
@@ -68,7 +75,7 @@ def session_stem(folder: Path) -> str:
     return f"{folder.parent.parent.name}_{folder.parent.name}_{folder.name}"
 
 
-class MesoscopeHook:
+class MesoscopeHook(LoopHook):
     """Runs the mesoscope link inside a session. Give it to run_session(..., hooks=(hook,))."""
 
     def __init__(self, settings: MesoscopeSettings, *, keys: ClientKeys | None = None,
@@ -83,6 +90,8 @@ class MesoscopeHook:
         self._writer: SessionWriter | None = None
         self._origin = 0.0  # perf_counter at session time 0
         self._events_seen = 0
+        self._problems: list[str] = []  # what made the link unhealthy (see health())
+        self._receiver_reported = False
 
     # ---- LoopHook ----------------------------------------------------------------------------------
 
@@ -100,9 +109,12 @@ class MesoscopeHook:
                     "session": writer.path.name, "protocol": runner.protocol.name, **self.metadata}
         link = MesoscopeLink(s.endpoint_cmd, s.endpoint_frames, self.keys, s.command_timeout_s,
                              clock=time.perf_counter, ping_interval_s=s.ping_interval_s, silence_s=s.silence_s)
+        pre_roll = max(s.min_frames, s.pre_roll_frames)
         try:
             link.start(stem, metadata)
-            rate = link.wait_for_frames(s.min_frames, s.expected_rate_hz, s.start_timeout_s, s.rate_tolerance)
+            # The pre-roll's own duration comes on top of the wait for imaging to begin.
+            rate = link.wait_for_frames(pre_roll, s.expected_rate_hz,
+                                        s.start_timeout_s + pre_roll / s.expected_rate_hz, s.rate_tolerance)
         except LinkError as e:
             self._refuse(link, e)
             raise MesoscopeStartError(f"the mesoscope did not start, so the task was not started: {e}",
@@ -119,14 +131,47 @@ class MesoscopeHook:
         writer.clock_origin(self._origin, unix - now)
         self._drain(0, link)
         writer.mesoscope(0, 0.0, "imaging_ready", stem=stem, measured_rate_hz=rate,
-                         expected_rate_hz=s.expected_rate_hz)
+                         expected_rate_hz=s.expected_rate_hz, pre_roll_frames=link.frames_received())
+
+    def health(self) -> list[str]:
+        """What is wrong with the link that makes this session's data incomplete (empty: healthy):
+        a receiver thread that died, an error inside the hook. Cheap; for the runner to poll."""
+        link = self.link
+        if link is None:
+            return list(getattr(self, "_final_problems", self._problems))
+        problems = list(self._problems)
+        if not self._receiver_reported:
+            failure = link.receiver_failure
+            if failure is not None:
+                problems.append(failure)
+        return problems
 
     def iteration(self, i: int, t: float, step: Step) -> None:
         link = self.link
         if link is None:
             return
+        try:
+            self._iteration(i, t, link)
+        except Exception as e:  # noqa: BLE001 - the loop must go on; the session is marked incomplete
+            self._problem(i, t, "hook_error", f"mesoscope hook failed in iteration {i}: {type(e).__name__}: {e}")
+            log.exception("mesoscope hook iteration %d", i)
+
+    def _problem(self, i: int, t: float, kind: str, text: str) -> None:
+        if text not in self._problems:
+            self._problems.append(text)
+            if self._writer is not None:
+                self._writer.fault(i, t, "mesoscope", kind, text)
+
+    def _iteration(self, i: int, t: float, link: MesoscopeLink) -> None:
         self._drain(i, link)
-        down = None if link.alive else "the mesoscope went silent"
+        failure = link.receiver_failure
+        if failure is not None and not self._receiver_reported:
+            self._receiver_reported = True
+            self._problem(i, t, "receiver_died", failure)
+        if failure is not None:
+            down: str | None = "the mesoscope link's receiver thread died"
+        else:
+            down = None if link.alive else "the mesoscope went silent"
         stop = link.acquisition_stop
         if down is None and stop is not None:
             down = f"the mesoscope stopped acquiring ({stop.reason})"
@@ -149,6 +194,7 @@ class MesoscopeHook:
         try:
             self._finish(runner)
         finally:
+            self._final_problems = self.health()  # the runner asks health() again after end()
             link.close()
             self.link = None
 
@@ -179,8 +225,8 @@ class MesoscopeHook:
             return self.frames[-1].t_receive - self._origin
         return now
 
-    def _drain(self, i: int, link: MesoscopeLink) -> None:
-        """Take new frames and log every message and link event; never blocks."""
+    def _drain(self, i: int, link: MesoscopeLink, final: bool = False) -> None:
+        """Take new frames and log every message, link event and fault; never blocks."""
         writer = self._writer_or_fail()
         self.frames.extend(link.poll())
         for m in link.take_log():
@@ -189,15 +235,22 @@ class MesoscopeHook:
         for text in events[self._events_seen:]:
             writer.mesoscope(i, time.perf_counter() - self._origin, "link_event", text=text)
         self._events_seen = len(events)
+        for f in link.take_faults(final):
+            self._fault(writer, i, f)
+
+    def _fault(self, writer: SessionWriter, i: int, f: LinkFault) -> None:
+        if f.kind == "receiver_died":
+            return  # logged once by _iteration, with the same text
+        writer.fault(i, f.t - self._origin, "mesoscope", f.kind, f.text())
 
     def _record(self, writer: SessionWriter, i: int, m: LoggedMessage) -> None:
         t = m.t - self._origin
         if m.error is None:
             try:
-                fields = json.loads(m.data)
-            except ValueError as e:  # the link accepted it, so this cannot happen; keep the bytes anyway
-                fields = {"raw": m.data.decode("utf-8", "replace"), "error": str(e)}
-            kind = str(fields.get("type", "unknown")) if isinstance(fields, dict) else "unknown"
+                fields: dict[str, Any] = read_object(m.data, "logged message")
+            except MessageError as e:  # the link accepted it, so this cannot happen; keep the bytes anyway
+                fields = {"raw": m.data.decode("utf-8", "replace")[:1024], "error": str(e)}
+            kind = str(fields.get("type", "unknown"))
             writer.mesoscope(i, t, kind, dir=m.direction, channel=m.channel, msg=fields)
         else:
             writer.mesoscope(i, t, "rejected", dir=m.direction, channel=m.channel, error=m.error,
@@ -208,6 +261,7 @@ class MesoscopeHook:
         assert link is not None
         i = runner.iteration
         problems: list[str] = []
+        post_roll = self._post_roll(i, link)
         try:
             link.stop(wait_s=s.stop_wait_s)
             time.sleep(s.ttl_settle_s)  # the last frame-clock edges may still be on their way in
@@ -221,7 +275,7 @@ class MesoscopeHook:
                 writer.frame_clock(i, np.asarray(fc.clock.to_session(edges), dtype=float))
         except (OSError, ValueError, RuntimeError) as e:
             problems.append(f"reading the last frame-clock edges: {e}")
-        self._drain(i, link)
+        self._drain(i, link, final=True)
         t_end = runner.clock.now()
         for gap in self.gaps:
             if gap.end is None:
@@ -244,12 +298,32 @@ class MesoscopeHook:
         report["link"] = {
             "endpoint_cmd": s.endpoint_cmd, "endpoint_frames": s.endpoint_frames,
             "expected_rate_hz": s.expected_rate_hz, "counters": asdict(link.counters),
-            "events": link.events(), "pings": len(link.pings), "problems": problems,
+            "refused": link.counters.refused, "faults": dict(link.faults.totals),
+            "events": link.events(), "pings": len(link.pings), "problems": problems + self.health(),
+            "post_roll": post_roll,
             # Link events quote host perf_counter times ("rig time"); session time = that - this.
             "host_clock_at_session_zero_s": self._origin,
         }
         self.report = report
         writer.attach(SYNC_REPORT, json.dumps(report, indent=1, default=json_default).encode())
+
+    def _post_roll(self, i: int, link: MesoscopeLink) -> dict[str, Any]:
+        """Keep acquiring until post_roll_frames more frames have arrived after the task ended (while the
+        mesoscope is alive; at most 1.5x their duration + 1 s), draining the link meanwhile."""
+        s, writer = self.settings, self._writer_or_fail()
+        want = s.post_roll_frames
+        n0, t0 = link.frames_received(), time.perf_counter()
+        deadline = t0 + 1.5 * want / s.expected_rate_hz + 1.0
+        while (link.frames_received() - n0 < want and link.alive and link.acquisition_stop is None
+               and time.perf_counter() < deadline):
+            self._drain(i, link)
+            time.sleep(0.01)
+        got = link.frames_received() - n0
+        out = {"frames": got, "wanted": want, "s": round(time.perf_counter() - t0, 3)}
+        writer.mesoscope(i, time.perf_counter() - self._origin, "post_roll", **out)
+        if got < want:
+            log.warning("mesoscope: post-roll got %d of %d frames", got, want)
+        return out
 
     def _ping_fit(self, link: MesoscopeLink) -> ClockFit | None:
         """Mesoscope clock -> session time from the link's pings (None without pings)."""

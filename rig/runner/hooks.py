@@ -33,6 +33,11 @@ class LoopHook:
     def end(self, runner: Runner, result: RunResult | None) -> None:
         """Once, whatever ended the loop (result is None when it raised)."""
 
+    def health(self) -> list[str]:
+        """What is wrong with the inputs this hook looks after (a dead receiver thread, ...), as messages;
+        empty when healthy. Polled twice a second and after end(): any problem makes the session incomplete."""
+        return []
+
 
 class OnStart(LoopHook):
     """Calls a function with the runner before the first step (to wire a GUI, keep a handle in a test)."""

@@ -90,6 +90,7 @@ class Runner:
         self._paused = False
         self._stop_reason = ""
         self._faults_seen: dict[int, int] = {}
+        self._health: list[str] = []  # problems hooks reported (rig.runner.hooks.LoopHook.health)
         self._clock_maps: dict[str, ClockMap] = {}
         self._corridor_names = [c.name for c in protocol.corridors]
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
@@ -110,13 +111,30 @@ class Runner:
                 hook.start(self)
                 started.append(hook)
             result = self._loop()
-            return result
         finally:
             for hook in reversed(started):
                 try:
                     hook.end(self, result)
                 except Exception:  # one failing hook must not keep the others from ending; it is logged
                     log.exception("ending %s failed", type(hook).__name__)
+        assert result is not None
+        self._check_health()
+        if self._health and result.complete:
+            # An input that died (or a hook that failed) leaves the data short: never a complete session.
+            result.complete = False
+            result.reason = f"{result.reason}; {self._health[0]}"
+        return result
+
+    def _check_health(self) -> None:
+        for hook in self.hooks:
+            try:
+                problems = hook.health()
+            except Exception as e:  # a broken health check is itself a problem
+                problems = [f"{type(hook).__name__}.health() failed: {type(e).__name__}: {e}"]
+            for p in problems:
+                if p not in self._health:
+                    self._health.append(p)
+                    log.warning("session incomplete: %s", p)
 
     # ---- the loop ----------------------------------------------------------------------------------
 
@@ -290,6 +308,7 @@ class Runner:
         if i % FAULT_POLL_ITERATIONS == 0:
             self._log_new_faults(i)
             self._log_clock_maps(i, t)
+            self._check_health()
         self.writer.tick(wall)
 
     # ---- bookkeeping -------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ frame's interval [t_k, t_k+1): distance moved, mean ball speed, lick onsets, rew
 Events are mapped to fractional frame indices the way the lab's analysis does: linear interpolation of
 the event time over the frame times, so frame k's interval spans indices [k, k+1). Indices are 0-based.
 
+Frame numbering, one convention for every export: a frame is known by its `index`, the 0-based row
+number in time order, which is what every fractional frame index (every ...Fr field) counts. ScanImage's
+own number (1-based, restarting with each acquisition) is kept in `scanimage_frame`, with the session's
+`acquisition` number beside it; both are -1 for frames known only from frame_clock.bin.
+
 When the session folder holds a reconciled mesoscope frame table (MESOSCOPE_TABLE, rows of
 rig.sync.reconcile.FRAME_DTYPE), its rows and flags are used instead of the bare TTL edges, so frames whose TTL was
 lost but whose message arrived still get a row.
@@ -87,8 +92,10 @@ def fractional_frame_index(frame_times: np.ndarray, t: np.ndarray | float, perio
 class FrameTable:
     """Behaviour per imaging frame; every array has one entry per frame (0-based frame index = row)."""
 
+    index: np.ndarray  # i8: 0-based frame index = row number in time order; what every ...Fr field counts
     time: np.ndarray  # f8: session time of the frame (TTL edge; estimated when flagged missing_ttl)
-    frame: np.ndarray  # i8: frame number as logged (frame_clock.bin `frame`, or the mesoscope table's)
+    scanimage_frame: np.ndarray  # i8: ScanImage's frame number, 1-based within `acquisition`; -1: unknown
+    acquisition: np.ndarray  # i4: the session's acquisition number (from 1); -1: unknown
     iteration: np.ndarray  # i8: loop iteration whose state was on screen at the frame time (-1: before)
     trial: np.ndarray  # i4: 0-based trial index
     corridor: np.ndarray  # i2: index into protocol.corridors
@@ -108,6 +115,11 @@ class FrameTable:
 
     def __len__(self) -> int:
         return len(self.time)
+
+    @property
+    def frame(self) -> np.ndarray:
+        """The 0-based frame index (same as `index`); kept for callers from before the convention."""
+        return self.index
 
     @property
     def in_texture(self) -> np.ndarray:
@@ -163,27 +175,33 @@ def _median_period(t: np.ndarray) -> float:
     return float(np.median(np.diff(t))) if len(t) >= 2 else float("nan")
 
 
-def _frame_rows(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Frame times, frame numbers and mesoscope-derived flags, from the mesoscope table when present."""
+def _frame_rows(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Frame times, ScanImage frame and acquisition numbers (-1 unknown) and mesoscope-derived flags,
+    from the mesoscope table when present, in time order."""
     table_path = session.path / MESOSCOPE_TABLE
     if table_path.exists():
         try:
             rows = np.load(table_path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise SessionError(f"{table_path}: not a readable frame table ({e})") from None
-        need = ("time", "frame", *_MESO_FLAGS)
-        missing = [n for n in need if rows.dtype.names is None or n not in rows.dtype.names]
+        names = rows.dtype.names or ()
+        # Tables written before the numbering convention call ScanImage's number `frame`.
+        number = "scanimage_frame" if "scanimage_frame" in names else "frame"
+        need = ("time", number, "acquisition", *_MESO_FLAGS)
+        missing = [n for n in need if n not in names]
         if missing:
             raise SessionError(f"{table_path}: frame table lacks fields {missing}")
         rows = rows[np.argsort(rows["time"], kind="stable")]
         flags = np.zeros(len(rows), np.uint16)
         for name in _MESO_FLAGS:
             flags[rows[name].astype(bool)] |= SYNC_FLAGS[name]
-        return rows["time"].astype(float), rows["frame"].astype(np.int64), flags, MESOSCOPE_TABLE
+        return (rows["time"].astype(float), rows[number].astype(np.int64), rows["acquisition"].astype(np.int32),
+                flags, MESOSCOPE_TABLE)
     fc = session.frame_clock
     order = np.argsort(fc["t"], kind="stable")
-    return fc["t"][order].astype(float), fc["frame"][order].astype(np.int64), np.zeros(len(fc), np.uint16), \
-        "frame_clock.bin"
+    n = len(fc)
+    return (fc["t"][order].astype(float), np.full(n, -1, np.int64), np.full(n, -1, np.int32),
+            np.zeros(n, np.uint16), "frame_clock.bin")
 
 
 def _interval_counts(edges: np.ndarray, ends: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -201,8 +219,9 @@ def frame_table(session: Session | str | Path) -> FrameTable:
     tex_len = np.array([c.texture_length_cm for c in protocol.corridors])
     full_len = np.array([c.length_cm for c in protocol.corridors])
 
-    ft, frame_no, flags, source = _frame_rows(session)
+    ft, si_frame, acquisition, flags, source = _frame_rows(session)
     n = len(ft)
+    index = np.arange(n, dtype=np.int64)
     period = _median_period(ft)
     loop = session.frames
     if len(loop) == 0 and n:
@@ -217,9 +236,9 @@ def frame_table(session: Session | str | Path) -> FrameTable:
 
     if n == 0:
         empty_f, empty_i = np.zeros(0), np.zeros(0, np.int64)
-        return FrameTable(empty_f, empty_i, empty_i.copy(), np.zeros(0, np.int32), np.zeros(0, np.int16),
-                          names[:0], empty_f.copy(), empty_f.copy(), empty_f.copy(), empty_f.copy(),
-                          empty_f.copy(), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32),
+        return FrameTable(index, empty_f, si_frame, acquisition, empty_i.copy(), np.zeros(0, np.int32),
+                          np.zeros(0, np.int16), names[:0], empty_f.copy(), empty_f.copy(), empty_f.copy(),
+                          empty_f.copy(), empty_f.copy(), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32),
                           np.zeros(0, np.int32), flags, period, source)
 
     lt, cum = loop["t"], loop["position_cum_cm"]
@@ -257,7 +276,8 @@ def frame_table(session: Session | str | Path) -> FrameTable:
     onsets = session.licks["t"][session.licks["onset"] == 1]
     reward_t = np.array([e["t"] for e in session.events if e.get("kind") == EventKind.REWARD], dtype=float)
     return FrameTable(
-        time=ft, frame=frame_no, iteration=iteration, trial=trial, corridor=corridor,
+        index=index, time=ft, scanimage_frame=si_frame, acquisition=acquisition, iteration=iteration,
+        trial=trial, corridor=corridor,
         corridor_name=names[corridor], position_cm=pos, position_cum_cm=cum_f,
         ball_speed_cm_s=bspeed.astype(float), virtual_speed_cm_s=vspeed.astype(float), moved_cm=moved,
         moving=moving, in_grey=pos >= tex_len[corridor], licks=_interval_counts(ft, ends, onsets),

@@ -179,7 +179,7 @@ def test_runner_process_refuses_a_second_session_on_the_same_rig(tmp_path):
 
 def test_status_carries_the_mesoscope_link_state_when_a_mesoscope_hook_runs(tmp_path):
     from rig.mesoscope.config import MesoscopeSettings
-    from rig.mesoscope.protocol import FrameMsg
+    from rig.mesoscope.messages import FrameMsg
     from rig.mesoscope.session_hook import MesoscopeHook
 
     class FramesEveryIteration(MesoscopeHook):

@@ -19,7 +19,7 @@ from rig.mesoscope.link import (
     MesoscopeNotStarted,
     frames_to_array,
 )
-from rig.mesoscope.protocol import FrameMsg
+from rig.mesoscope.messages import FrameMsg
 from rig.sync.reconcile import reconcile
 from tests.support.mesoscope import Emulator, emulator
 
@@ -48,7 +48,7 @@ def table_for(emu: Emulator, frames: list[FrameMsg]) -> np.ndarray:
 
 
 def frames_flagged(rows: np.ndarray, flag: str) -> list[tuple[int, int]]:
-    return [(int(r["acquisition"]), int(r["frame"])) for r in rows if r[flag]]
+    return [(int(r["acquisition"]), int(r["scanimage_frame"])) for r in rows if r[flag]]
 
 
 def test_clean_acquisition_frame_count_matches_the_emulator(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_injected_fault_is_flagged_exactly(
     if flag == "restart":
         others -= {"gap"}  # the pause between acquisitions is a gap too
     assert all(frames_flagged(rows, f) == [] for f in others), {f: frames_flagged(rows, f) for f in others}
-    assert sorted(zip(rows["acquisition"].tolist(), rows["frame"].tolist(), strict=True)) == sorted(
+    assert sorted(zip(rows["acquisition"].tolist(), rows["scanimage_frame"].tolist(), strict=True)) == sorted(
         (r["acq"], r["frame"]) for r in truth
     )
 

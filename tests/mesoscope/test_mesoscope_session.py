@@ -83,7 +83,7 @@ def test_session_frame_table_has_the_emulators_frames(tmp_path: Path) -> None:
     assert table.dtype == FRAME_DTYPE
     assert len(truth) >= 60 and len(table) == len(truth) == report["frames"]
     assert not any(table[f].any() for f in FLAG_FIELDS) and report["counts_agree"]
-    assert [int(f) for f in table["frame"]] == [r["frame"] for r in truth]
+    assert [int(f) for f in table["scanimage_frame"]] == [r["frame"] for r in truth]
     # TTL times are the emulator's edges on the session timeline (clock.json holds its origin).
     origin = json.loads((folder / "clock.json").read_text())["monotonic_s"]
     np.testing.assert_allclose(table["ttl_time"] + origin, [r["t"] for r in truth], atol=1e-4)
@@ -111,7 +111,7 @@ def test_mesoscope_never_starting_refuses_the_task(tmp_path: Path, case: str) ->
     else:
         with emulator(tmp_path, "--ignore-start") as emu:
             hook = MesoscopeHook(settings_for(emu.cmd, emu.frames, start_timeout_s=1.0))
-            with pytest.raises(MesoscopeStartError, match="task was not started.*0 of 5 frames"):
+            with pytest.raises(MesoscopeStartError, match="task was not started.*0 of 20 frames"):
                 run_with(tmp_path, config, hook)
     folder = only_session(tmp_path)
     footer = json.loads((folder / "footer.json").read_text())

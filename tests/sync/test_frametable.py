@@ -52,7 +52,9 @@ def test_one_row_per_frame_clock_edge_at_the_ttl_time(session: Session) -> None:
     ft = frame_table(session)
     assert len(ft) == len(session.frame_clock) > 100
     np.testing.assert_array_equal(ft.time, session.frame_clock["t"])
-    np.testing.assert_array_equal(ft.frame, session.frame_clock["frame"])
+    np.testing.assert_array_equal(ft.index, np.arange(len(ft)))  # the 0-based index every ...Fr counts
+    np.testing.assert_array_equal(ft.frame, session.frame_clock["frame"])  # the writer numbers edges so too
+    assert (ft.scanimage_frame == -1).all() and (ft.acquisition == -1).all()  # no mesoscope here
     assert ft.source == "frame_clock.bin"
     assert ft.period_s == pytest.approx(1 / 3.17, rel=0.01)
 
@@ -126,9 +128,11 @@ def test_sync_flags_from_ttl_alone(session_path: Path, tmp_path: Path) -> None:
     assert ft.flag("before_loop").tolist().count(True) == 1 and ft.flag("before_loop")[0]
     assert ft.flag("after_loop")[-1] and ft.flag("after_loop").sum() == 1
     assert not ft.moving[0] and not ft.moving[-1] and ft.iteration[0] == -1
-    after_loss = int(np.flatnonzero(ft.frame == fc["frame"][11])[0])
+    # rows are known by their 0-based index; the edited edges are found by their times
+    np.testing.assert_array_equal(ft.index, np.arange(len(ft)))
+    after_loss = int(np.flatnonzero(ft.time == fc["t"][11])[0])
     assert ft.flag("long_interval")[after_loss]
-    after_bounce = int(np.flatnonzero(ft.frame == 88888)[0])
+    after_bounce = int(np.flatnonzero(ft.time == bounce["t"][0])[0])
     assert ft.flag("short_interval")[after_bounce]
     assert ft.doubtful.sum() == len(np.flatnonzero(ft.flags))
     with pytest.raises(KeyError):

@@ -76,8 +76,8 @@ def test_random_drops_and_duplicates_on_either_path_are_flagged_exactly(f: dict)
     msgs = [msgs[i] for i in rng.permutation(len(msgs))]  # arrival order must not matter
 
     rows = reconcile(np.array(ttl), msgs).rows
-    assert sorted(rows["frame"].tolist()) == list(range(1, n + 1))
-    by_frame = {int(r["frame"]): r for r in rows}
+    assert sorted(rows["scanimage_frame"].tolist()) == list(range(1, n + 1))
+    by_frame = {int(r["scanimage_frame"]): r for r in rows}
     for k in range(1, n + 1):
         r = by_frame[k]
         assert bool(r["missing_ttl"]) == (k in f["miss_ttl"]), k
@@ -89,8 +89,8 @@ def test_random_drops_and_duplicates_on_either_path_are_flagged_exactly(f: dict)
             assert abs(r["time"] - t[k - 1]) < 0.2 * period  # from the mesoscope time, via the fit
     # frames seen on neither path get a time estimated from their neighbours (a stall may hide
     # between them), but never out of order
-    assert rows["frame"].tolist() == list(range(1, n + 1))
-    gaps = {int(r["frame"]) for r in rows if r["gap"]}
+    assert rows["scanimage_frame"].tolist() == list(range(1, n + 1))
+    gaps = {int(r["scanimage_frame"]) for r in rows if r["gap"]}
     unseen = f["miss_msg"] & f["miss_ttl"]  # timed from the frame before: the gap shows after them
     stall = f["stall"]
     assert gaps == (set() if stall is None else {min(k for k in range(stall + 1, n + 1) if k not in unseen)})
@@ -106,7 +106,7 @@ def test_restart_starts_a_new_acquisition_flagged_on_its_first_frame() -> None:
     table = reconcile(np.concatenate([t1, t2]), msgs)
     rows = table.rows
     assert len(rows) == 50
-    assert [(int(r["acquisition"]), int(r["frame"])) for r in rows if r["restart"]] == [(2, 1)]
+    assert [(int(r["acquisition"]), int(r["scanimage_frame"])) for r in rows if r["restart"]] == [(2, 1)]
     assert not rows["missing_ttl"].any() and not rows["missing_msg"].any()
     assert set(table.fits) == {1, 2}
 
@@ -117,13 +117,13 @@ def test_bounced_ttl_edge_is_flagged_on_its_frame_not_made_a_frame() -> None:
     ttl = np.sort(np.append(t, t[9] + 0.001))
     rows = reconcile(ttl, [(k + 1, 0, meso[k], recv[k]) for k in range(40)]).rows
     assert len(rows) == 40
-    assert rows["frame"][rows["duplicate_ttl"]].tolist() == [10]
+    assert rows["scanimage_frame"][rows["duplicate_ttl"]].tolist() == [10]
 
 
 def test_without_messages_edges_are_kept_without_identity() -> None:
     rows = reconcile(np.arange(10) * 0.1, []).rows
     assert len(rows) == 10
-    assert rows["missing_msg"].all() and (rows["frame"] == -1).all()
+    assert rows["missing_msg"].all() and (rows["scanimage_frame"] == -1).all()
 
 
 def test_without_edges_frames_take_their_time_from_the_clock_prior() -> None:
@@ -143,7 +143,7 @@ def test_ping_prior_aligns_frames_even_when_messages_arrive_a_frame_late() -> No
     msgs = [(k + 1, 0, meso[k], recv[k]) for k in range(1, 120)]  # frame 1's message lost
     prior = ClockFit(offset=50.0, scale=1.0, n=10, rms_s=0.0002, max_abs_s=0.0004)
     rows = reconcile(t, msgs, prior=prior).rows
-    assert rows["frame"].tolist() == list(range(1, 121))
+    assert rows["scanimage_frame"].tolist() == list(range(1, 121))
     np.testing.assert_array_equal(rows["ttl_time"], t)
     assert rows["missing_msg"].tolist() == [True] + [False] * 119
 
@@ -172,10 +172,36 @@ def test_clock_from_pings_uses_the_fastest_round_trips() -> None:
 
 
 def test_bad_message_rows_get_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="frame message 1: expected 4 or 5 fields"):
+    with pytest.raises(ValueError, match="frame message 1: expected 4, 5 or 7 fields"):
         as_msg_array([(1, 0, 0.0, 0.0), (2, 0, 0.0)])
-    with pytest.raises(ValueError, match="TTL times must be finite"):
-        reconcile([0.0, np.nan], [])
+
+
+def test_non_finite_times_and_impossible_frame_numbers_are_dropped_and_counted_not_fatal() -> None:
+    # issue 11: one NaN used to stop the frame table being written, one huge frame number to hang it
+    period = 0.05
+    t, meso, recv = _session(40, period, 6)
+    msgs = [(k + 1, 0, meso[k], recv[k]) for k in range(40)]
+    msgs += [(5, 0, np.nan, recv[4]), (7, 0, np.inf, recv[6]), (0, 0, meso[0], recv[0]), (-3, 0, meso[1], recv[1]),
+             (10**12, 0, meso[20], recv[20]), (2**62, 0, meso[21], recv[21])]
+    table = reconcile(np.append(t, [np.nan, np.inf]), msgs)
+    assert table.rows["scanimage_frame"].tolist() == list(range(1, 41))
+    assert not table.rows["missing_msg"].any() and not table.rows["duplicate_msg"].any()
+    assert (table.n_ttl_refused, table.n_msgs_refused, table.unfilled) == (2, 6, {})
+    rep = sync_report(table)
+    assert (rep["frames"], rep["frames_dropped"], rep["messages_refused"], rep["ttl_refused"]) == (40, 0, 6, 2)
+
+
+def test_a_frame_number_far_ahead_with_a_consistent_time_is_counted_not_filled_row_by_row() -> None:
+    # Consistent with its own time (so not dropped) yet implying ~10**9 frames lost on both paths.
+    period = 0.05
+    t, meso, recv = _session(30, period, 7)
+    far = meso[29] + 10**9 * period
+    msgs = [(k + 1, 0, meso[k], recv[k]) for k in range(30)]
+    msgs.append((10**9, 0, far, float(fit_clock_offset(meso, recv).to_rig(far))))
+    table = reconcile(t, msgs)
+    assert len(table.rows) == 31 and table.unfilled == {1: 10**9 - 31}
+    rep = sync_report(table)
+    assert rep["frames"] == 10**9 and rep["frames_dropped"] == 10**9 - 30
 
 
 def test_sync_report_counts_both_paths_and_lists_flagged_frames() -> None:
@@ -190,7 +216,7 @@ def test_sync_report_counts_both_paths_and_lists_flagged_frames() -> None:
     assert rep["flag_counts"]["missing_ttl"] == 2 and rep["flag_counts"]["missing_msg"] == 1
     assert rep["flag_counts"]["gap"] == 1 and not rep["counts_agree"]
     assert rep["rate_hz"] == pytest.approx(30, rel=0.05)
-    assert [f["frame"] for f in rep["flagged"]] == [11, 12, 41, 61]
+    assert [f["scanimage_frame"] for f in rep["flagged"]] == [11, 12, 41, 61]
     assert rep["clock_fits"]["1"]["drift_ppm"] == pytest.approx(30, abs=1)
 
 
