@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from rig.datalog.header import SessionFacts
 from rig.datalog.writer import SessionWriter
-from rig.engine.records import Command, Event, State
+from rig.engine.records import Command, Event, EventKind, State
 
 
 def _state(k: int) -> State:
@@ -30,15 +32,25 @@ def _state(k: int) -> State:
 class _NullWriter:
     """Same calls, no work: measures the benchmark loop itself."""
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *a, **k: None
 
 
-def _loop(w, n: int, states: list[State], ball_t, ball_counts, ball_cm) -> float:
+def _facts() -> SessionFacts:
+    return SessionFacts(
+        animal="bench", protocol={"name": "bench", "kind": "task"}, protocol_yaml="", protocol_sha256="",
+        config={}, seed=0, fast=True, frame_rate_hz=60.0,
+    )
+
+
+def _loop(
+    w: SessionWriter | _NullWriter, n: int, states: list[State], ball_t: np.ndarray, ball_counts: np.ndarray,
+    ball_cm: np.ndarray,
+) -> float:
     """A runner-like iteration: every stream, 16 ball samples, 30 Hz imaging, tick; us per iteration."""
-    ev = (Event(t=1.0, kind="lick", trial=3, position_cm=12.5),)
+    ev = (Event(t=1.0, kind=EventKind.LICK, trial=3, position_cm=12.5),)
     cmd = (Command(t=1.0, kind="valve", duration_ms=40.0, volume_ul=2.5),)
-    no_licks: tuple = ()
+    no_licks: tuple[()] = ()
     frame, ball, licks, frame_clock, timing, tick = w.frame, w.ball, w.licks, w.frame_clock, w.timing, w.tick
     perf = time.perf_counter
     t0 = perf()
@@ -69,14 +81,14 @@ def main() -> None:
     ball_counts = np.ones(16, dtype=np.int64)
     ball_cm = np.full(16, 0.03)
     with tempfile.TemporaryDirectory() as tmp:
-        w = SessionWriter.create(Path(tmp), "bench", {"seed": 0}, min_free_mb=0)
+        w = SessionWriter.create(Path(tmp), _facts(), min_free_mb=0)
         t0 = time.perf_counter()
         for k in range(n):
             w.frame(k, states[k % len(states)])
         frame_us = (time.perf_counter() - t0) / n * 1e6
         w.flush()
 
-        w2 = SessionWriter.create(Path(tmp), "bench", {"seed": 0}, min_free_mb=0)
+        w2 = SessionWriter.create(Path(tmp), _facts(), min_free_mb=0)
         loop_us = _loop(w2, n, states, ball_t, ball_counts, ball_cm)
         w2.close(True, "bench")
     base_us = _loop(_NullWriter(), n, states, ball_t, ball_counts, ball_cm)  # the loop's own overhead

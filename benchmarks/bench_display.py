@@ -21,8 +21,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from rig.engine.records import Step
+from rig.runner.hooks import LoopHook
+
+if TYPE_CHECKING:
+    from rig.runner.loop import Runner, RunResult
+    from rig.vr.display_driver import WindowDisplay
+    from rig.vr.params import DisplayLayout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,7 +44,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def three_screens(w: int, h: int):
+def three_screens(w: int, h: int) -> DisplayLayout:
     from rig.vr.params import DisplayLayout, ScreenParams
 
     return DisplayLayout(
@@ -69,6 +78,7 @@ def bench_offscreen(frames: int, screen: tuple[int, int]) -> None:
                 t = time.perf_counter()
                 d.show(View(0.0, 0, "leaf1", 50.0 + (i % 500), False, True))
                 times.append(time.perf_counter() - t)
+            assert d._ctx is not None  # noqa: SLF001 - open
             renderer = d._ctx.info["GL_RENDERER"]  # noqa: SLF001 - report which GL did the work
         ms = np.array(times) * 1e3
         print(
@@ -77,21 +87,27 @@ def bench_offscreen(frames: int, screen: tuple[int, int]) -> None:
         )
 
 
-class SwapTimes:
+class SwapTimes(LoopHook):
     """Loop hook: the session time each iteration's swap returned (the display's last_swap_t)."""
 
     def __init__(self) -> None:
         self.t: list[float] = []
-        self._display = None
+        self._display: WindowDisplay | None = None
 
-    def start(self, runner) -> None:
-        self._display = runner.devices.display
-        self._display.bind(runner.protocol)  # the display needs the protocol's corridors
+    def start(self, runner: Runner) -> None:
+        from rig.vr.display_driver import WindowDisplay
 
-    def iteration(self, i, t, step) -> None:
+        display = runner.devices.display
+        if not isinstance(display, WindowDisplay):
+            raise TypeError(f"this benchmark needs a gl_window display, got {type(display).__name__}")
+        display.bind(runner.protocol)  # the display needs the protocol's corridors
+        self._display = display
+
+    def iteration(self, i: int, t: float, step: Step) -> None:
+        assert self._display is not None  # start() ran
         self.t.append(self._display.last_swap_t)
 
-    def end(self, runner, result) -> None:
+    def end(self, runner: Runner, result: RunResult | None) -> None:
         pass
 
 
@@ -119,7 +135,7 @@ def bench_window(seconds: float, screen: tuple[int, int], window: str) -> None:
         raise SystemExit(f"windowed run failed (exit {r.returncode})")
 
 
-def run_window_session(seconds: float, layout, window: str) -> None:
+def run_window_session(seconds: float, layout: DisplayLayout, window: str) -> None:
     import yaml
 
     import rig.vr.display_driver  # noqa: F401 - registers the gl display types

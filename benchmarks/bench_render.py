@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 from rig.protocol import Corridor, Texture
 from rig.vr.geometry import ViewState
@@ -29,8 +30,8 @@ LAYOUTS = {
 }
 
 
-def per_frame(fn, n: int) -> tuple[float, float]:
-    times = []
+def per_frame(fn: Callable[[int], object], n: int) -> tuple[float, float]:
+    times: list[float] = []
     for i in range(n):
         t = time.perf_counter()
         fn(i)
@@ -77,9 +78,15 @@ def main() -> None:
                 def state(i: int) -> ViewState:
                     return ViewState("leaf1", 300.0 + (i % 250), frame=i, ahead=("circle1",))
 
+                def finish(i: int, r: CorridorRenderer = r) -> None:
+                    r.draw_offscreen(state(i))
+
+                def readback(i: int, r: CorridorRenderer = r) -> None:
+                    r.render(state(i))
+
                 r.draw_offscreen(state(0))  # warm up: shader compile, first upload
-                fin_med, fin_max = per_frame(lambda i, r=r: r.draw_offscreen(state(i)), args.frames)
-                rb_med, rb_max = per_frame(lambda i, r=r: r.render(state(i)), args.frames)
+                fin_med, fin_max = per_frame(finish, args.frames)
+                rb_med, rb_max = per_frame(readback, args.frames)
             print(f"{label}: renderer setup {setup * 1e3:.0f} ms")
             print(
                 f"  draw+finish   median {fin_med:6.1f} ms ({1e3 / fin_med:5.1f} fps), max {fin_max:6.1f} ms"

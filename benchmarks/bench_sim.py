@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from drivers.base import View
 from drivers.registry import DriverContext, default_registry
@@ -18,6 +19,10 @@ from rig.sim.world import SimulatedWorld
 
 
 class SteppedClock:
+    """Session time set by the benchmark loop: a virtual clock (drivers.base.Clock)."""
+
+    virtual = True
+
     def __init__(self) -> None:
         self.t = 0.0
 
@@ -31,7 +36,7 @@ def run(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) -> flo
     ctx = DriverContext(clock, world)
     reg = default_registry()
 
-    def make(role: str, **params: float):
+    def make(role: str, **params: float) -> Any:  # the role's sim driver class (the registry is untyped)
         spec = reg.spec(role, "sim")
         return spec.cls(spec.params(**params), ctx)
 

@@ -275,16 +275,18 @@ class SimFrameClock(_SimDevice):
         jitter_ms: float = Field(0.1, ge=0, le=100)
         start_s: float = Field(0.5, ge=0, le=3600)
 
+    params: Params
+
     def read(self) -> np.ndarray:
         self._need_open()
         return self._world.frame_edges(self._session_clock.now())
 
     def _attach(self) -> None:
         p = self.params
-        self._world.attach_frames(p.rate_hz, p.jitter_ms, p.start_s)  # type: ignore[attr-defined]
+        self._world.attach_frames(p.rate_hz, p.jitter_ms, p.start_s)
 
     def _describe(self) -> str:
-        return f"simulated frame clock, {self.params.rate_hz:g} Hz"  # type: ignore[attr-defined]
+        return f"simulated frame clock, {self.params.rate_hz:g} Hz"
 
 
 @register("display", "sim")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, Self
 
 from drivers.base import CheckResult
 
@@ -33,7 +33,7 @@ class SoftDevice:
     def self_test(self) -> list[CheckResult]:
         return [CheckResult(f"{self.family} {self.role}", True, self._describe())]
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         self.open()
         return self
 

@@ -4,12 +4,16 @@ day, and the protocol (and stage) of each day."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rig.figures.learning import DayRecord, animal_days
 from rig.figures.style import RC, REWARD_COLOUR, CorridorColours
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FIGSIZE_IN = (12.0, 9.0)
 DPI = 100
@@ -33,7 +37,7 @@ def _fit(text: str, room_pt: float) -> float:
     return room_pt / max(longest * 0.6, 1.0)
 
 
-def _protocol_strip(ax: Any, days: list[DayRecord]) -> None:
+def _protocol_strip(ax: Axes, days: list[DayRecord]) -> None:
     labels = [d.label for d in days]
     palette: dict[str, str] = {}
     width_pt = ax.get_window_extent().width * 72.0 / ax.figure.dpi / max(len(days), 1)
@@ -54,7 +58,7 @@ def _protocol_strip(ax: Any, days: list[DayRecord]) -> None:
     ax.tick_params(axis="x", length=0, labelbottom=False)
 
 
-def animal_figure(animal_dir: str | Path, days: list[DayRecord] | None = None) -> Any:
+def animal_figure(animal_dir: str | Path, days: list[DayRecord] | None = None) -> Figure:
     """The learning figure of the animal whose sessions are under animal_dir (an Agg-canvas Figure)."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -118,7 +122,7 @@ def animal_figure(animal_dir: str | Path, days: list[DayRecord] | None = None) -
             if bad:
                 bar.set_hatch("///")
                 bar.set_edgecolor("white")
-        for xi, d in zip(x, days, strict=True):
+        for xi, d in enumerate(days):
             if len(d.sessions) > 1:
                 ax_tr.text(xi, d.trials, f"{len(d.sessions)} sessions", ha="center", va="bottom", fontsize=8)
         ax_tr.set_ylabel("trials")
@@ -131,7 +135,7 @@ def animal_figure(animal_dir: str | Path, days: list[DayRecord] | None = None) -
         ax_w.bar(x, water, width=0.6, color=REWARD_COLOUR)
         ax_w.set_ylabel("water (\u00b5l)")
         ax_w.set_ylim(0, max(1.0, water.max()) * 1.18)
-        for xi, w in zip(x, water, strict=True):
+        for xi, w in enumerate(water):
             if w > 0:
                 ax_w.text(xi, w, f"{w:.0f}", ha="center", va="bottom", fontsize=8)
         for ax in (ax_ant, ax_tr):

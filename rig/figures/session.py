@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,11 @@ from rig.datalog.reader import Session
 from rig.figures import style
 from rig.figures.style import CorridorColours, grey_band
 from rig.figures.trials import PositionProfiles, TrialData, position_profiles, running_fraction, trial_data
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 FIGSIZE_IN = (14.0, 9.0)
 DPI = 100
@@ -71,7 +76,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _header_lines(info: dict, session: Session) -> tuple[str, str, str]:
+def _header_lines(info: dict[str, Any], session: Session) -> tuple[str, str, str]:
     h = session.header
     when = str(h.date or "")
     start = str(h.start_time or "")
@@ -93,7 +98,7 @@ def _header_lines(info: dict, session: Session) -> tuple[str, str, str]:
     return title, facts, status
 
 
-def _raster(ax: Any, data: TrialData, name: str, g: CorridorGeometry | None, length: float) -> None:
+def _raster(ax: Axes, data: TrialData, name: str, g: CorridorGeometry | None, length: float) -> None:
     tr = data.trials
     rows = np.flatnonzero(tr.corridor == name)
     ordinal = {int(tr.index[r]): k + 1 for k, r in enumerate(rows)}
@@ -162,13 +167,13 @@ _MARKERS: dict[str, dict[str, Any]] = {
 }
 
 
-def _legend_handle(label: str) -> Any:
+def _legend_handle(label: str) -> Line2D:
     from matplotlib.lines import Line2D
 
     return Line2D([], [], ls="none", **_MARKERS.get(label, {"marker": "o"}))
 
 
-def _profile_panel(ax: Any, x: np.ndarray, curves: list[tuple[str, np.ndarray, str, str]],
+def _profile_panel(ax: Axes, x: np.ndarray, curves: list[tuple[str, np.ndarray, str, str]],
                    ylabel: str, length: float, geom: dict[str, CorridorGeometry]) -> None:
     tex = max((g.texture_cm for g in geom.values()), default=None)
     if tex is not None:
@@ -184,7 +189,7 @@ def _profile_panel(ax: Any, x: np.ndarray, curves: list[tuple[str, np.ndarray, s
     ax.set_ylabel(ylabel)
 
 
-def session_figure(session: Session) -> Any:
+def session_figure(session: Session) -> Figure:
     """The summary figure of one session (a matplotlib Figure on an Agg canvas)."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg

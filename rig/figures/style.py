@@ -6,7 +6,11 @@ names outside the table get colours from a spare list in order of first use with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.typing import RcKeyType
 
 # The paper's corridors (shared/PAPER.md) and the shipped protocols' names. Pairs that are compared in
 # one stage (leaf1/circle1, leaf1/leaf2, grating0/grating45) get clearly different hues.
@@ -38,7 +42,7 @@ REWARD_COLOUR = "#1f5fbf"
 LICK_COLOUR = "#222222"
 ZONE_COLOUR = "#ff9f1a"
 
-RC: dict[str, Any] = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -71,7 +75,7 @@ class CorridorColours:
         return self._assigned[name]
 
 
-def grey_band(ax: Any, texture_cm: float, length_cm: float, vertical: bool = True) -> None:
+def grey_band(ax: Axes, texture_cm: float, length_cm: float, vertical: bool = True) -> None:
     """Shade the grey part of the corridor (texture end .. corridor end) behind the data."""
     if length_cm > texture_cm:
         if vertical:

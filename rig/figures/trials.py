@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -97,17 +98,17 @@ class TrialData:
     rewards: Rewards
 
 
-def _num(value: object) -> float:
-    return NAN if value is None else float(value)  # type: ignore[arg-type]
+def _num(value: Any) -> float:  # a number (or None) from a decoded JSON line
+    return NAN if value is None else float(value)
 
 
-def _where(event: dict, n: int) -> str:
+def _where(event: dict[str, Any], n: int) -> str:
     return f"event {n} ({event.get('kind')!r} at t={event.get('t')!r})"
 
 
-def trial_data(events: Iterable[dict]) -> TrialData:
+def trial_data(events: Iterable[dict[str, Any]]) -> TrialData:
     """The per-trial table, licks and rewards of a session, from its events.jsonl records."""
-    rows: dict[int, dict] = {}
+    rows: dict[int, dict[str, Any]] = {}
     order: list[int] = []
     lick_rows: list[tuple[float, float, int, bool, bool]] = []
     reward_rows: list[tuple[float, float, int, float, str, bool]] = []
@@ -192,7 +193,7 @@ _TRIAL_DTYPES = {
 }
 
 
-def _trials(rows: dict[int, dict], order: list[int]) -> Trials:
+def _trials(rows: dict[int, dict[str, Any]], order: list[int]) -> Trials:
     cols: dict[str, np.ndarray] = {"index": np.array(order, dtype=int)}
     for name in Trials.__dataclass_fields__:
         if name == "index":
@@ -203,13 +204,13 @@ def _trials(rows: dict[int, dict], order: list[int]) -> Trials:
     return Trials(**cols)
 
 
-def _licks(rows: Sequence[tuple]) -> Licks:
+def _licks(rows: Sequence[tuple[float, float, int, bool, bool]]) -> Licks:
     t, pos, trial, antic, iti = zip(*rows, strict=True) if rows else ((),) * 5
     return Licks(np.array(t, float), np.array(pos, float), np.array(trial, int), np.array(antic, bool),
                  np.array(iti, bool))
 
 
-def _rewards(rows: Sequence[tuple]) -> Rewards:
+def _rewards(rows: Sequence[tuple[float, float, int, float, str, bool]]) -> Rewards:
     t, pos, trial, ul, source, withheld = zip(*rows, strict=True) if rows else ((),) * 6
     return Rewards(np.array(t, float), np.array(pos, float), np.array(trial, int), np.array(ul, float),
                    np.array(source, str) if source else np.zeros(0, str), np.array(withheld, bool))
@@ -229,12 +230,14 @@ class PositionProfiles:
 
     @property
     def centers_cm(self) -> np.ndarray:
-        return (self.edges_cm[:-1] + self.edges_cm[1:]) / 2
+        centers: np.ndarray = (self.edges_cm[:-1] + self.edges_cm[1:]) / 2
+        return centers
 
     def lick_rate_hz(self) -> np.ndarray:
         """Licks per second of time spent in each bin (NaN where no time was spent)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.time_s > 0, self.licks / self.time_s, NAN)
+            rate: np.ndarray = np.where(self.time_s > 0, self.licks / self.time_s, NAN)
+        return rate
 
 
 def position_profiles(

@@ -12,10 +12,11 @@ which runs numpy's same inner loop per row (np.add.reduceat does not: it adds in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from rig.runner.operator import OPERATOR_ACTIONS
+from rig.runner.operator import OPERATOR_ACTIONS, Operator
 
 
 class InputError(ValueError):
@@ -29,12 +30,13 @@ class InputError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class OperatorAction:
+@dataclass(frozen=True, kw_only=True)
+class OperatorAction(Operator):
+    """An operator request as logged: the Operator the runner acted on, and where it was logged.
+    `volume_ul` is as logged (the runner handed the engine exactly this value)."""
+
     iteration: int
     t: float
-    action: str
-    volume_ul: float = 0.0  # as logged (the runner hands the engine exactly this value)
 
 
 @dataclass
@@ -44,7 +46,8 @@ class IterationInputs:
     n: int
     ball_cm: list[float]  # per iteration: the runner's float(cm.sum()), 0.0 when no samples
     licks: list[tuple[float, ...]]  # per iteration: lick onset times in logged order
-    operator: dict[int, list[OperatorAction]] = field(default_factory=dict)
+    # per iteration, OperatorAction records (typed as the Operator lists that rig.runner's apply_operator takes)
+    operator: dict[int, list[Operator]] = field(default_factory=dict)
     ignored_operator: list[str] = field(default_factory=list)  # actions the engine never sees
 
 
@@ -82,7 +85,7 @@ def first_decrease(iteration: np.ndarray, steps: np.ndarray | None = None) -> in
     return int(bad[0]) + 1 if len(bad) else None
 
 
-def group_inputs(ball: np.ndarray, licks: np.ndarray, operator: list[dict], n: int) -> IterationInputs:
+def group_inputs(ball: np.ndarray, licks: np.ndarray, operator: list[dict[str, Any]], n: int) -> IterationInputs:
     """Group ball.bin, licks.bin and operator.jsonl records into per-iteration engine inputs for
     iterations 1..n. Raises InputError when a stream is out of iteration order or holds a bad value."""
     bi = np.asarray(ball["i"], dtype=np.int64)
@@ -109,7 +112,7 @@ def group_inputs(ball: np.ndarray, licks: np.ndarray, operator: list[dict], n: i
         for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
             lick_lists[int(its[a])] = tuple(ts[a:b])
 
-    ops: dict[int, list[OperatorAction]] = {}
+    ops: dict[int, list[Operator]] = {}
     ignored: list[str] = []
     last = -1
     for k, rec in enumerate(operator):
@@ -124,11 +127,12 @@ def group_inputs(ball: np.ndarray, licks: np.ndarray, operator: list[dict], n: i
         if action not in OPERATOR_ACTIONS:
             ignored.append(f"operator.jsonl line {k + 1}: {action!r} at iteration {i} (not an engine input)")
             continue
-        volume = 0.0
+        volume: float = 0.0
         if action == "manual_reward":
             data = rec.get("data")
-            volume = data.get("volume_ul") if isinstance(data, dict) else None
-            if not isinstance(volume, int | float) or isinstance(volume, bool):
+            logged = data.get("volume_ul") if isinstance(data, dict) else None
+            if not isinstance(logged, int | float) or isinstance(logged, bool):
                 raise InputError("operator.jsonl", k, i, f"line {k + 1}: manual_reward without a volume_ul number")
-        ops.setdefault(i, []).append(OperatorAction(i, t, action, volume))
+            volume = logged  # not float(): an int stays an int, as the live runner passed it on
+        ops.setdefault(i, []).append(OperatorAction(action=action, volume_ul=volume, iteration=i, t=t))
     return IterationInputs(n, ball_cm, lick_lists, ops, ignored)

@@ -27,7 +27,7 @@ import numpy as np
 from drivers.base import Display
 from drivers.registry import DriverContext
 from drivers.replay import ReplayBall, ReplayCue, ReplayDisplay, ReplayFrameClock, ReplayLick, ReplayValve
-from rig.config import RigConfig, ValveSafety
+from rig.config import RigConfig, ValveSafety, driver_registry
 from rig.datalog.header import ReplayOrigin, SessionFacts
 from rig.datalog.reader import Session
 from rig.engine.machine import Engine
@@ -36,7 +36,7 @@ from rig.errors import RigError
 from rig.protocol import Protocol
 from rig.replay.verify import Divergence, cut_iteration, engine_setup, virtual_times
 from rig.runner.clock import SessionClock, make_clock
-from rig.runner.devices import Devices, driver_registry
+from rig.runner.devices import Devices
 from rig.runner.hooks import LoopHook
 from rig.runner.loop import Runner, RunResult
 from rig.runner.operator import OPERATOR_ACTIONS, Operator, OperatorQueue
@@ -126,7 +126,8 @@ def _operator_actions(session: Session, n: int) -> dict[int, list[Operator]]:
         i, action = rec.get("i"), rec.get("action")
         if not isinstance(i, int) or not 1 <= i <= n or action not in OPERATOR_ACTIONS:
             continue  # not an engine input (e.g. a valve flush), or after the cut
-        data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+        logged = rec.get("data")
+        data: dict[str, Any] = logged if isinstance(logged, dict) else {}
         volume = data.get("volume_ul", 0.0)
         out.setdefault(i, []).append(Operator(action, volume if isinstance(volume, int | float) else 0.0))
     return out
@@ -183,7 +184,7 @@ def build_display(config: RigConfig, clock: SessionClock, protocol: Protocol, so
         raise ReplayError(f"{where}rig config {config.name!r} has no display driver")
     context = DriverContext(clock=clock, world=None, protocol=protocol)
     try:
-        display = driver_registry().create("display", entry.type, config.driver_params("display"), context)
+        display: Display = driver_registry().create("display", entry.type, config.driver_params("display"), context)
     except (TypeError, ValueError, KeyError) as e:
         raise ReplayError(f"{where}cannot build display driver {entry.type!r}: {e}") from e
     _bind(display, protocol)

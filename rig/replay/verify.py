@@ -28,11 +28,12 @@ from rig.config import ValveCalibration, driver_registry
 from rig.datalog.reader import BINARY_FIELDS, FLAG_BITS, Session
 from rig.datalog.writer import command_record, event_record, json_default
 from rig.engine.machine import Engine
-from rig.engine.records import EventKind, Inputs
+from rig.engine.records import Command, Event, EventKind, Inputs
 from rig.loading import LoadError, protocol_from_dict, protocol_from_yaml
 from rig.protocol import Protocol
 from rig.replay.inputs import InputError, IterationInputs, group_inputs
-from rig.runner.loop import apply_operator, step_engine
+from rig.runner.loop import step_engine
+from rig.runner.operator import apply_operator
 
 FRAME_FIELDS = BINARY_FIELDS["frames.bin"]
 FRAME_DTYPE = np.dtype(list(FRAME_FIELDS))
@@ -198,7 +199,7 @@ def engine_setup(s: Session, out: list[Divergence], notes: list[str]) -> EngineS
     return EngineSetup(protocol, seed, calibration, float(rate), ball_counts_per_cm(config, notes))
 
 
-def ball_counts_per_cm(config: dict, notes: list[str] | None = None) -> float | None:
+def ball_counts_per_cm(config: dict[str, Any], notes: list[str] | None = None) -> float | None:
     """The ball encoder's counts per cm from a header's config: the entry's own value, else the driver
     type's default (from the driver registry); None when neither is known."""
     entry = (config.get("drivers") or {}).get("ball") if isinstance(config, dict) else None
@@ -247,8 +248,8 @@ def cut_iteration(s: Session, n_frames: int, notes: list[str]) -> int:
 @dataclass
 class _Replayed:
     frames: np.ndarray
-    events: list[tuple[int, Any]]  # (iteration, Event)
-    commands: list[tuple[int, Any]]  # (iteration, Command)
+    events: list[tuple[int, Event]]  # (iteration, Event)
+    commands: list[tuple[int, Command]]  # (iteration, Command)
     done: bool
     trials: int
     rewards: int
@@ -262,8 +263,8 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
     """Step a fresh engine through iterations 1..len(times) exactly as rig.runner.loop does."""
     engine = Engine(setup.protocol, setup.seed, setup.calibration.duration_ms)
     step = engine.start(0.0)
-    events: list[tuple[int, Any]] = [(0, e) for e in step.events]
-    commands: list[tuple[int, Any]] = [(0, c) for c in step.commands]
+    events: list[tuple[int, Event]] = [(0, e) for e in step.events]
+    commands: list[tuple[int, Command]] = [(0, c) for c in step.commands]
     pack = _PACK_FRAME
     b_moving, b_grey, b_cue, b_done = (FLAG_BITS[k] for k in ("moving", "in_grey", "cue_played", "done"))
     buf = bytearray()
@@ -272,7 +273,7 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
     stop_reason = ""
     trials = rewards = 0
     done = False
-    error = None
+    error: Divergence | None = None
     for i, t in enumerate(times, start=1):
         acts = ops.get(i)
         manual: tuple[float, ...] = ()
@@ -292,11 +293,11 @@ def replay_engine(setup: EngineSetup, times: list[float], inputs: IterationInput
         if step.commands:
             commands += [(i, c) for c in step.commands]
         if step.events:
-            for e in step.events:
-                events.append((i, e))
-                if e.kind == EventKind.TRIAL_END:
+            for ev in step.events:
+                events.append((i, ev))
+                if ev.kind == EventKind.TRIAL_END:
                     trials += 1
-                elif e.kind == EventKind.REWARD:
+                elif ev.kind == EventKind.REWARD:
                     rewards += 1
         if st.done:
             done = True
@@ -341,7 +342,8 @@ def compare_frames(logged: np.ndarray, replayed: np.ndarray) -> Divergence | Non
 
 
 def compare_lines(
-    name: str, logged: list[dict], replayed: list[dict], *, prefix_only: bool, footer_count: int | None
+    name: str, logged: list[dict[str, Any]], replayed: list[dict[str, Any]], *, prefix_only: bool,
+    footer_count: int | None,
 ) -> tuple[Divergence | None, str | None]:
     """Compare JSON-lines records in order. Returns (first divergence, note). With `prefix_only` (a
     killed session) the log may stop early: missing trailing lines are a note, not a divergence."""
@@ -421,7 +423,8 @@ def verify_session(path: str | Path) -> VerifyReport:
     notes: list[str] = []
     truncated = s.footer is None
     footer = s.footer or {}
-    counts = footer.get("counts") if isinstance(footer.get("counts"), dict) else {}
+    logged_counts = footer.get("counts")
+    counts: dict[str, Any] = logged_counts if isinstance(logged_counts, dict) else {}
 
     def finish(n: int) -> VerifyReport:
         t_end = float(s.frames["t"][n - 1]) if 0 < n <= len(s.frames) else 0.0
@@ -570,7 +573,7 @@ def _check_inputs(
             break
 
 
-def _check_summary(footer: dict, n: int, rep: _Replayed, found: list[Divergence]) -> None:
+def _check_summary(footer: dict[str, Any], n: int, rep: _Replayed, found: list[Divergence]) -> None:
     summary = footer.get("summary")
     if not isinstance(summary, dict):
         return

@@ -20,7 +20,7 @@ This module imports neither moderngl nor PyQt5 at import time (the driver regist
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,13 @@ from drivers.registry import DriverContext, register
 from rig.protocol import Protocol
 from rig.vr.geometry import ViewState
 from rig.vr.params import DisplayParams
+
+if TYPE_CHECKING:  # imported when a display opens, not with the registry
+    import moderngl
+    import numpy as np
+
+    from rig.vr.qt_window import GLWindows
+    from rig.vr.renderer import CorridorRenderer
 
 GL_DISPLAY_TYPES = ("gl_offscreen", "gl_window")
 
@@ -82,13 +89,12 @@ class _GLDisplay:
         self._world = context.world
         self._protocol: Protocol | None = None
         self._tracker = FrameTracker()
-        self._ctx: Any = None  # moderngl.Context
-        self._renderer: Any = None  # rig.vr.renderer.CorridorRenderer
+        self._ctx: moderngl.Context | None = None
+        self._renderer: CorridorRenderer | None = None
         self._open = False
         self.last_swap_t = float("nan")  # session time show() returned last (for hooks and benchmarks)
-        protocol = getattr(context, "protocol", None)  # present once DriverContext carries the protocol
-        if protocol is not None:
-            self.bind(protocol)
+        if context.protocol is not None:  # opaque in DriverContext: drivers.registry never names rig types
+            self.bind(self._as_protocol(context.protocol, "DriverContext.protocol must be"))
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -99,12 +105,14 @@ class _GLDisplay:
     def frames_shown(self) -> int:
         return self._tracker.frame
 
+    def _as_protocol(self, protocol: object, what: str) -> Protocol:
+        if not isinstance(protocol, Protocol):
+            raise TypeError(f"{self.kind} display: {what} a rig.protocol.Protocol, got {type(protocol)}")
+        return protocol
+
     def bind(self, protocol: Protocol) -> None:
         """Tell the display which protocol's corridors it draws (builds the renderer if already open)."""
-        if not isinstance(protocol, Protocol):
-            raise TypeError(
-                f"{self.kind} display: bind() needs a rig.protocol.Protocol, got {type(protocol)}"
-            )
+        protocol = self._as_protocol(protocol, "bind() needs")  # callers outside mypy's reach pass anything
         if (
             self._renderer is not None
             and self._protocol is not None
@@ -153,7 +161,7 @@ class _GLDisplay:
     def _build_renderer(self) -> None:
         from rig.vr.renderer import CorridorRenderer
 
-        assert self._protocol is not None
+        assert self._protocol is not None and self._ctx is not None
         self._make_current()
         self._renderer = CorridorRenderer(self._ctx, self._protocol.corridors, display_params(self.params))
 
@@ -168,7 +176,7 @@ class _GLDisplay:
                 "first frame (or give DriverContext a protocol)"
             )
         state = self._tracker.next(view)
-        self._present(state)
+        self._present(self._renderer, state)
         t = self._session_clock.now()
         self.last_swap_t = t
         if self._world is not None:
@@ -178,15 +186,14 @@ class _GLDisplay:
     def self_test(self) -> list[CheckResult]:
         name = f"{self.kind} display"
         if self._open and self._ctx is not None:
-            info = self._ctx.info
-            return [CheckResult(name, True, f"{info['GL_RENDERER']} / {info['GL_VERSION']}")]
+            return [CheckResult(name, True, _gl_description(self._ctx))]
         try:
             self.open()
         except Exception as e:  # a check reports what failed instead of raising
             return [CheckResult(name, False, str(e))]
         try:
-            info = self._ctx.info
-            return [CheckResult(name, True, f"{info['GL_RENDERER']} / {info['GL_VERSION']}")]
+            assert self._ctx is not None  # open() made it
+            return [CheckResult(name, True, _gl_description(self._ctx))]
         finally:
             self.close()
 
@@ -200,8 +207,13 @@ class _GLDisplay:
     def _make_current(self) -> None:
         pass
 
-    def _present(self, state: ViewState) -> None:
+    def _present(self, renderer: CorridorRenderer, state: ViewState) -> None:
         raise NotImplementedError
+
+
+def _gl_description(ctx: moderngl.Context) -> str:
+    info = ctx.info
+    return f"{info['GL_RENDERER']} / {info['GL_VERSION']}"
 
 
 @register("display", "gl_offscreen")
@@ -214,20 +226,22 @@ class OffscreenDisplay(_GLDisplay):
     class Params(DisplayParams):
         backend: Literal["egl"] = Field("egl", description="standalone context backend")
 
+    params: Params
+
     def _open_gl(self) -> None:
         from rig.vr.renderer import standalone_context
 
-        self._ctx = standalone_context(self.params.backend)  # type: ignore[attr-defined]
+        self._ctx = standalone_context(self.params.backend)
 
     def _close_gl(self) -> None:
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
             ctx.release()
 
-    def _present(self, state: ViewState) -> None:
-        self._renderer.draw_offscreen(state)
+    def _present(self, renderer: CorridorRenderer, state: ViewState) -> None:
+        renderer.draw_offscreen(state)
 
-    def snapshot(self):
+    def snapshot(self) -> np.ndarray:
         """The last frame drawn, (H, W, 3) uint8, top row first."""
         import numpy as np
 
@@ -257,16 +271,19 @@ class WindowDisplay(_GLDisplay):
         )
         title: str = "corridor-rig"
 
+    params: Params
+
     def __init__(self, params: Params, context: DriverContext) -> None:
         super().__init__(params, context)
-        self._windows: Any = None  # rig.vr.qt_window.GLWindows
+        self._windows: GLWindows | None = None
 
     def _open_gl(self) -> None:
         from rig.vr.qt_window import GLWindows
 
-        self._windows = GLWindows(self.params)  # type: ignore[arg-type]
+        windows = GLWindows(self.params)
+        self._windows = windows
         try:
-            self._ctx = self._windows.open()
+            self._ctx = windows.open()
         except BaseException:
             self._windows = None
             raise
@@ -277,17 +294,22 @@ class WindowDisplay(_GLDisplay):
         if windows is not None:
             windows.close()
 
-    def _make_current(self) -> None:
-        self._windows.make_current(0)
+    def _gl_windows(self) -> GLWindows:
+        if self._windows is None:
+            raise RuntimeError("gl_window display is not open; call open() first")
+        return self._windows
 
-    def _present(self, state: ViewState) -> None:
-        self._windows.present(self._renderer, state)
+    def _make_current(self) -> None:
+        self._gl_windows().make_current(0)
+
+    def _present(self, renderer: CorridorRenderer, state: ViewState) -> None:
+        self._gl_windows().present(renderer, state)
 
     def request_capture(self) -> None:
         """Read the next frame's pixels back from the window framebuffer, before the swap (for tests)."""
-        self._windows.capture_next = True
+        self._gl_windows().capture_next = True
 
     @property
-    def captured(self):
+    def captured(self) -> np.ndarray | None:
         """The captured frame (H, W, 3) uint8, top row first, or None; per_screen: side by side."""
         return None if self._windows is None else self._windows.captured

@@ -83,15 +83,15 @@ def segments(corridors: Mapping[str, Corridor], state: ViewState, view_distance_
     out: list[Segment] = []
     if lo < first:
         out.append(Segment(lo - p, first - p, None))
-    for a, b, c in pieces:
+    for a, b, piece in pieces:
         a2, b2 = max(a, lo), min(b, hi)
         if b2 <= a2:
             continue
-        if c is None:
+        if piece is None:
             out.append(Segment(a2 - p, b2 - p, None))
         else:
-            length = c.texture_length_cm
-            out.append(Segment(a2 - p, b2 - p, c.name, (a2 - a) / length, (b2 - a) / length))
+            length = piece.texture_length_cm
+            out.append(Segment(a2 - p, b2 - p, piece.name, (a2 - a) / length, (b2 - a) / length))
     if start < hi:
         out.append(Segment(max(start, lo) - p, hi - p, None))
     return _merge_grey(out)

@@ -51,7 +51,8 @@ def ndc_direction(screen: ScreenParams, ndc_x: float, ndc_y: float) -> np.ndarra
     ty = math.tan(math.radians(screen.vfov) / 2)
     v = np.array([ndc_x * tx, ndc_y * ty, -1.0])
     d = rotation(screen).T @ v
-    return d / np.linalg.norm(d)
+    unit: np.ndarray = d / np.linalg.norm(d)
+    return unit
 
 
 def project(
@@ -61,7 +62,8 @@ def project(
     p = projection(screen, near, far) @ view_matrix(screen) @ np.append(np.asarray(direction, float), 1.0)
     if p[3] <= 0:
         raise ValueError(f"direction {direction} is behind screen {screen.name or screen.yaw_deg}")
-    return p[:2] / p[3]
+    ndc: np.ndarray = p[:2] / p[3]
+    return ndc
 
 
 def edge_plane_normal(screen: ScreenParams, side: str) -> np.ndarray:
@@ -69,7 +71,8 @@ def edge_plane_normal(screen: ScreenParams, side: str) -> np.ndarray:
     x = -1.0 if side == "left" else 1.0
     top, bottom = ndc_direction(screen, x, 1.0), ndc_direction(screen, x, -1.0)
     n = np.cross(top, bottom)
-    return n / np.linalg.norm(n)
+    unit: np.ndarray = n / np.linalg.norm(n)
+    return unit
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Viewport:
 
 def viewports(layout: DisplayLayout) -> list[Viewport]:
     """Screens side by side left to right, top-aligned in a framebuffer of the layout's size."""
-    out, x = [], 0
+    out: list[Viewport] = []
+    x = 0
     for s in layout.screens:
         out.append(Viewport(x, layout.height_px - s.height_px, s.width_px, s.height_px))
         x += s.width_px

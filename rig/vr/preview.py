@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -40,7 +41,7 @@ def render_preview(
             f"position {position_cm} cm is outside corridor {corridor_name!r} (0-{corridor.length_cm} cm)"
         )
     base = params if params is not None else DisplayParams()
-    update: dict = {"photodiode": base.photodiode.model_copy(update={"enabled": False, "screen": 0})}
+    update: dict[str, Any] = {"photodiode": base.photodiode.model_copy(update={"enabled": False, "screen": 0})}
     if layout is not None:
         update["layout"] = layout
     params = DisplayParams.model_validate(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 import moderngl
 import numpy as np
@@ -24,6 +25,10 @@ from PyQt5.QtGui import QGuiApplication, QOpenGLContext, QSurface, QSurfaceForma
 from rig.vr.geometry import ViewState
 from rig.vr.window_plan import Target, plan_windows
 
+if TYPE_CHECKING:  # display_driver imports this module when a window opens; only the types go back
+    from rig.vr.display_driver import WindowDisplay
+    from rig.vr.renderer import CorridorRenderer
+
 EXPOSE_TIMEOUT_S = 5.0
 NO_GL_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb")
 
@@ -31,7 +36,7 @@ NO_GL_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb")
 class GLWindows:
     """The display's windows and GL context. open() -> moderngl context; present() draws and swaps."""
 
-    def __init__(self, params) -> None:  # rig.vr.display_driver.WindowDisplay.Params
+    def __init__(self, params: WindowDisplay.Params) -> None:
         self.params = params
         self.capture_next = False
         self.captured: np.ndarray | None = None
@@ -83,8 +88,15 @@ class GLWindows:
         return self._ctx
 
     def _application(self) -> QGuiApplication:
-        app = QGuiApplication.instance()
-        if app is None:
+        existing = QGuiApplication.instance()
+        if isinstance(existing, QGuiApplication):
+            app = existing
+        elif existing is not None:  # a QCoreApplication: it has no screens and cannot show windows
+            raise RuntimeError(
+                "gl_window display: this process runs a Qt QCoreApplication, which cannot show windows; "
+                "create a QGuiApplication (or QApplication) instead"
+            )
+        else:
             # Qt aborts the process when no platform plugin can start, so refuse clearly beforehand.
             platform = os.environ.get("QT_QPA_PLATFORM", "")
             if (
@@ -103,7 +115,7 @@ class GLWindows:
             raise RuntimeError(
                 f"gl_window display: Qt platform {name!r} has no GL windows; use xcb (X11 or Xvfb)"
             )
-        return app  # type: ignore[return-value]
+        return app
 
     def _window(self, app: QGuiApplication, target: Target, vsync: bool) -> QWindow:
         fmt = QSurfaceFormat()
@@ -142,7 +154,7 @@ class GLWindows:
         if self._qctx is None or not self._qctx.makeCurrent(self._windows[k]):
             raise RuntimeError(f"cannot make the GL context current on display window {k}")
 
-    def present(self, renderer, state: ViewState) -> None:  # renderer: rig.vr.renderer.CorridorRenderer
+    def present(self, renderer: CorridorRenderer, state: ViewState) -> None:
         """Draw every window, swap them all, and (finish_after_swap) wait until the GL has done so."""
         QGuiApplication.processEvents()  # Qt queues window-system events; drain them (cheap when idle)
         capture = self.capture_next
@@ -163,7 +175,7 @@ class GLWindows:
             self._ctx.finish()
         self.capture_next = False
 
-    def _capture(self, fbo: moderngl.Framebuffer, target: Target, renderer) -> None:
+    def _capture(self, fbo: moderngl.Framebuffer, target: Target, renderer: CorridorRenderer) -> None:
         # Reads the back buffer just drawn, before the swap leaves its contents undefined.
         w, h = target.rect[2], target.rect[3]
         raw = fbo.read(viewport=(0, 0, w, h), components=3, alignment=1)
@@ -203,7 +215,8 @@ def _attach_moderngl() -> moderngl.Context:
     errors = []
     for backend in (None, "egl"):
         try:
-            kw = {} if backend is None else {"backend": backend}
+            # Any: moderngl's stubs type each **settings value as a dict, which `backend` is not.
+            kw: dict[str, Any] = {} if backend is None else {"backend": backend}
             return moderngl.create_context(require=330, **kw)
         except Exception as e:  # glcontext raises bare Exceptions; try the next backend, report all
             errors.append(f"{backend or 'default'}: {e}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import moderngl
 import numpy as np
@@ -75,6 +76,15 @@ void main() {
 """
 
 
+class _GLObject(Protocol):
+    """Any moderngl object the renderer owns (program, buffer, vertex array, texture, framebuffer...)."""
+
+    def release(self) -> None: ...
+
+
+_Obj = TypeVar("_Obj", bound=_GLObject)
+
+
 class CorridorRenderer:
     """Draws one protocol's corridors for a display layout; close it (or use `with`) to free GL objects."""
 
@@ -104,21 +114,22 @@ class CorridorRenderer:
         ]
         self._released = False
         self._fbo: moderngl.Framebuffer | None = None
-        self._objects: list = []
+        self._objects: list[_GLObject] = []
         self._scene = self._keep(ctx.program(vertex_shader=_SCENE_VS, fragment_shader=_SCENE_FS))
         self._patch = self._keep(ctx.program(vertex_shader=_PATCH_VS, fragment_shader=_PATCH_FS))
         quad = self._keep(ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], dtype="f4").tobytes()))
         self._scene_vao = self._keep(ctx.vertex_array(self._scene, [(quad, "2f", "in_st")]))
         self._patch_vao = self._keep(ctx.vertex_array(self._patch, [(quad, "2f", "in_st")]))
-        self._scene["u_luminance"].value = self.params.luminance
-        self._scene["u_inv_gamma"].value = 1.0 / self.params.gamma
-        self._scene["u_tex"].value = 0
+        self._scene["u_luminance"] = self.params.luminance
+        self._scene["u_inv_gamma"] = 1.0 / self.params.gamma
+        self._scene["u_tex"] = 0
+        self._u_mvp = _uniform(self._scene, "u_mvp")
         self._textures: dict[str, moderngl.Texture] = {}
         for c in corridors:
             if c.texture.source != "grey":
                 self._textures[c.name] = self._upload(self.store.corridor(c, view.wall_height_cm))
 
-    def _keep(self, obj):  # any moderngl object
+    def _keep(self, obj: _Obj) -> _Obj:
         self._objects.append(obj)
         return obj
 
@@ -143,7 +154,8 @@ class CorridorRenderer:
 
     def _background(self) -> float:
         level = self.params.corridor.background_level * self.params.luminance
-        return level ** (1.0 / self.params.gamma)
+        corrected: float = level ** (1.0 / self.params.gamma)
+        return corrected
 
     def draw_screen(
         self, state: ViewState, index: int, fbo: moderngl.Framebuffer, viewport: Viewport
@@ -155,7 +167,7 @@ class CorridorRenderer:
         fbo.clear(bg, bg, bg, 1.0, viewport=viewport.rect)
         self.ctx.viewport = viewport.rect
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE | moderngl.BLEND)
-        self._scene["u_mvp"].write(self._mvp[index].T.tobytes())
+        self._u_mvp.write(self._mvp[index].T.tobytes())
         for s in self.surfaces(state):
             self._draw_surface(s)
         pd = self.params.photodiode
@@ -169,21 +181,21 @@ class CorridorRenderer:
 
     def _draw_surface(self, s: Surface) -> None:
         prog = self._scene
-        prog["u_origin"].value = s.origin
-        prog["u_axis_s"].value = s.axis_s
-        prog["u_axis_t"].value = s.axis_t
-        textured = s.texture is not None and s.texture in self._textures
-        prog["u_textured"].value = textured
-        prog["u_level"].value = s.level
-        if textured:
-            prog["u_u"].value = (s.u0, s.u1)
-            self._textures[s.texture].use(0)  # type: ignore[index]
+        prog["u_origin"] = s.origin
+        prog["u_axis_s"] = s.axis_s
+        prog["u_axis_t"] = s.axis_t
+        tex = self._textures.get(s.texture) if s.texture is not None else None
+        prog["u_textured"] = tex is not None
+        prog["u_level"] = s.level
+        if tex is not None:
+            prog["u_u"] = (s.u0, s.u1)
+            tex.use(0)
         self._scene_vao.render(moderngl.TRIANGLE_STRIP)
 
     def _draw_patch(self, patch: Patch, rect: tuple[int, int, int, int]) -> None:
         self.ctx.viewport = rect
-        self._patch["u_mode"].value = int(patch)
-        self._patch["u_check"].value = self.params.photodiode.checker_px
+        self._patch["u_mode"] = int(patch)
+        self._patch["u_check"] = self.params.photodiode.checker_px
         self._patch_vao.render(moderngl.TRIANGLE_STRIP)
 
     # -- offscreen ---------------------------------------------------------------------------------
@@ -237,10 +249,19 @@ class CorridorRenderer:
         self.close()
 
 
+def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
+    member = prog[name]
+    if not isinstance(member, moderngl.Uniform):
+        raise TypeError(f"shader member {name!r} is not a uniform")
+    return member
+
+
 def standalone_context(backend: str = "egl") -> moderngl.Context:
     """An offscreen GL 3.3+ context (EGL by default: no display server needed)."""
+    # Any: moderngl's stubs type each **settings value as a dict, which `backend` is not.
+    settings: dict[str, Any] = {"backend": backend}
     try:
-        return moderngl.create_standalone_context(require=330, backend=backend)
+        return moderngl.create_standalone_context(require=330, **settings)
     except Exception as e:  # glcontext raises bare Exceptions; re-raise with what to install
         raise RuntimeError(
             f"cannot create a standalone {backend} OpenGL context ({e}); on Debian/Ubuntu install "

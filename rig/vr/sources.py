@@ -31,9 +31,10 @@ def source_image(category: str, width_px: int, height_px: int, px_per_cm: float)
         big = _circles if category == "circle" else _leaves
         img = big(rng, 2 * width_px, 2 * height_px, 2 * px_per_cm)
         small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-        return np.asarray(small.resize((width_px, height_px), Image.BOX), dtype=np.uint8)
+        return np.asarray(small.resize((width_px, height_px), Image.Resampling.BOX), dtype=np.uint8)
     img = (_rocks if category == "rock" else _bricks)(rng, width_px, height_px, px_per_cm)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+    return out
 
 
 def grating_image(
@@ -44,7 +45,8 @@ def grating_image(
     y = (np.arange(height_px) + 0.5) / px_per_cm
     a = math.radians(angle_deg)
     phase = (np.cos(a) * x[None, :] + np.sin(a) * y[:, None]) * (2 * math.pi / period_cm)
-    return np.round(127.5 + 127.5 * np.cos(phase)).astype(np.uint8)
+    out: np.ndarray = np.round(127.5 + 127.5 * np.cos(phase)).astype(np.uint8)
+    return out
 
 
 def fractal_noise(
@@ -59,7 +61,8 @@ def fractal_noise(
     amp[0, 0] = 0.0
     spec = np.fft.rfft2(rng.standard_normal((h, w)).astype(np.float32)) * amp
     out = np.fft.irfft2(spec, s=(h, w)).astype(np.float32)
-    return (out - out.mean()) / (out.std() + 1e-9)
+    normalised: np.ndarray = (out - out.mean()) / (out.std() + 1e-9)
+    return normalised
 
 
 def _circles(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray:
@@ -155,10 +158,11 @@ def _rocks(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray:
             d1 = np.where(closer, d, d1)
     edge = np.clip((d2 - d1) / cell * 4.0, 0, 1)  # 0 on a crack, 1 well inside a stone
     stone = tone * (0.25 + 0.75 * np.sqrt(edge)) * (1.0 + 0.35 * np.clip(lit, -1, 1))
-    big = np.asarray(Image.fromarray(stone.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    big = np.asarray(Image.fromarray(stone.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
     grain = fractal_noise(rng, h, w, beta=0.5)
     mottle = fractal_noise(rng, h, w, beta=1.5)
-    return big + 16 * grain + 14 * mottle
+    out: np.ndarray = big + 16 * grain + 14 * mottle
+    return out
 
 
 def _bricks(rng: np.random.Generator, w: int, h: int, ppcm: float) -> np.ndarray:

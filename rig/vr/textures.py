@@ -68,7 +68,8 @@ def swap_order(swap: int) -> tuple[int, ...]:
     rng = np.random.default_rng(104729)
     ordered = [moved_all[i] for i in rng.permutation(len(moved_all))]
     ordered += [rest[i] for i in rng.permutation(len(rest))]
-    return ordered[(swap - 1) % len(ordered)]
+    order: tuple[int, ...] = ordered[(swap - 1) % len(ordered)]
+    return order
 
 
 SourceFn = Callable[[str, int, int, float], np.ndarray]
@@ -114,7 +115,7 @@ def _load_image(path: str, w: int, h: int) -> np.ndarray:
     try:
         with Image.open(p) as im:
             # The whole image covers the textured part of the wall (stretched to its length and height).
-            return np.asarray(im.convert("RGB").resize((w, h), Image.LANCZOS), dtype=np.uint8).copy()
+            return np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8).copy()
     except OSError as e:
         raise ValueError(f"texture image {str(p)!r} cannot be read: {e}") from e
 
@@ -221,7 +222,7 @@ def write_textures(
     size = texture_size(length_cm, wall_height_cm, px_per_cm)
     crop_w = math.ceil(size.width_px / N_CROPS)
     src_w, src_h = source_size(crop_w, size.height_px, size.px_per_cm)
-    drawn: dict[tuple, np.ndarray] = {}
+    drawn: dict[tuple[str, int, int, float], np.ndarray] = {}
 
     def sources(category: str, w: int, h: int, ppcm: float) -> np.ndarray:
         # each source image is drawn once and cut into every exemplar's crops

@@ -19,7 +19,7 @@ class Target:
 
 
 def plan_windows(
-    params: DisplayParams, monitors: list[tuple[int, int, int, int]], position=(0, 0)
+    params: DisplayParams, monitors: list[tuple[int, int, int, int]], position: tuple[int, int] = (0, 0)
 ) -> list[Target]:
     """Where the windows go, given the desktop rectangles of the OS monitors (pure: testable without Qt).
 
@@ -36,18 +36,20 @@ def plan_windows(
             )
     x0, y0 = position
     if params.window == "single":
-        if named[0] is None:
+        chosen = [m for m in named if m is not None]  # all of them or none (checked above)
+        if not chosen:
             rect = (x0, y0, layout.width_px, layout.height_px)
         else:
-            rect = _union([monitors[m] for m in dict.fromkeys(named)])  # type: ignore[index]
+            rect = _union([monitors[m] for m in dict.fromkeys(chosen)])
             if rect[2:] != (layout.width_px, layout.height_px):
                 raise ValueError(
                     f"display layout is {layout.width_px}x{layout.height_px} px but monitors "
-                    f"{sorted(set(named))} cover {rect[2]}x{rect[3]} px; "
+                    f"{sorted(set(chosen))} cover {rect[2]}x{rect[3]} px; "
                     "make the screens' width_px/height_px match the monitors"
                 )
         return [Target(rect, tuple(range(len(layout.screens))), tuple(viewports(layout)), None)]
-    out, x = [], x0
+    out: list[Target] = []
+    x = x0
     for i, s in enumerate(layout.screens):
         if s.monitor is None:
             rect = (x, y0, s.width_px, s.height_px)

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from types import TracebackType
+from typing import IO
 
 
 class XvfbError(RuntimeError):
@@ -34,9 +35,9 @@ class Xvfb:
         self.screen = f"{width}x{height}x{depth}"
         self.timeout_s = timeout_s
         self.display: str | None = None
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         # Xvfb's stderr goes to a temporary file: a pipe that nobody reads could fill up and stall it.
-        self._log = None
+        self._log: IO[bytes] | None = None
         self._runtime_dir: str | None = None  # XDG_RUNTIME_DIR for Qt children when the caller has none
 
     def start(self) -> str:
