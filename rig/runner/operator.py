@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +22,7 @@ class Operator:
 
 
 def apply_operator(
-    actions: list[Operator], paused: bool, stop_reason: str
+    actions: Sequence[Operator], paused: bool, stop_reason: str
 ) -> tuple[tuple[float, ...], bool, str]:
     """Fold one iteration's operator actions into engine inputs: (manual reward volumes, paused, stop reason).
     The live loop and `rig replay --verify` both use it, so they read the log the same way."""
