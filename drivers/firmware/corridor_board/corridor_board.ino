@@ -531,13 +531,17 @@ static void transmit(uint32_t now) {
     }
     if (due(now, next_encoder_us)) {
       int32_t enc;
-      ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { enc = enc_total; }
+      uint32_t t;
+      ATOMIC_BLOCK(ATOMIC_RESTORESTATE) {
+        enc = enc_total;  // the total and its stamp are read together: the count at exactly t
+        t = micros_irqoff();
+      }
       if (enc == enc_sent) {
         next_encoder_us = now + encoder_period_us;
         return;
       }
       if (!room_for(4)) return;
-      cp::Packet p(cp::ENCODER, tx_seq, now);
+      cp::Packet p(cp::ENCODER, tx_seq, t);
       p.i32(enc);
       send(p);
       enc_sent = enc;
