@@ -27,7 +27,8 @@ def test_firmware_builds_for_the_board_and_fits(board: str) -> None:
 def test_the_pin_map_is_the_interrupt_capable_one() -> None:
     mega = hil.build("mega").pins
     # Mega: 2/3 are INT4/INT5 (PE4/PE5), 18/19 are INT3/INT2 (PD3/PD2); the valve on PB5 (pin 11).
-    assert {k: (p.arduino, p.port, p.bit) for k, p in mega.items() if k in ("enc_a", "enc_b", "lick", "frame", "valve")} == {
+    inputs = ("enc_a", "enc_b", "lick", "frame", "valve")
+    assert {k: (p.arduino, p.port, p.bit) for k, p in mega.items() if k in inputs} == {
         "enc_a": (2, "E", 4), "enc_b": (3, "E", 5), "lick": (18, "D", 3), "frame": (19, "D", 2), "valve": (11, "B", 5),
     }  # fmt: skip
     uno = hil.build("uno").pins
@@ -48,8 +49,9 @@ def test_the_pin_map_is_the_interrupt_capable_one() -> None:
 )
 def test_a_pin_or_baud_that_cannot_work_stops_the_build(board: str, defines: str, message: str, tmp_path: Path) -> None:
     hil.check_tools()
+    target = f"{tmp_path}/{board}/sketch.o"
     r = subprocess.run(
-        ["make", "-s", "-C", str(hil.HIL_DIR), f"BUILD={tmp_path}", f"FW_DEFINES={defines}", f"{tmp_path}/{board}/sketch.o"],
+        ["make", "-s", "-C", str(hil.HIL_DIR), f"BUILD={tmp_path}", f"FW_DEFINES={defines}", target],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode != 0

@@ -279,7 +279,8 @@ def test_frame_clock_polarity_is_configurable(mega: hil.Build, tmp_path: Path) -
 
 def test_the_clock_wraps_without_a_jump(tmp_path: Path) -> None:
     # A test build whose micros() starts 1.2 s before the 32-bit wrap (2**32 us = 71.6 min).
-    fw = hil.build("mega", build_dir=hil.HIL_DIR / "build-rollover", defines=f"-DCB_TEST_START_US={(1 << 32) - 1_200_000}ULL")
+    start = f"-DCB_TEST_START_US={(1 << 32) - 1_200_000}ULL"
+    fw = hil.build("mega", build_dir=hil.HIL_DIR / "build-rollover", defines=start)
     sc = hil.Script(trigger="boot", delay_s=0.01)
     starts = sc.frames(0.3, 200.0, 400)  # 0.3 .. 2.3 s: across the wrap at about 1.2 s
     with hil.HilBoard(fw, sc, tmp_path) as board, roles(board.path) as (_, _, fc, valve):
