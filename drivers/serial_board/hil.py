@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 HIL_DIR = REPO / "hil"
 F_CPU = 16_000_000
@@ -163,6 +165,8 @@ class Script:
         if self.end_s is not None:
             lines.append(f"end {us(self.end_s)}")
         changes = sorted(self.changes, key=lambda c: c[0])
+        if changes and changes[0][0] < 0:
+            raise ValueError(f"a script change comes before the trigger: {changes[0]}")
         lines += [f"at {c} {name} {level}" for c, name, level in changes]
         path.write_text("\n".join(lines) + "\n")
 
@@ -180,10 +184,26 @@ class Truth:
     lag_max_s: float
     uart_tx: int
     uart_rx: int
+    uart_dropped: int
+    walls: np.ndarray  # (cycle, host CLOCK_MONOTONIC ns) every ms of simulated time
+    scheduling: str  # what --realtime obtained: rr, nice-10 or normal
 
     def board_us(self, cycle: int | float) -> float:
         """Board time (the firmware's micros() scale) of a cycle."""
         return (cycle - self.timer0_start) / CYCLES_PER_US
+
+    def host_s(self, cycles: np.ndarray | list[int]) -> np.ndarray:
+        """When the simulation reached these cycles on the host's monotonic clock (time.perf_counter on
+        Linux): the true host time of what the firmware did then, to compare with session times."""
+        c = np.asarray(cycles, dtype=float)
+        return np.interp(c, self.walls[:, 0].astype(float), self.walls[:, 1].astype(float)) / 1e9
+
+    def lag_s(self) -> np.ndarray:
+        """Wall time minus simulated time along the run, relative to its start (how far the simulation
+        fell behind real time, at each ms)."""
+        w = self.walls.astype(float)
+        wall = (w[:, 1] - w[0, 1]) / 1e9
+        return wall - (w[:, 0] - w[0, 0]) / self.freq
 
     @property
     def sim_s(self) -> float:
@@ -228,16 +248,21 @@ def read_truth(path: Path) -> Truth:
     inputs: dict[str, list[tuple[int, int]]] = {}
     outputs: dict[str, list[tuple[int, int]]] = {}
     head: dict[str, list[str]] = {}
+    walls: list[tuple[int, int]] = []
     for line in path.read_text().splitlines():
         p = line.split()
         if p[0] in ("in", "out"):
             (inputs if p[0] == "in" else outputs).setdefault(p[1], []).append((int(p[3]), int(p[2])))
+        elif p[0] == "wall":
+            walls.append((int(p[1]), int(p[2])))
         else:
             head[p[0]] = p[1:]
     return Truth(
         freq=int(head["freq"][0]), timer0_start=int(head["timer0_start"][0]), trigger=int(head["trigger"][0]),
         inputs=inputs, outputs=outputs, end_cycle=int(head["end"][0]), wall_s=float(head["end"][1]),
         lag_max_s=float(head["end"][2]), uart_tx=int(head["uart_tx"][0]), uart_rx=int(head["uart_rx"][0]),
+        uart_dropped=int(head["uart_dropped"][0]), walls=np.array(walls, dtype=np.int64).reshape(-1, 2),
+        scheduling=head["scheduling"][0],
     )  # fmt: skip
 
 
@@ -248,12 +273,14 @@ class HilBoard:
     ends the run and returns the ground truth.
     """
 
-    def __init__(self, fw: Build, script: Script, workdir: Path, speed: float = 1.0, max_seconds: float = 0) -> None:
+    def __init__(self, fw: Build, script: Script, workdir: Path, speed: float = 1.0, max_seconds: float = 0,
+                 realtime: bool = True) -> None:
         self.fw = fw
         self.script = script
         self.workdir = Path(workdir)
         self.speed = speed
         self.max_seconds = max_seconds
+        self.realtime = realtime
         self.path = str(self.workdir / "board")
         self.lines: queue.Queue[str] = queue.Queue()
         self._proc: subprocess.Popen[str] | None = None
@@ -268,7 +295,7 @@ class HilBoard:
         self.script.write(script, self.fw.pins)
         cmd = [str(self.fw.harness), "--mcu", self.fw.mcu, "--elf", str(self.fw.elf), "--script", str(script),
                "--out", str(self._truth_path), "--link", self.path, "--speed", str(self.speed),
-               "--max-seconds", str(self.max_seconds)]  # fmt: skip
+               "--max-seconds", str(self.max_seconds)] + (["--realtime"] if self.realtime else [])  # fmt: skip
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self._stderr, "w"), text=True
         )

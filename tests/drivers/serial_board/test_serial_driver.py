@@ -351,9 +351,9 @@ def test_fault_is_detected_counted_and_no_sample_lost(name: str, rig: Rig, emu: 
 
 
 def test_repeated_faults_are_logged_once_with_a_count(rig: Rig, emu: BoardEmulator) -> None:
-    for i in range(40):
+    for i in range(1, 41):
         emu.inject_crc_error()
-        wait_until(lambda: rig.valve.health().counters["crc"] == i + 1, what="each CRC error counted")
+        wait_until(lambda n=i: rig.valve.health().counters["crc"] == n, what="each CRC error counted")
     crc = [f for f in rig.valve.faults if f.kind == "crc"]
     assert len(crc) == 1 and crc[0].count == 1  # the first at once; the repeats are summed, not listed
     rig.valve.connection._faults.flush()  # (what closing the connection does)
