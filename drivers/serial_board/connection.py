@@ -40,8 +40,10 @@ SEQ_WINDOW = 2048  # a packet more than this many numbers ahead is not believed 
 BACK_SLACK_US = 250_000  # events may be older than the previous packet by their queueing delay
 FORWARD_SLACK_US = 1_000_000  # a stamp may run ahead of host-elapsed time by one receipt latency
 DRIFT = 1e-3  # board crystal vs host clock, far above any real crystal error
-HELLO_SOLICITED_S = 1.5  # a REQUESTED HELLO is only believed this long after we sent CMD_HELLO
+HELLO_SOLICITED_S = 1.5  # a REQUESTED HELLO answers a CMD_HELLO sent at most this long ago
 BOOT_HELLO_MAX_US = 5_000_000  # a BOOT HELLO comes straight after setup(): its stamp is small
+REBOOT_CONFIRM_S = 1.0  # a BOOT HELLO is believed once a solicited HELLO confirms its boot_id
+HELD_MAX = 4096  # packets of an unconfirmed new boot kept until the confirmation
 LINK_LOST = frozenset(("heartbeat_lost", "device_reset", "unplugged", "reader_died"))
 
 __all__ = ["BoardConnection", "BoardError", "BoardHealth", "Fault", "LinkSettings", "STREAMS"]
@@ -214,7 +216,12 @@ class BoardConnection:
         self._hello_error = ""
         self._handshaken = False
         self._hello_event = threading.Event()
-        self._hello_asked = -1e9  # time.monotonic() of the last CMD_HELLO
+        self._hello_asked: deque[float] = deque(maxlen=64)  # CMD_HELLOs not yet answered (time.monotonic())
+        # A BOOT HELLO is a claim that the board restarted; it is believed only when the board, asked,
+        # answers with the same boot_id (a replayed or forged one would otherwise reset the epoch while
+        # the real stream goes on). Until then the packets of that new boot are held, not lost.
+        self._reboot: tuple[P.Packet, float, float] | None = None  # (BOOT HELLO, t_host, since)
+        self._held: list[tuple[P.Packet, float]] = []
         self._last_hb: float | None = None
         self._hb_lost = False
         self._next_hello = 0.0
@@ -495,11 +502,22 @@ class BoardConnection:
         self._close_port()
 
     def _ask_hello(self) -> None:
-        self._hello_asked = time.monotonic()
-        self.send(P.PacketType.CMD_HELLO, (P.PROTOCOL_VERSION,), track=False)
+        if self.send(P.PacketType.CMD_HELLO, (P.PROTOCOL_VERSION,), track=False) >= 0:
+            self._hello_asked.append(time.monotonic())
+
+    def _take_solicitation(self, now: float) -> bool:
+        """True (and one fewer outstanding) if a CMD_HELLO of ours is waiting for its HELLO."""
+        while self._hello_asked and now - self._hello_asked[0] > HELLO_SOLICITED_S:
+            self._hello_asked.popleft()
+        if not self._hello_asked:
+            return False
+        self._hello_asked.popleft()
+        return True
 
     def _watchdog(self) -> None:
         now = time.monotonic()
+        if self._reboot is not None and now - self._reboot[2] > REBOOT_CONFIRM_S:
+            self._drop_reboot(f"no answer within {REBOOT_CONFIRM_S} s")
         if not self._handshaken:
             if self._hello is not None and now >= self._next_hello:  # reconnecting
                 self._next_hello = now + self.settings.reconnect_interval_s
@@ -555,6 +573,8 @@ class BoardConnection:
             return  # traffic from before the handshake
         ep = self._epoch
         ahead = (pkt.seq - ep.expect_seq) & 0xFFFF
+        if self._reboot is not None and self._hold(pkt, t_host, ahead):
+            return
         if ahead >= SEQ_WINDOW:
             self._reject(
                 "out_of_sequence", "out_of_sequence",
@@ -598,6 +618,25 @@ class BoardConnection:
             case T.ERROR:
                 self._count("device_errors")
                 self._faults.report("device_error", f"board reports {b.code.name} (detail {b.detail})")
+
+    def _hold(self, pkt: P.Packet, t_host: float, ahead: int) -> bool:
+        """Keep a packet that belongs to the claimed new boot rather than the current one."""
+        assert self._reboot is not None
+        hello = self._reboot[0]
+        if ahead < SEQ_WINDOW or (pkt.seq - hello.seq - 1) & 0xFFFF >= SEQ_WINDOW or len(self._held) >= HELD_MAX:
+            return False
+        self._held.append((pkt, t_host))
+        return True
+
+    def _drop_reboot(self, why: str) -> None:
+        if self._reboot is None:
+            return
+        n = len(self._held)
+        self._reboot, self._held = None, []
+        self._count("unexpected")
+        if n:
+            self._count("out_of_sequence", n)
+        self._faults.report("unexpected_hello", f"a BOOT HELLO was not confirmed ({why}): ignored with {n} packet(s)")
 
     def _plausible_time(self, pkt: P.Packet) -> int | None:
         """The packet's unwrapped device time, or None (counted, logged) when it cannot be true.
@@ -685,6 +724,9 @@ class BoardConnection:
     def _on_hello(self, pkt: P.Packet, t_host: float) -> None:
         h: P.Hello = pkt.body
         if h.protocol != P.PROTOCOL_VERSION:
+            if self._handshaken:  # a board that spoke v2 a moment ago: a corrupt or forged packet
+                self._reject("unexpected", "unexpected_hello", f"HELLO seq {pkt.seq} claims protocol v{h.protocol}")
+                return
             self._hello_error = (
                 f"board speaks protocol v{h.protocol}, this driver v{P.PROTOCOL_VERSION}; "
                 "flash the firmware from drivers/firmware/corridor_board (see hil/Makefile)"
@@ -694,22 +736,53 @@ class BoardConnection:
         ep = self._epoch
         dev_us = h.rollovers * P.U32 + pkt.t_us
         now = time.monotonic()
-        solicited = h.cause == P.ResetCause.REQUESTED and now - self._hello_asked <= HELLO_SOLICITED_S
-        fresh = (h.boot_id, pkt.seq) != ep.last_boot_hello
-        boot = h.cause == P.ResetCause.BOOT and dev_us < BOOT_HELLO_MAX_US and fresh
-        if not (solicited or boot):
-            why = f"HELLO seq {pkt.seq} ({h.cause.name}) not asked for: ignored"
-            self._reject("unexpected", "unexpected_hello", why)
-            return
         first = self._hello is None
-        new_boot = not first and (h.cause == P.ResetCause.BOOT or h.boot_id != ep.boot_id)
-        if not first and not new_boot:
-            # The same boot (a handshake after a heartbeat gap): its clock must have moved on, not back.
-            elapsed_us = (now - ep.last_host) * 1e6
-            delta = dev_us - ep.last_us
-            if not -BACK_SLACK_US <= delta <= elapsed_us * (1 + DRIFT) + FORWARD_SLACK_US:
-                self._reject("bad_time", "bad_time", f"HELLO seq {pkt.seq} stamped {delta / 1e6:+.3f} s away: rejected")
+        if h.cause == P.ResetCause.BOOT:
+            fresh = dev_us < BOOT_HELLO_MAX_US and (h.boot_id, pkt.seq) != ep.last_boot_hello
+            if not fresh or (not first and h.boot_id == ep.boot_id):
+                self._reject("unexpected", "unexpected_hello", f"BOOT HELLO seq {pkt.seq} is a repeat: ignored")
                 return
+            if first:
+                self._apply_hello(pkt, t_host, new_boot=False)
+                return
+            # A claimed reboot: ask the board; its answer confirms (or not) this boot_id.
+            self._drop_reboot("another BOOT HELLO came")
+            self._reboot, self._held = (pkt, t_host, now), []
+            self._ask_hello()
+            return
+        if not self._take_solicitation(now):
+            self._reject("unexpected", "unexpected_hello", f"HELLO seq {pkt.seq} not asked for: ignored")
+            return
+        if self._reboot is not None:
+            boot_pkt, boot_host, _ = self._reboot
+            if boot_pkt.body.boot_id == h.boot_id:
+                held, self._reboot, self._held = self._held, None, []
+                self._apply_hello(boot_pkt, boot_host, new_boot=True)
+                for old, t_old in held:
+                    self._dispatch(old, t_old)
+                ep = self._epoch
+            else:
+                self._drop_reboot("the board answered with its old boot_id")
+        if first or h.boot_id != ep.boot_id:
+            self._apply_hello(pkt, t_host, new_boot=not first)
+            return
+        # The same boot (a handshake after a heartbeat gap, or our repeated CMD_HELLO): it must come
+        # after what we have, in sequence and in time.
+        ahead = (pkt.seq - ep.expect_seq) & 0xFFFF
+        delta = dev_us - ep.last_us
+        elapsed_us = (now - ep.last_host) * 1e6
+        if ahead >= SEQ_WINDOW or not -1000 <= delta <= elapsed_us * (1 + DRIFT) + FORWARD_SLACK_US:
+            self._reject("out_of_sequence", "out_of_sequence", f"HELLO seq {pkt.seq} is older than the stream: ignored")
+            return
+        self._apply_hello(pkt, t_host, new_boot=False)
+
+    def _apply_hello(self, pkt: P.Packet, t_host: float, new_boot: bool) -> None:
+        """Start (new_boot or the first HELLO) or re-anchor the epoch on a believed HELLO."""
+        h: P.Hello = pkt.body
+        first = self._hello is None
+        ep = self._epoch
+        dev_us = h.rollovers * P.U32 + pkt.t_us
+        now = time.monotonic()
         if new_boot:
             self._count("resets")
             # Keep board time monotonic across the reboot: continue from the current map's estimate.

@@ -214,17 +214,16 @@ class BoardEmulator:
         """Arbitrary bytes on the line, between two packets."""
         self._actions.put(lambda: self._inject("raw", bytes(data)))
 
-    def inject_packet(self, ptype: int, payload: bytes, seq_ahead: int | None = None, t_us: int | None = None,
+    def inject_packet(self, ptype: int, payload: bytes, seq_ahead: int = 0, t_offset_us: int = 0,
                       consume_seq: bool = False) -> None:
-        """A packet with a valid CRC around any type byte and payload. seq = the next genuine seq plus
-        `seq_ahead` (None: exactly the next); t_us: the board clock now unless given. `consume_seq`: the
-        genuine stream skips that number (as if the board had sent it), so no real packet is displaced."""
+        """A packet with a valid CRC around any type byte and payload: seq = the next genuine seq plus
+        `seq_ahead` (mod 2**16), t_us = the board clock now plus `t_offset_us` (mod 2**32).
+        `consume_seq`: the genuine stream skips that number, so no real packet is displaced."""
 
         def act() -> None:
             self._flush_pending()
-            seq = (self._seq + (seq_ahead or 0)) & 0xFFFF
-            stamp = self._now() if t_us is None else t_us
-            self._inject("packet", P.encode_raw(ptype, seq, stamp, payload))
+            seq = (self._seq + seq_ahead) & 0xFFFF
+            self._inject("packet", P.encode_raw(ptype, seq, (self._now() + t_offset_us) % P.U32, payload))
             if consume_seq:
                 self._seq = (self._seq + 1) & 0xFFFF
 
