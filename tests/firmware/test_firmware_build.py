@@ -43,7 +43,8 @@ def test_the_pin_map_is_the_interrupt_capable_one() -> None:
         ("uno", "-DPIN_ENC_B=4", "PIN_ENC_B has no external interrupt"),
         ("uno", "-DPIN_LICK=9", "PIN_LICK must be a port D pin-change pin"),
         ("mega", "-DSERIAL_BAUD=115200UL", "SERIAL_BAUD is not exact"),
-        ("mega", "-DPIN_VALVE=6", "PIN_VALVE must be a port B pin"),
+        ("mega", "-DPIN_VALVE=6", "PIN_VALVE must be Timer1's OC1A pin"),
+        ("uno", "-DPIN_VALVE=10", "PIN_VALVE must be Timer1's OC1A pin"),
         ("mega", "-DPIN_LICK=2", "need four different pins"),
     ],
 )

@@ -4,8 +4,8 @@
 //   Arduino Mega 2560 (ATmega2560): encoder A/B, lick and frame clock on external interrupts INTn.
 //   Arduino Uno (ATmega328P): encoder A/B on INT0/INT1 (its only two); lick and frame clock on
 //     pin-change interrupts of port D (pins 4-7).
-// The valve is timed by Timer1 (prescaler chosen per pulse, 0.5-64 us tick) and must be on port B so
-// its close is a single `cbi` in the compare interrupt. Any other board is refused with #error: the
+// The valve is Timer1's compare output OC1A (prescaler chosen per pulse, 0.5-64 us tick): the compare
+// match closes it in hardware. Any other board is refused with #error: the
 // pin, timer and interrupt facts below must be checked by hand for it.
 //
 // Override a pin with -DPIN_LICK=20 etc.; a pin that cannot do its job stops the build here.
@@ -191,11 +191,15 @@
 #error "the valve pin is also an input pin"
 #endif
 
-// The valve must be a port B pin: PORTB is in the low I/O space, so the compare interrupt closes it with
-// one `cbi` instruction (see corridor_board.ino, TIMER1_COMPA_vect).
-#define CB_VALVE_PORT_IS_B_B 1
-#if CB_XCAT(CB_VALVE_PORT_IS_B_, CB_PORT(PIN_VALVE)) != 1
-#error "PIN_VALVE must be a port B pin (Mega: 10-13, Uno: 8-13)"
+// The valve must be Timer1's compare output OC1A: the compare match closes it in hardware, whatever the
+// interrupts are doing (see corridor_board.ino). OC1A is PB5 (pin 11) on the Mega, PB1 (pin 9) on the Uno.
+#if defined(__AVR_ATmega2560__)
+#define CB_OC1A_PIN 11
+#else
+#define CB_OC1A_PIN 9
+#endif
+#if PIN_VALVE != CB_OC1A_PIN
+#error "PIN_VALVE must be Timer1's OC1A pin (Mega: 11, Uno: 9), which closes the valve in hardware"
 #endif
 
 // Register names for a pin: PIN_REG(PIN_ENC_A) -> PINE, etc.

@@ -7,9 +7,10 @@
 // loss is a full event ring, which is counted and reported in every heartbeat (and visible to the host
 // as a gap in the running counters).
 //
-// The valve is timed by Timer1: the pulse is opened with the timer started in the same instruction
-// pair, stamped at the pin write, and closed by the compare-match interrupt (one `cbi`), exact to the
-// timer tick (0.5 us for pulses < 32 ms, 64 us at worst) plus at most one other interrupt's length.
+// The valve is Timer1's compare output OC1A: the pulse is opened by forcing the output high with the
+// timer started in the next instructions, stamped at that moment, and the compare match clears the pin in
+// hardware, exact to the timer tick (0.5 us for pulses < 32 ms, 64 us at worst) however busy the
+// interrupts are (an encoder flood cannot hold the valve open). The compare interrupt only tells the loop.
 // No opening lasts longer than max_open_ms (itself capped at HARD_MAX_OPEN_MS) whatever the host does:
 // the limit lives here, and a loop backstop closes the valve even if the timer were misprogrammed.
 // Build: hil/Makefile (Arduino AVR core + avr-gcc); pins and checks: board.h.
@@ -188,12 +189,28 @@ static void apply_frame_edge() {
 #endif
 }
 
-// ---- the valve: Timer1 times it, the compare interrupt closes it ------------------------------------
+// ---- the valve: Timer1 in CTC mode, its compare output OC1A drives the pin ---------------------------
 // Prescalers 8, 64, 256, 1024: ticks of 0.5, 4, 16 and 64 us; the smallest that holds the target is used.
-static const uint8_t PRESC_CS[4] = {2, 3, 4, 5};
+// CTC (WGM12): the count restarts at the match, so a match can never come back round as an "overflow".
+static const uint8_t PRESC_CS[4] = {_BV(WGM12) | 2, _BV(WGM12) | 3, _BV(WGM12) | 4, _BV(WGM12) | 5};
 static const uint8_t PRESC_SHIFT[4] = {3, 6, 8, 10};  // log2(prescaler); ticks = us * 16 >> shift
+const uint8_t COM_SET = _BV(COM1A1) | _BV(COM1A0), COM_CLEAR = _BV(COM1A1), COM_MASK = COM_SET;
 
-// One `cbi` closes the valve; the flag tells the loop to report it. Interrupts are off for 1 cycle.
+// Interrupts off. Drives OC1A (the valve pin) to `level` now, through the compare unit, and leaves it in
+// "clear on match" so that the next match closes the valve in hardware. PORTB mirrors the level so the pin
+// stays put when the compare unit lets go of it.
+static inline __attribute__((always_inline)) void valve_force_irqoff(bool level) {
+  TCCR1A = (uint8_t)((TCCR1A & ~COM_MASK) | (level ? COM_SET : COM_CLEAR));
+  TCCR1C = _BV(FOC1A);  // OC1A takes the level the mode says: set (open) or clear (close)
+  TCCR1A = (uint8_t)((TCCR1A & ~COM_MASK) | COM_CLEAR);
+  if (level) {
+    PORTB |= _BV(VALVE_BIT);
+  } else {
+    PORTB &= (uint8_t)~_BV(VALVE_BIT);
+  }
+}
+
+// The match has already cleared the pin in hardware; this makes PORTB agree and tells the loop.
 ISR(TIMER1_COMPA_vect, ISR_NAKED) {
   asm volatile("cbi %[port], %[bit]\n\t"
                "sbi %[flag], %[done]\n\t"
@@ -229,23 +246,26 @@ static void report_valve(bool open, uint8_t reason, uint32_t t) {
   ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { push_event(cp::VALVE, (uint8_t)((open ? 1 : 0) | (reason << 1)), t, 0); }
 }
 
-// Interrupts off. Closes now, whatever the timer was doing.
-static uint32_t valve_close_now_irqoff() {
-  PORTB &= (uint8_t)~_BV(VALVE_BIT);
+// Interrupts off: the compare unit lets go of the pin (PORTB, already low, holds it) and the timer stops.
+static void valve_release_irqoff() {
   TCCR1B = 0;
   TIMSK1 &= (uint8_t)~_BV(OCIE1A);
+  TCCR1A &= (uint8_t)~COM_MASK;
   GPIOR0 &= (uint8_t)~_BV(VALVE_DONE_FLAG);
-  return micros_irqoff();
+}
+
+// Interrupts off. Closes now, whatever the timer was doing.
+static uint32_t valve_close_now_irqoff() {
+  valve_force_irqoff(false);
+  uint32_t t = micros_irqoff();
+  valve_release_irqoff();
+  return t;
 }
 
 // Reports a close the compare interrupt made (at the scheduled instant) and stops the timer.
 static void valve_poll() {
   if (!valve_open || !(GPIOR0 & _BV(VALVE_DONE_FLAG))) return;
-  ATOMIC_BLOCK(ATOMIC_RESTORESTATE) {
-    TCCR1B = 0;
-    TIMSK1 &= (uint8_t)~_BV(OCIE1A);
-    GPIOR0 &= (uint8_t)~_BV(VALVE_DONE_FLAG);
-  }
+  ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { valve_release_irqoff(); }
   valve_open = false;
   report_valve(false, valve_capped ? cp::VALVE_MAX_OPEN : cp::VALVE_PULSE_DONE, valve_open_us + valve_target_us);
 }
@@ -318,13 +338,13 @@ static uint32_t valve_open_for(uint32_t us, bool* clamped) {
   ATOMIC_BLOCK(ATOMIC_RESTORESTATE) {
     TCCR1B = 0;
     TCNT1 = 0;
-    OCR1A = (uint16_t)(ticks - 1);  // the flag rises one tick after TCNT1 == OCR1A: `ticks` ticks
+    OCR1A = (uint16_t)(ticks - 1);  // the match comes one tick after TCNT1 == OCR1A: `ticks` ticks
     TIFR1 = _BV(OCF1A);
     TIMSK1 |= _BV(OCIE1A);
     GPIOR0 &= (uint8_t)~_BV(VALVE_DONE_FLAG);
-    PORTB |= _BV(VALVE_BIT);  // open ...
-    TCCR1B = PRESC_CS[p];     // ... and start the timer in the next instruction
-    t = micros_irqoff();      // stamped at the pin write
+    valve_force_irqoff(true);  // open ...
+    TCCR1B = PRESC_CS[p];      // ... and start the timer right after
+    t = micros_irqoff();       // stamped at the pin write
   }
   valve_open = true;
   valve_capped = *clamped;
@@ -394,8 +414,10 @@ static bool due(uint32_t now, uint32_t at) { return (int32_t)(now - at) >= 0; } 
 uint32_t last_clock_us = 0;
 static uint32_t clock_now() {
   uint32_t t = micros();
-  if (t < last_clock_us) ++rollovers;  // called far more often than the 71-minute wrap
-  last_clock_us = t;
+  // A wrap is a fall by more than half the range (this runs far more often than the 71-minute wrap); a
+  // small step back is micros() itself stumbling when an interrupt flood delayed Timer0's overflow.
+  if (t < last_clock_us && last_clock_us - t > 0x80000000UL) ++rollovers;
+  if ((int32_t)(t - last_clock_us) > 0) last_clock_us = t;
   return t;
 }
 
@@ -463,8 +485,9 @@ static void send_heartbeat(uint32_t now) {
   send(p);
 }
 
-// Sends what fits, most urgent first: HELLO, acks, error reports, events (valve, lick, frame, sync),
-// heartbeat, encoder. Nothing is dropped: what does not fit waits for the next pass.
+// Sends what fits, most urgent first: HELLO, acks, error reports, the heartbeat (the host's sign that the
+// link is alive: never starved by a busy input), events (valve, lick, frame, sync), encoder (a running
+// total: a late packet loses nothing). Nothing is dropped: what does not fit waits for the next pass.
 static void transmit(uint32_t now) {
   for (;;) {
     if (pending_hello != HELLO_NONE) {
@@ -496,6 +519,13 @@ static void transmit(uint32_t now) {
       (crc ? pending_bad_crc : pending_bad_frames) = 0;
       continue;
     }
+    if (due(now, next_heartbeat_us)) {
+      if (!room_for(cp::HEARTBEAT_PAYLOAD)) return;
+      send_heartbeat(now);
+      next_heartbeat_us += heartbeat_us;
+      if (due(now, next_heartbeat_us)) next_heartbeat_us = now + heartbeat_us;  // fell far behind
+      continue;
+    }
     if (ring_tail != ring_head) {
       uint8_t type = ring[ring_tail].type;
       size_t payload = type == cp::LICK ? 5 : type == cp::VALVE ? 2 : 4;
@@ -520,13 +550,6 @@ static void transmit(uint32_t now) {
       if (e.type == cp::LICK) lick_sent = e.count;
       else if (e.type == cp::FRAME) frame_sent = e.count;
       else if (e.type == cp::SYNC) sync_sent = e.count;
-      continue;
-    }
-    if (due(now, next_heartbeat_us)) {
-      if (!room_for(cp::HEARTBEAT_PAYLOAD)) return;
-      send_heartbeat(now);
-      next_heartbeat_us += heartbeat_us;
-      if (due(now, next_heartbeat_us)) next_heartbeat_us = now + heartbeat_us;  // fell far behind
       continue;
     }
     if (due(now, next_encoder_us)) {
@@ -741,6 +764,7 @@ void setup() {
   TCCR1A = 0;
   TCCR1B = 0;
   TIMSK1 = 0;
+  ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { valve_close_now_irqoff(); }  // the compare latch low too
   pinMode(PIN_SYNC, OUTPUT);
   digitalWrite(PIN_SYNC, LOW);
   pinMode(PIN_CUE, OUTPUT);
@@ -773,6 +797,7 @@ void setup() {
     PCICR |= _BV(PCIE2);
 #endif
   }
+  last_clock_us = micros();
   uint32_t now = clock_now();
   next_encoder_us = now + encoder_period_us;
   next_heartbeat_us = now;
