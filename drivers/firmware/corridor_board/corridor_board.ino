@@ -402,6 +402,7 @@ Ack acks[ACK_QUEUE];
 uint8_t ack_head = 0, ack_n = 0;
 uint16_t pending_bad_frames = 0, pending_bad_crc = 0;
 bool tx_blocked = false;
+bool tx_more = false;  // transmit() stopped on its budget with packets ready: do not sleep
 
 uint8_t rx_frame[cp::MAX_WIRE];
 size_t rx_len = 0;
@@ -429,6 +430,7 @@ static bool room_for(size_t payload) {
   }
   if (!tx_blocked) ++tx_waits;  // once per waiting packet
   tx_blocked = true;
+  tx_more = false;  // the serial interrupt wakes the loop when bytes have gone out
   return false;
 }
 
@@ -488,8 +490,12 @@ static void send_heartbeat(uint32_t now) {
 // Sends what fits, most urgent first: HELLO, acks, error reports, the heartbeat (the host's sign that the
 // link is alive: never starved by a busy input), events (valve, lick, frame, sync), encoder (a running
 // total: a late packet loses nothing). Nothing is dropped: what does not fit waits for the next pass.
-static void transmit(uint32_t now) {
-  for (;;) {
+// At most a few packets per call, each with a fresh clock: under a flood of input events the loop still
+// reads commands, times the outputs and sends heartbeats between them.
+static void transmit() {
+  tx_more = true;
+  for (uint8_t budget = 4; budget; --budget) {
+    uint32_t now = clock_now();
     if (pending_hello != HELLO_NONE) {
       if (!room_for(cp::HELLO_PAYLOAD)) return;
       send_hello(pending_hello, now);
@@ -570,6 +576,7 @@ static void transmit(uint32_t now) {
       enc_sent = enc;
       next_encoder_us = now + encoder_period_us;
     }
+    tx_more = false;  // nothing else to send
     return;
   }
 }
@@ -809,7 +816,8 @@ void setup() {
 // `sei; sleep` is atomic, so an interrupt arriving after the check still wakes the loop.
 static void idle() {
   cli();
-  bool work = (GPIOR0 & _BV(VALVE_DONE_FLAG)) || Serial.available() > 0 || (!tx_blocked && ring_tail != ring_head);
+  bool work = tx_more || (GPIOR0 & _BV(VALVE_DONE_FLAG)) || Serial.available() > 0 ||
+              (!tx_blocked && ring_tail != ring_head);
   if (work) {
     sei();
     return;
@@ -825,6 +833,6 @@ void loop() {
   service_outputs(now);  // the valve and sync first: their timing is what the animal experiences
   service_lick();
   read_commands(now);
-  transmit(clock_now());
+  transmit();
   idle();
 }
