@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -122,14 +123,19 @@ def frame_trial(fw: hil.Build, rate: float, seconds: float, work: Path) -> tuple
     return ok, got
 
 
-def sweep(name: str, trial, rates: list[float], fw: hil.Build, seconds: float, work: Path) -> tuple[float, list]:
+Trial = Callable[[hil.Build, float, float, Path], tuple[bool, dict]]
+
+
+def sweep(name: str, trial: Trial, rates: Sequence[float], fw: hil.Build, seconds: float,
+          work: Path) -> tuple[float, list[np.ndarray]]:
     best, errs = 0.0, []
     for rate in rates:
         ok, got = trial(fw, rate, seconds, work / f"{name}-{rate:g}")
         c = got["health"].counters
         lag = got["truth"].lag_s()
         extra = f"enc packets/s {got['enc_packets'] / seconds:6.0f}" if name == "frame" else ""
-        print(f"  {name:7s} {rate:>8.0f}/s  {'no loss' if ok else 'LOSS   '}  dropped {c['device_events_dropped']:>4d}  "
+        verdict = "no loss" if ok else "LOSS   "
+        print(f"  {name:7s} {rate:>8.0f}/s  {verdict}  dropped {c['device_events_dropped']:>4d}  "
               f"enc errors {c['device_enc_errors']:>5d}  link waits {c['device_tx_waits']:>5d}  "
               f"sim lag max {lag.max() * 1e3:6.1f} ms  {extra}", flush=True)
         if got.get("err") is not None:
@@ -198,7 +204,7 @@ def main() -> int:
         enc_rates = [5000, 20000, 50000] if args.quick else [5000, 10000, 20000, 40000, 60000, 80000, 100000, 120000]
         lick_rates = [20, 200, 600] if args.quick else [20, 50, 100, 200, 400, 600, 800, 1000]
         frame_rates = [100, 1000, 2000] if args.quick else [100, 500, 1000, 1500, 2000, 2500, 3000]
-        print("sweeps (each rate for %.1f s):" % args.seconds)
+        print(f"sweeps (each rate for {args.seconds:.1f} s):")
         best_enc, _ = sweep("encoder", encoder_trial, enc_rates, fw, args.seconds, work)
         best_lick, lick_errs = sweep("lick", lick_trial, lick_rates, fw, args.seconds, work)
         best_frame, frame_errs = sweep("frame", frame_trial, frame_rates, fw, args.seconds, work)

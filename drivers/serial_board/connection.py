@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 from typing import Any, ClassVar
 
 import serial
@@ -431,7 +432,7 @@ class BoardConnection:
             heartbeat_age_s=age,
             lines=self._lines,
             reader_alive=alive,
-            mcu=h.mcu.name.lower() if h else "",
+            mcu=_name(P.Mcu, h.mcu).lower() if h else "",
         )
 
     # ---- faults ----------------------------------------------------------------------------------
@@ -591,33 +592,32 @@ class BoardConnection:
         ep.last_us = max(ep.last_us, dev_us)
         ep.last_host = time.monotonic()
         t = (ep.boot_offset_us + dev_us) / 1e6
-        b = pkt.body
-        match pkt.type:
-            case T.HEARTBEAT:
-                self._on_heartbeat(b, t, t_host)
-            case T.ENCODER:
-                delta = P.wrap_delta_i32(b.total, ep.enc_total)
-                ep.enc_total = b.total
+        match pkt.body:
+            case P.Heartbeat() as hb:
+                self._on_heartbeat(hb, t, t_host)
+            case P.Encoder(total=total):
+                delta = P.wrap_delta_i32(total, ep.enc_total)
+                ep.enc_total = total
                 self._push("encoder", (t, delta))
-            case T.LICK:
-                self._count_gap("lick", P.wrap_delta_u32(b.count, ep.lick_count))
-                ep.lick_count = b.count
-                self._push("lick", (t, bool(b.onset)))
-            case T.FRAME:
-                self._count_gap("frame", P.wrap_delta_u32(b.count, ep.frame_count))
-                ep.frame_count = b.count
+            case P.Lick(onset=onset, total=total):
+                self._count_gap("lick", P.wrap_delta_u32(total, ep.lick_count))
+                ep.lick_count = total
+                self._push("lick", (t, bool(onset)))
+            case P.Frame(total=total):
+                self._count_gap("frame", P.wrap_delta_u32(total, ep.frame_count))
+                ep.frame_count = total
                 self._push("frame", t)
-            case T.SYNC:
-                self._count_gap("sync", P.wrap_delta_u32(b.count, ep.sync_count))
-                ep.sync_count = b.count
+            case P.Sync(total=total):
+                self._count_gap("sync", P.wrap_delta_u32(total, ep.sync_count))
+                ep.sync_count = total
                 self._push("sync", t)
-            case T.VALVE:
-                self._push("valve", (t, bool(b.open), b.reason))
-            case T.ACK:
-                self._on_ack(b)
-            case T.ERROR:
+            case P.Valve(open=is_open, reason=reason):
+                self._push("valve", (t, bool(is_open), P.ValveReason(reason)))
+            case P.Ack() as ack:
+                self._on_ack(ack)
+            case P.Error(code=code, detail=detail):
                 self._count("device_errors")
-                self._faults.report("device_error", f"board reports {b.code.name} (detail {b.detail})")
+                self._faults.report("device_error", f"board reports {_name(P.ErrorCode, code)} (detail {detail})")
 
     def _hold(self, pkt: P.Packet, t_host: float, ahead: int) -> bool:
         """Keep a packet that belongs to the claimed new boot rather than the current one."""
@@ -656,7 +656,7 @@ class BoardConnection:
                 f"{elapsed_us / 1e6:.3f} s on the host: rejected",
             )  # fmt: skip
             return None
-        if pkt.type == P.PacketType.HEARTBEAT and pkt.body.rollovers != (dev_us >> 32) & 0xFFFF:
+        if isinstance(pkt.body, P.Heartbeat) and pkt.body.rollovers != (dev_us >> 32) & 0xFFFF:
             self._reject(
                 "bad_time", "bad_rollover",
                 f"heartbeat seq {pkt.seq} says {pkt.body.rollovers} clock wraps, the elapsed time says "
@@ -715,14 +715,16 @@ class BoardConnection:
             bad = a.status not in (P.AckStatus.OK, P.AckStatus.CLAMPED)
             self.counters.nacks += bad
             self._ack_cond.notify_all()
+        cmd = _name(P.PacketType, a.cmd_type)
         if bad:
-            self._faults.report("command_rejected", f"{a.cmd_type.name} rejected: {a.status.name}")
+            self._faults.report("command_rejected", f"{cmd} rejected: {_name(P.AckStatus, a.status)}")
         elif a.status == P.AckStatus.CLAMPED:
-            self._faults.report("clamped", f"{a.cmd_type.name} clamped by the board to {a.value} ms")
+            self._faults.report("clamped", f"{cmd} clamped by the board to {a.value} ms")
 
     # ---- the handshake -------------------------------------------------------------------------------
     def _on_hello(self, pkt: P.Packet, t_host: float) -> None:
-        h: P.Hello = pkt.body
+        h = pkt.body
+        assert isinstance(h, P.Hello)
         if h.protocol != P.PROTOCOL_VERSION:
             if self._handshaken:  # a board that spoke v2 a moment ago: a corrupt or forged packet
                 self._reject("unexpected", "unexpected_hello", f"HELLO seq {pkt.seq} claims protocol v{h.protocol}")
@@ -755,7 +757,7 @@ class BoardConnection:
             return
         if self._reboot is not None:
             boot_pkt, boot_host, _ = self._reboot
-            if boot_pkt.body.boot_id == h.boot_id:
+            if isinstance(boot_pkt.body, P.Hello) and boot_pkt.body.boot_id == h.boot_id:
                 held, self._reboot, self._held = self._held, None, []
                 self._apply_hello(boot_pkt, boot_host, new_boot=True)
                 for old, t_old in held:
@@ -778,7 +780,8 @@ class BoardConnection:
 
     def _apply_hello(self, pkt: P.Packet, t_host: float, new_boot: bool) -> None:
         """Start (new_boot or the first HELLO) or re-anchor the epoch on a believed HELLO."""
-        h: P.Hello = pkt.body
+        h = pkt.body
+        assert isinstance(h, P.Hello)
         first = self._hello is None
         ep = self._epoch
         dev_us = h.rollovers * P.U32 + pkt.t_us
@@ -833,3 +836,10 @@ class BoardConnection:
         if (first or new_boot or not was_handshaken) and self._config_set():
             self.send(P.PacketType.CMD_CONFIG, self._config_body())
         self._hello_event.set()
+
+
+def _name(enum: type[IntEnum], value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return f"code {value}"

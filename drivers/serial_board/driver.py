@@ -127,6 +127,7 @@ class SerialBall(_BoardRole):
         sample_rate_hz: float = Field(1000.0, ge=1, le=1000, description="encoder packets per second (max)")
         check_turn_s: float = Field(5.0, ge=0, le=120, description="how long `rig check` waits for a turn")
 
+    params: Params
     _role = "ball"
     _stream = "encoder"
 
@@ -168,6 +169,7 @@ class SerialLick(_BoardRole):
             500, ge=50, le=20000, description="a lick level counts once stable this long (bounce is ignored)"
         )
 
+    params: Params
     _role = "lick"
     _stream = "lick"
 
@@ -193,6 +195,7 @@ class SerialValve(_BoardRole):
     class Params(LinkParams):
         max_open_ms: float = Field(1000.0, gt=0, le=65535, description="the board closes the valve after this")
 
+    params: Params
     _role = "valve"
     _stream = "valve"
 
@@ -283,6 +286,7 @@ class SerialFrameClock(_BoardRole):
             "falling", description="the frame-clock edge that starts a frame (ScanImage: falling)"
         )
 
+    params: Params
     _role = "frame_clock"
     _stream = "frame"
 
@@ -327,6 +331,7 @@ class SerialSync(_BoardRole):
         max_interval_ms: int = Field(5000, ge=1, le=65535)
         width_ms: int = Field(10, ge=1, le=1000)
 
+    params: Params
     _role = "sync"
     _stream = "sync"
 

@@ -87,6 +87,7 @@ class BoardEmulator:
         self._decoder = P.FrameDecoder()
         self._out = bytearray()
         self._hb_paused_until = 0.0
+        self._seq = 0  # the next packet's sequence number (restarts at every boot)
         self.boots_started = 0
         self._pending: list[tuple[int, P.PacketType, tuple]] = []
         self._sent: deque[bytes] = deque(maxlen=256)  # wire bytes of the last packets, for replays
@@ -166,7 +167,11 @@ class BoardEmulator:
         self._actions.put(lambda: self._lick_edge(onset))
 
     def frame_edges(self, n: int = 1) -> None:
-        self._actions.put(lambda: [self._frame_edge(self._now()) for _ in range(n)])
+        def act() -> None:
+            for _ in range(n):
+                self._frame_edge(self._now())
+
+        self._actions.put(act)
 
     def set_frame_rate(self, hz: float) -> None:
         self._actions.put(lambda: self._set_frame_rate(hz))
@@ -196,18 +201,34 @@ class BoardEmulator:
 
     def reset(self) -> None:
         """The board reboots: valve closed, counters and sequence numbers restart, a new HELLO."""
-        self._actions.put(lambda: (self._count("reset"), self._boot(send_hello=True)))
+        def act() -> None:
+            self._count("reset")
+            self._boot(send_hello=True)
+
+        self._actions.put(act)
 
     def pause_heartbeat(self, seconds: float) -> None:
-        self._actions.put(lambda: (self._count("heartbeat_pause"), self._pause_hb(seconds)))
+        def act() -> None:
+            self._count("heartbeat_pause")
+            self._pause_hb(seconds)
+
+        self._actions.put(act)
 
     def unplug(self) -> None:
         """The USB cable is pulled: the pty disappears and the board loses power."""
-        self._actions.put(lambda: (self._count("unplug"), self._unplug_now()))
+        def act() -> None:
+            self._count("unplug")
+            self._unplug_now()
+
+        self._actions.put(act)
 
     def replug(self) -> None:
         """Cable back in: a new pty (the link follows it) and a freshly booted board."""
-        self._actions.put(lambda: (self._plug(), self._boot(send_hello=True)))
+        def act() -> None:
+            self._plug()
+            self._boot(send_hello=True)
+
+        self._actions.put(act)
 
     # ---- hostile input (fuzz tests) ----------------------------------------------------------------
     def inject_raw(self, data: bytes) -> None:
@@ -525,43 +546,44 @@ class BoardEmulator:
         status, value = P.AckStatus.OK, 0
         with self._lock:
             self._log.commands += 1
-        match pkt.type:
-            case T.CMD_HELLO:
+        b = pkt.body
+        match pkt.type, b:
+            case T.CMD_HELLO, _:
                 self._emit(now, T.HELLO, self._hello_body(P.ResetCause.REQUESTED, now))
-            case T.CMD_VALVE_PULSE:
-                dur_us = pkt.body.duration_us
+            case T.CMD_VALVE_PULSE, P.CmdValvePulse(duration_us=dur_us):
                 if dur_us > 0:
                     granted, clamped = self._open_for(now, dur_us)
                     status = P.AckStatus.CLAMPED if clamped else P.AckStatus.OK
                     value = min(granted // 1000, 0xFFFF)
-            case T.CMD_VALVE_OPEN:
+            case T.CMD_VALVE_OPEN, _:
                 granted, _ = self._open_for(now, self._max_open_ms * 1000)
                 self._valve_pulse = False  # a flush always ends as a max-open cut
                 value = min(granted // 1000, 0xFFFF)
-            case T.CMD_VALVE_CLOSE:
+            case T.CMD_VALVE_CLOSE, _:
                 if self._valve_open:
                     self._set_valve(False, now, P.ValveReason.COMMAND)
-            case T.CMD_CUE:
-                with self._lock:
-                    self._log.cues.append((now, pkt.body.duration_ms, pkt.body.frequency_hz))
-            case T.CMD_SYNC_PULSE:
-                if 0 < pkt.body.width_ms <= 1000:
+            case T.CMD_CUE, P.CmdCue(duration_ms=ms, frequency_hz=hz):
+                if ms == 0 or hz < 20:
+                    status = P.AckStatus.BAD_ARGS
+                else:
+                    with self._lock:
+                        self._log.cues.append((now, ms, hz))
+            case T.CMD_SYNC_PULSE, P.CmdSyncPulse(width_ms=width):
+                if 0 < width <= 1000:
                     self._sync_pulse(now)
                 else:
                     status = P.AckStatus.BAD_ARGS
-            case T.CMD_SYNC_RANDOM:
-                lo, hi, width = pkt.body
+            case T.CMD_SYNC_RANDOM, P.CmdSyncRandom(min_interval_ms=lo, max_interval_ms=hi, width_ms=width):
                 if lo == 0:
                     self._sync_range = None
-                elif hi < lo:
+                elif hi < lo or width == 0 or width >= lo:
                     status = P.AckStatus.BAD_ARGS
                 else:
                     self._sync_range = (lo, hi, width)
                     self._next_sync = now + self._rng.randint(lo, hi) * 1000
-            case T.CMD_CONFIG:
-                c = pkt.body
+            case T.CMD_CONFIG, P.CmdConfig() as c:
                 value = self._max_open_ms
-                if c.frame_edge not in (P.FrameEdge.FALLING, P.FrameEdge.RISING, P.FrameEdge.KEEP):
+                if c.frame_edge not in (int(P.FrameEdge.FALLING), int(P.FrameEdge.RISING), int(P.FrameEdge.KEEP)):
                     status = P.AckStatus.BAD_ARGS
                 else:
                     if c.max_open_ms:

@@ -128,15 +128,15 @@ class Encoder(NamedTuple):
 
 class Lick(NamedTuple):
     onset: int
-    count: int  # lick edges since boot
+    total: int  # accepted lick edges since boot
 
 
 class Frame(NamedTuple):
-    count: int  # frame-clock edges since boot
+    total: int  # frame-clock edges since boot
 
 
 class Sync(NamedTuple):
-    count: int  # sync pulses since boot
+    total: int  # sync pulses since boot
 
 
 class Valve(NamedTuple):
@@ -191,7 +191,12 @@ class CmdConfig(NamedTuple):
     lick_debounce_us: int  # 0 = keep; the board keeps it within 50-20000 us
 
 
-LAYOUTS: dict[PacketType, tuple[struct.Struct, type[tuple]]] = {
+Body = (
+    Hello | Heartbeat | Encoder | Lick | Frame | Sync | Valve | Ack | Error | Empty | CmdHello | CmdValvePulse
+    | CmdCue | CmdSyncPulse | CmdSyncRandom | CmdConfig
+)
+
+LAYOUTS: dict[PacketType, tuple[struct.Struct, type[Body]]] = {
     PacketType.HELLO: (struct.Struct("<BBBBIHHBiIIIHHBBHH"), Hello),
     PacketType.HEARTBEAT: (struct.Struct("<HBHHHHH"), Heartbeat),
     PacketType.ENCODER: (struct.Struct("<i"), Encoder),
@@ -235,31 +240,30 @@ _CODES = frozenset(int(c) for c in ErrorCode)
 _COMMANDS = frozenset(int(c) for c in COMMAND_TYPES)
 
 
-def _check_fields(ptype: PacketType, body: tuple) -> tuple:
+def _check_fields(body: Body) -> Body:
     """Closed enums of board packets; returns the body with those fields as enum members.
 
     Host commands are not checked here: the board (and the emulator) answer bad arguments with an ACK.
     """
-    T = PacketType
-    if ptype == T.HELLO:
+    if isinstance(body, Hello):
         _closed(body.cause, _CAUSES, "HELLO cause")
         _closed(body.mcu, _MCUS, "HELLO mcu")
         _closed(body.frame_edge, _EDGES, "HELLO frame_edge")
         return body._replace(cause=ResetCause(body.cause), mcu=Mcu(body.mcu), frame_edge=FrameEdge(body.frame_edge))
-    if ptype == T.HEARTBEAT:
+    if isinstance(body, Heartbeat):
         if body.lines > 0x0F:
             raise ProtocolError("invalid", f"HEARTBEAT lines 0x{body.lines:02x} has unknown bits")
-    elif ptype == T.LICK:
+    elif isinstance(body, Lick):
         _closed(body.onset, _BOOL, "LICK onset")
-    elif ptype == T.VALVE:
+    elif isinstance(body, Valve):
         _closed(body.open, _BOOL, "VALVE open")
         _closed(body.reason, _REASONS, "VALVE reason")
         return body._replace(reason=ValveReason(body.reason))
-    elif ptype == T.ACK:
+    elif isinstance(body, Ack):
         _closed(body.cmd_type, _COMMANDS, "ACK command type")
         _closed(body.status, _STATUSES, "ACK status")
         return body._replace(cmd_type=PacketType(body.cmd_type), status=AckStatus(body.status))
-    elif ptype == T.ERROR:
+    elif isinstance(body, Error):
         _closed(body.code, _CODES, "ERROR code")
         return body._replace(code=ErrorCode(body.code))
     return body
@@ -278,7 +282,7 @@ class Packet:
     type: PacketType
     seq: int
     t_us: int
-    body: tuple
+    body: Body
 
 
 def crc16(data: bytes) -> int:
@@ -324,7 +328,7 @@ def cobs_decode(frame: bytes) -> bytes:
     return bytes(out)
 
 
-def encode_packet(ptype: PacketType, seq: int, t_us: int, body: tuple = ()) -> bytes:
+def encode_packet(ptype: PacketType, seq: int, t_us: int, body: tuple[int, ...] | Body = ()) -> bytes:
     """The bytes to put on the wire for one packet, delimiters included."""
     layout, _ = LAYOUTS[ptype]
     return encode_raw(int(ptype), seq, t_us, layout.pack(*body))
@@ -364,7 +368,7 @@ def decode_frame(frame: bytes) -> Packet:
     _, seq, t_us = HEADER.unpack_from(raw)
     body = shape(*layout.unpack_from(raw, HEADER.size))
     if ptype in BOARD_TYPES:
-        body = _check_fields(ptype, body)
+        body = _check_fields(body)
     return Packet(ptype, seq, t_us, body)
 
 
