@@ -274,13 +274,14 @@ class HilBoard:
     """
 
     def __init__(self, fw: Build, script: Script, workdir: Path, speed: float = 1.0, max_seconds: float = 0,
-                 realtime: bool = True) -> None:
+                 realtime: bool | None = None) -> None:
         self.fw = fw
         self.script = script
         self.workdir = Path(workdir)
         self.speed = speed
         self.max_seconds = max_seconds
-        self.realtime = realtime
+        # SCHED_RR for the harness unless HIL_REALTIME=0 (to see how the bench fares without it).
+        self.realtime = os.environ.get("HIL_REALTIME", "1") != "0" if realtime is None else realtime
         self.path = str(self.workdir / "board")
         self.lines: queue.Queue[str] = queue.Queue()
         self._proc: subprocess.Popen[str] | None = None

@@ -60,11 +60,12 @@ def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
 @contextmanager
 def roles(path: str, **frame_kw: object) -> Iterator[tuple[SerialBall, SerialLick, SerialFrameClock, SerialValve]]:
     ctx = DriverContext(clock=MonoClock())
+    hb = 2.0  # a simulated board on a loaded machine can stall longer than a real one (see hil.py)
     made = (
-        SerialBall(SerialBall.Params(port=path, counts_per_cm=100.0), ctx),
-        SerialLick(SerialLick.Params(port=path), ctx),
-        SerialFrameClock(SerialFrameClock.Params(port=path, **frame_kw), ctx),
-        SerialValve(SerialValve.Params(port=path, max_open_ms=250), ctx),
+        SerialBall(SerialBall.Params(port=path, counts_per_cm=100.0, heartbeat_timeout_s=hb), ctx),
+        SerialLick(SerialLick.Params(port=path, heartbeat_timeout_s=hb), ctx),
+        SerialFrameClock(SerialFrameClock.Params(port=path, heartbeat_timeout_s=hb, **frame_kw), ctx),
+        SerialValve(SerialValve.Params(port=path, max_open_ms=250, heartbeat_timeout_s=hb), ctx),
     )
     with ExitStack() as stack:
         for r in made:

@@ -42,6 +42,9 @@ def mega() -> hil.Build:
 def write_config(tmp_path: Path, port: str, pulse_scale: float = 1.0) -> Path:
     text = (REPO / "config" / "board-simavr.yaml").read_text().replace("/tmp/corridor-simavr", port)
     text = text.replace("name: board-simavr", f"name: board-simavr-test-{os.getpid()}-{tmp_path.name}")
+    # A simulated board on a loaded machine without SCHED_RR can stall for longer than a real one ever
+    # does; 2 s keeps a stall from reading as a lost link (a real rig keeps the 0.5 s default).
+    text = text.replace("    baudrate: 500000", "    baudrate: 500000\n    heartbeat_timeout_s: 2.0")
     if pulse_scale != 1.0:  # longer valve pulses (a rig run to kill mid-pulse)
         for ms in (50, 25, 10):
             text = text.replace(f"duration_ms: {ms},", f"duration_ms: {ms * pulse_scale:g},")
@@ -77,12 +80,18 @@ def session_time(truth: hil.Truth, s: SessionFiles, cycles: list[int] | np.ndarr
     return truth.host_s(cycles) - s.origin
 
 
-def tolerance(truth: hil.Truth) -> float:
+def lag_range(truth: hil.Truth) -> float:
+    """How much the simulator's lag behind real time varied: a clock fit cannot follow that (a real board's
+    crystal does not stall), so it widens every timing bound here (about 1 ms with SCHED_RR)."""
     lag = truth.lag_s()
-    return SESSION_TOL_S + float(lag.max() - lag.min())
+    return float(lag.max() - lag.min())
 
 
-def match(got: np.ndarray, true: np.ndarray, tol: float, what: str) -> np.ndarray:
+def tolerance(truth: hil.Truth) -> float:
+    return SESSION_TOL_S + lag_range(truth)
+
+
+def match(got: np.ndarray, true: np.ndarray, tol: float, what: str, p90: float = SESSION_P90_S) -> np.ndarray:
     """One-to-one: each recorded time to its true event, none missing between the first and the last."""
     assert len(got) > 0, f"no {what} recorded"
     first = int(np.argmin(np.abs(true - got[0])))
@@ -90,7 +99,7 @@ def match(got: np.ndarray, true: np.ndarray, tol: float, what: str) -> np.ndarra
     assert len(want) == len(got), f"{what}: more recorded than happened"
     err = got - want
     assert np.abs(err).max() <= tol, f"{what}: off by up to {np.abs(err).max() * 1e3:.2f} ms"
-    assert np.percentile(np.abs(err), 90) <= SESSION_P90_S, f"{what}: p90 {np.percentile(np.abs(err), 90):.4f} s"
+    assert np.percentile(np.abs(err), 90) <= p90, f"{what}: p90 {np.percentile(np.abs(err), 90):.4f} s"
     return err
 
 
@@ -132,16 +141,16 @@ def test_rig_run_session_matches_the_ground_truth(mega: hil.Build, tmp_path: Pat
     assert json.loads((s.folder / "footer.json").read_text())["complete"] is True
     assert s.jsonl("faults.jsonl") == []
 
-    tol = tolerance(truth)
+    tol, p90 = tolerance(truth), SESSION_P90_S + lag_range(truth)
     # Every frame edge (falling edges), in order, none missing or extra.
     fc = s.bin("frame_clock.bin")
-    match(fc["t"], session_time(truth, s, truth.edges("frame", 0)), tol, "frame edges")
+    match(fc["t"], session_time(truth, s, truth.edges("frame", 0)), tol, "frame edges", p90)
     assert np.array_equal(fc["frame"], np.arange(len(fc)))
 
     # Every lick onset and offset, at its first (bouncing) edge.
     lk = s.bin("licks.bin")
     true_licks = session_time(truth, s, [truth.trigger + hil.us(t) for t, _ in licks])
-    err = match(lk["t"], true_licks, tol, "lick edges")
+    err = match(lk["t"], true_licks, tol, "lick edges", p90)
     first = int(np.argmin(np.abs(true_licks - lk["t"][0])))
     assert lk["onset"].tolist() == [on for _, on in licks[first : first + len(lk)]]
     assert len(err) > 40
