@@ -52,6 +52,7 @@ def run(rate_hz: float, seconds: float) -> dict:
         ball = SerialBall(SerialBall.Params(port=emu.path, counts_per_cm=100.0), ctx)
         frames = SerialFrameClock(SerialFrameClock.Params(port=emu.path), ctx)
         conn = TimedConnection.acquire(ball.params.link(), clock)
+        assert isinstance(conn, TimedConnection)
         try:
             with ball, frames:
                 emu.set_speed(3000.0)  # every count is sent after the handshake

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,8 +28,11 @@ class LinkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
-    baudrate: int = Field(115200, gt=0, description="ignored by USB boards (Teensy), used by UART boards")
+    port: str = Field(
+        min_length=1,
+        description="serial device (/dev/ttyACM0, /dev/serial/by-id/..., COM3) or a pyserial URL (socket://host:port)",
+    )
+    baudrate: int = Field(500000, gt=0, description="the firmware's SERIAL_BAUD (500000 unless rebuilt)")
     handshake_timeout_s: float = Field(3.0, gt=0, le=60, description="Arduinos reboot on open: allow ~2 s")
     heartbeat_timeout_s: float = Field(0.5, gt=0, le=10, description="heartbeat silence that counts as a fault")
 
@@ -104,8 +107,11 @@ class _BoardRole:
     _role = "board"
 
 
-def _drain(q: deque) -> list:
-    # One consumer per deque; popleft is atomic against the reader thread's append.
+def _drain(q: deque, conn: BoardConnection | None) -> list:
+    # One consumer per deque; popleft is atomic against the reader thread's append. A dead reader
+    # thread raises here (BoardError): the session notices within one loop iteration.
+    if conn is not None:
+        conn.check_reader()
     out = []
     while q:
         out.append(q.popleft())
@@ -121,6 +127,7 @@ class SerialBall(_BoardRole):
         sample_rate_hz: float = Field(1000.0, ge=1, le=1000, description="encoder packets per second (max)")
         check_turn_s: float = Field(5.0, ge=0, le=120, description="how long `rig check` waits for a turn")
 
+    params: Params
     _role = "ball"
     _stream = "encoder"
 
@@ -132,7 +139,7 @@ class SerialBall(_BoardRole):
         conn.configure(encoder_period_us=int(round(1e6 / self.params.sample_rate_hz)))
 
     def read(self) -> BallSamples:
-        items = _drain(self._q)
+        items = _drain(self._q, self._conn)
         if not items:
             return BallSamples()
         t, c = zip(*items, strict=True)
@@ -158,13 +165,19 @@ class SerialLick(_BoardRole):
     """Lick contact line; the board timestamps each edge in its interrupt handler."""
 
     class Params(LinkParams):
-        pass
+        debounce_us: int = Field(
+            500, ge=50, le=20000, description="a lick level counts once stable this long (bounce is ignored)"
+        )
 
+    params: Params
     _role = "lick"
     _stream = "lick"
 
+    def _on_open(self, conn: BoardConnection) -> None:
+        conn.configure(lick_debounce_us=self.params.debounce_us)
+
     def read(self) -> list[LickEdge]:
-        return [LickEdge(t, onset) for t, onset in _drain(self._q)]
+        return [LickEdge(t, onset) for t, onset in _drain(self._q, self._conn)]
 
     def self_test(self) -> list[CheckResult]:
         out = super().self_test()
@@ -182,6 +195,7 @@ class SerialValve(_BoardRole):
     class Params(LinkParams):
         max_open_ms: float = Field(1000.0, gt=0, le=65535, description="the board closes the valve after this")
 
+    params: Params
     _role = "valve"
     _stream = "valve"
 
@@ -217,7 +231,7 @@ class SerialValve(_BoardRole):
 
     def events(self) -> list[tuple[float, bool, P.ValveReason]]:
         """Valve transitions reported by the board: (board time, open, reason), ascending."""
-        return _drain(self._q)
+        return _drain(self._q, self._conn)
 
     def self_test(self) -> list[CheckResult]:
         out = super().self_test()
@@ -268,7 +282,11 @@ class SerialFrameClock(_BoardRole):
     class Params(LinkParams):
         require_frames: bool = Field(True, description="`rig check` fails when no frame edge is seen")
         check_s: float = Field(2.0, ge=0, le=60, description="how long `rig check` waits for frame edges")
+        edge: Literal["falling", "rising"] = Field(
+            "falling", description="the frame-clock edge that starts a frame (ScanImage: falling)"
+        )
 
+    params: Params
     _role = "frame_clock"
     _stream = "frame"
 
@@ -276,8 +294,12 @@ class SerialFrameClock(_BoardRole):
         super().__init__(params, context)
         self._held: list[float] = []
 
+    def _on_open(self, conn: BoardConnection) -> None:
+        edge = P.FrameEdge.RISING if self.params.edge == "rising" else P.FrameEdge.FALLING
+        conn.configure(frame_edge=int(edge))
+
     def read(self) -> np.ndarray:
-        items, self._held = self._held + _drain(self._q), []
+        items, self._held = self._held + _drain(self._q, self._conn), []
         return np.asarray(items, dtype=float)
 
     def self_test(self) -> list[CheckResult]:
@@ -288,7 +310,7 @@ class SerialFrameClock(_BoardRole):
         while not self._q and time.monotonic() < deadline:
             time.sleep(0.02)
         # Edges seen by the check stay queued for the session's first read.
-        self._held += _drain(self._q)
+        self._held += _drain(self._q, self._conn)
         n = len(self._held)
         ok = n > 0 or not self.params.require_frames
         msg = f"{n} frame edges in {self.params.check_s:.1f} s" if n else "no frame-clock edges: is imaging running?"
@@ -309,6 +331,7 @@ class SerialSync(_BoardRole):
         max_interval_ms: int = Field(5000, ge=1, le=65535)
         width_ms: int = Field(10, ge=1, le=1000)
 
+    params: Params
     _role = "sync"
     _stream = "sync"
 
@@ -331,4 +354,4 @@ class SerialSync(_BoardRole):
 
     def read(self) -> np.ndarray:
         """Board times of the sync pulses emitted since the previous read."""
-        return np.asarray(_drain(self._q), dtype=float)
+        return np.asarray(_drain(self._q, self._conn), dtype=float)

@@ -1,8 +1,12 @@
-"""Wire protocol of the corridor microcontroller board (see docs/serial-protocol.md).
+"""Wire protocol of the corridor microcontroller board (see docs/serial-protocol.md), version 2.
 
 A packet is `type u8 | seq u16 | t_us u32 | payload | crc16`, little-endian, CRC-16/CCITT-FALSE over
 everything before it. On the wire every packet is COBS-encoded and sent as `0x00 <cobs> 0x00`, so a
 receiver resynchronises on the next zero byte after any garbage or truncated packet.
+
+The decoder is bounded: a frame longer than any packet is dropped, the buffer never holds more than one
+frame, and every enumerated field of a board packet is checked against its closed set (an out-of-range
+value is an `invalid` frame, never an exception later).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BHI")
 CRC = struct.Struct("<H")
 MAX_PAYLOAD = 40
@@ -64,6 +68,18 @@ class AckStatus(IntEnum):
     UNKNOWN = 3
 
 
+class FrameEdge(IntEnum):
+    FALLING = 0  # a frame starts at the falling edge of the frame clock (the default)
+    RISING = 1
+    KEEP = 0xFF  # CMD_CONFIG: leave the board's setting
+
+
+class Mcu(IntEnum):
+    OTHER = 0
+    ATMEGA2560 = 1  # Arduino Mega 2560
+    ATMEGA328P = 2  # Arduino Uno
+
+
 class ErrorCode(IntEnum):
     BAD_FRAME = 1  # a host frame failed COBS decoding or was the wrong length
     BAD_CRC = 2
@@ -87,16 +103,23 @@ class Hello(NamedTuple):
     sync_count: int
     rollovers: int  # high word of the device clock, so the first stamps unwrap correctly
     boot_id: int  # random at every boot: a changed boot_id means the board restarted
+    mcu: int  # Mcu
+    frame_edge: int  # FrameEdge in force
+    lick_debounce_us: int
+    encoder_period_us: int
 
 
 class Heartbeat(NamedTuple):
     rollovers: int  # high word of the 64-bit device microsecond clock
-    lines: int  # bit 0 valve open, bit 1 lick contact, bit 2 sync output high
-    tx_dropped: int
-    rx_errors: int
+    lines: int  # LINE_* bits
+    events_dropped: int  # events lost to a full event queue on the board, since boot (uint16, wrapping)
+    tx_waits: int  # packets that had to wait for room in the board's serial buffer (link saturated)
+    rx_errors: int  # bad frames the board received from the host
+    enc_errors: int  # quadrature steps the board missed (both lines changed between two interrupts)
+    lick_glitches: int  # lick-line level changes shorter than the debounce time (rejected)
 
 
-LINE_VALVE, LINE_LICK, LINE_SYNC = 1, 2, 4
+LINE_VALVE, LINE_LICK, LINE_SYNC, LINE_FRAME = 1, 2, 4, 8
 
 
 class Encoder(NamedTuple):
@@ -105,15 +128,15 @@ class Encoder(NamedTuple):
 
 class Lick(NamedTuple):
     onset: int
-    count: int  # lick edges since boot
+    total: int  # accepted lick edges since boot
 
 
 class Frame(NamedTuple):
-    count: int  # frame-clock edges since boot
+    total: int  # frame-clock edges since boot
 
 
 class Sync(NamedTuple):
-    count: int  # sync pulses since boot
+    total: int  # sync pulses since boot
 
 
 class Valve(NamedTuple):
@@ -164,11 +187,18 @@ class CmdConfig(NamedTuple):
     max_open_ms: int  # 0 = keep; the board never exceeds its hard_max_open_ms
     encoder_period_us: int  # 0 = keep
     heartbeat_ms: int  # 0 = keep
+    frame_edge: int  # FrameEdge (KEEP = 0xFF)
+    lick_debounce_us: int  # 0 = keep; the board keeps it within 50-20000 us
 
 
-LAYOUTS: dict[PacketType, tuple[struct.Struct, type[tuple]]] = {
-    PacketType.HELLO: (struct.Struct("<BBBBIHHBiIIIHH"), Hello),
-    PacketType.HEARTBEAT: (struct.Struct("<HBHH"), Heartbeat),
+Body = (
+    Hello | Heartbeat | Encoder | Lick | Frame | Sync | Valve | Ack | Error | Empty | CmdHello | CmdValvePulse
+    | CmdCue | CmdSyncPulse | CmdSyncRandom | CmdConfig
+)
+
+LAYOUTS: dict[PacketType, tuple[struct.Struct, type[Body]]] = {
+    PacketType.HELLO: (struct.Struct("<BBBBIHHBiIIIHHBBHH"), Hello),
+    PacketType.HEARTBEAT: (struct.Struct("<HBHHHHH"), Heartbeat),
     PacketType.ENCODER: (struct.Struct("<i"), Encoder),
     PacketType.LICK: (struct.Struct("<BI"), Lick),
     PacketType.FRAME: (struct.Struct("<I"), Frame),
@@ -183,13 +213,64 @@ LAYOUTS: dict[PacketType, tuple[struct.Struct, type[tuple]]] = {
     PacketType.CMD_CUE: (struct.Struct("<HH"), CmdCue),
     PacketType.CMD_SYNC_PULSE: (struct.Struct("<H"), CmdSyncPulse),
     PacketType.CMD_SYNC_RANDOM: (struct.Struct("<HHH"), CmdSyncRandom),
-    PacketType.CMD_CONFIG: (struct.Struct("<HHH"), CmdConfig),
+    PacketType.CMD_CONFIG: (struct.Struct("<HHHBH"), CmdConfig),
 }
 assert all(s.size <= MAX_PAYLOAD for s, _ in LAYOUTS.values())
+BOARD_TYPES = frozenset(t for t in PacketType if t < 0x80)  # what a board may send
+COMMAND_TYPES = frozenset(t for t in PacketType if t >= 0x80)
+
+
+def wire_size(ptype: PacketType) -> int:
+    """Bytes one packet of this type takes on the wire (COBS code byte and both delimiters included)."""
+    return MIN_PACKET + LAYOUTS[ptype][0].size + 3
+
+
+def _closed(value: int, allowed: frozenset[int], what: str) -> None:
+    if value not in allowed:
+        raise ProtocolError("invalid", f"{what} {value} is not one of {sorted(allowed)}")
+
+
+_BOOL = frozenset((0, 1))
+_CAUSES = frozenset(int(c) for c in ResetCause)
+_MCUS = frozenset(int(m) for m in Mcu)
+_EDGES = frozenset((int(FrameEdge.FALLING), int(FrameEdge.RISING)))
+_REASONS = frozenset(int(r) for r in ValveReason)
+_STATUSES = frozenset(int(a) for a in AckStatus)
+_CODES = frozenset(int(c) for c in ErrorCode)
+_COMMANDS = frozenset(int(c) for c in COMMAND_TYPES)
+
+
+def _check_fields(body: Body) -> Body:
+    """Closed enums of board packets; returns the body with those fields as enum members.
+
+    Host commands are not checked here: the board (and the emulator) answer bad arguments with an ACK.
+    """
+    if isinstance(body, Hello):
+        _closed(body.cause, _CAUSES, "HELLO cause")
+        _closed(body.mcu, _MCUS, "HELLO mcu")
+        _closed(body.frame_edge, _EDGES, "HELLO frame_edge")
+        return body._replace(cause=ResetCause(body.cause), mcu=Mcu(body.mcu), frame_edge=FrameEdge(body.frame_edge))
+    if isinstance(body, Heartbeat):
+        if body.lines > 0x0F:
+            raise ProtocolError("invalid", f"HEARTBEAT lines 0x{body.lines:02x} has unknown bits")
+    elif isinstance(body, Lick):
+        _closed(body.onset, _BOOL, "LICK onset")
+    elif isinstance(body, Valve):
+        _closed(body.open, _BOOL, "VALVE open")
+        _closed(body.reason, _REASONS, "VALVE reason")
+        return body._replace(reason=ValveReason(body.reason))
+    elif isinstance(body, Ack):
+        _closed(body.cmd_type, _COMMANDS, "ACK command type")
+        _closed(body.status, _STATUSES, "ACK status")
+        return body._replace(cmd_type=PacketType(body.cmd_type), status=AckStatus(body.status))
+    elif isinstance(body, Error):
+        _closed(body.code, _CODES, "ERROR code")
+        return body._replace(code=ErrorCode(body.code))
+    return body
 
 
 class ProtocolError(ValueError):
-    """A frame that is not a valid packet; `kind` is 'garbage', 'partial' or 'crc'."""
+    """A frame that is not a valid packet; `kind` is 'garbage', 'partial', 'crc' or 'invalid'."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -201,7 +282,7 @@ class Packet:
     type: PacketType
     seq: int
     t_us: int
-    body: tuple
+    body: Body
 
 
 def crc16(data: bytes) -> int:
@@ -247,10 +328,15 @@ def cobs_decode(frame: bytes) -> bytes:
     return bytes(out)
 
 
-def encode_packet(ptype: PacketType, seq: int, t_us: int, body: tuple = ()) -> bytes:
+def encode_packet(ptype: PacketType, seq: int, t_us: int, body: tuple[int, ...] | Body = ()) -> bytes:
     """The bytes to put on the wire for one packet, delimiters included."""
     layout, _ = LAYOUTS[ptype]
-    raw = HEADER.pack(ptype, seq & 0xFFFF, t_us & 0xFFFFFFFF) + layout.pack(*body)
+    return encode_raw(int(ptype), seq, t_us, layout.pack(*body))
+
+
+def encode_raw(ptype: int, seq: int, t_us: int, payload: bytes) -> bytes:
+    """A packet with a valid CRC around any type byte and payload (tests craft hostile packets with it)."""
+    raw = HEADER.pack(ptype & 0xFF, seq & 0xFFFF, t_us & 0xFFFFFFFF) + payload
     raw += CRC.pack(crc16(raw))
     return b"\x00" + cobs_encode(raw) + b"\x00"
 
@@ -280,7 +366,10 @@ def decode_frame(frame: bytes) -> Packet:
     if crc != crc16(raw[:-2]):
         raise ProtocolError("crc", f"{ptype.name} packet with a bad CRC")
     _, seq, t_us = HEADER.unpack_from(raw)
-    return Packet(ptype, seq, t_us, shape(*layout.unpack_from(raw, HEADER.size)))
+    body = shape(*layout.unpack_from(raw, HEADER.size))
+    if ptype in BOARD_TYPES:
+        body = _check_fields(body)
+    return Packet(ptype, seq, t_us, body)
 
 
 _TYPES = frozenset(int(t) for t in PacketType)
@@ -292,18 +381,40 @@ class DecodeCounts:
     garbage: int = 0  # frames that are not packets (bytes on the line that are noise)
     partial: int = 0
     crc: int = 0
+    invalid: int = 0  # right length and CRC, but a field outside its closed set
     garbage_bytes: int = 0
+    skipped_bytes: int = 0  # bytes before the first delimiter after a (re)start: the tail of a packet
+
+
+ERROR_KINDS = ("garbage", "partial", "crc", "invalid")
 
 
 class FrameDecoder:
-    """Splits a byte stream into packets; bad frames are counted by kind and skipped."""
+    """Splits a byte stream into packets; bad frames are counted by kind and skipped.
+
+    After `resync()` (and at the start) the bytes before the first zero are the tail of a packet the
+    board was sending when we started listening: they are skipped silently, not counted as garbage.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._synced = False
         self.counts = DecodeCounts()
         self.last_error: dict[str, str] = {}  # kind -> message of the latest such error
 
+    def resync(self) -> None:
+        self._buf.clear()
+        self._synced = False
+
     def feed(self, data: bytes) -> list[Packet]:
+        if not self._synced:
+            cut = data.find(b"\x00")
+            if cut < 0:
+                self.counts.skipped_bytes += len(data)
+                return []
+            self.counts.skipped_bytes += cut
+            data = data[cut:]
+            self._synced = True
         self._buf += data
         *frames, rest = bytes(self._buf).split(b"\x00")
         self._buf = bytearray(rest)
@@ -328,37 +439,20 @@ class FrameDecoder:
         self.last_error[kind] = message
 
 
-class TimeUnwrapper:
-    """uint32 microsecond stamps -> monotonic 64-bit microseconds.
+def unwrap_near(t_us: int, last: int) -> int:
+    """The 64-bit value of a uint32 stamp nearest the previous unwrapped stamp `last`.
 
-    Packets arrive in order and the board sends a heartbeat at least every few hundred ms, far less than
-    the 71.6 min wrap period, so a stamp smaller than the previous one means exactly one wrap. Heartbeats
-    carry the board's own wrap count, which `anchor` uses to correct the epoch after any gap.
+    Packets arrive in order and heartbeats come every 100 ms, far inside the 71.6 min wrap period, so
+    the nearest value is a wrap forwards, or a stamp a little older than the previous packet's (events
+    wait in the board's queue) just before a wrap. Whether that value is plausible at all is the
+    connection's check (it compares it with the time elapsed on the host).
     """
-
-    def __init__(self) -> None:
-        self._last = -1  # last unwrapped stamp
-
-    def reset(self) -> None:
-        self._last = -1
-
-    def update(self, t_us: int) -> int:
-        if self._last < 0:
-            self._last = t_us
-            return t_us
-        # The unwrapped value nearest the previous one: a wrap forwards, or a stamp a few us older
-        # than the previous packet's (inputs and outputs are queued separately) just before a wrap.
-        full = (self._last - (self._last % U32)) + t_us
-        if full - self._last > U32 // 2:
-            full -= U32
-        elif self._last - full > U32 // 2:
-            full += U32
-        self._last = full
-        return full
-
-    def anchor(self, rollovers: int, t_us: int) -> int:
-        self._last = rollovers * U32 + t_us
-        return self._last
+    full = (last - (last % U32)) + t_us
+    if full - last > U32 // 2:
+        full -= U32
+    elif last - full > U32 // 2:
+        full += U32
+    return full
 
 
 def wrap_delta_i32(new: int, old: int) -> int:

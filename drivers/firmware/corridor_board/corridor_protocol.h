@@ -1,18 +1,26 @@
 // Wire protocol of the corridor board (docs/serial-protocol.md), free of Arduino calls so the host
-// can compile and test it with g++. Packet: type u8 | seq u16 | t_us u32 | payload | crc16, all
-// little-endian; CRC-16/CCITT-FALSE over everything before it; sent as 0x00 COBS(packet) 0x00.
+// can compile and test it with g++ (tests/firmware/test_protocol_header.py). Packet: type u8 | seq u16 |
+// t_us u32 | payload | crc16, all little-endian; CRC-16/CCITT-FALSE over everything before it; sent as
+// 0x00 COBS(packet) 0x00.
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__AVR__)
+#include <util/crc16.h>
+#endif
 
 namespace cp {
 
-const uint8_t PROTOCOL_VERSION = 1;
+const uint8_t PROTOCOL_VERSION = 2;
 const size_t HEADER_SIZE = 7;
 const size_t MAX_PAYLOAD = 40;
 const size_t MAX_PACKET = HEADER_SIZE + MAX_PAYLOAD + 2;
 const size_t MAX_WIRE = MAX_PACKET + MAX_PACKET / 254 + 3;  // COBS overhead + two delimiters
+
+// Bytes on the wire for a payload of n bytes: header, CRC, one COBS code byte (packets < 254 bytes) and
+// the two delimiters.
+constexpr size_t wire_size(size_t payload) { return HEADER_SIZE + payload + 2 + 1 + 2; }
 
 enum PacketType : uint8_t {
   HELLO = 0x01,
@@ -38,7 +46,13 @@ enum ResetCause : uint8_t { CAUSE_BOOT = 0, CAUSE_REQUESTED = 1 };
 enum ValveReason : uint8_t { VALVE_COMMAND = 0, VALVE_PULSE_DONE = 1, VALVE_MAX_OPEN = 2 };
 enum AckStatus : uint8_t { ACK_OK = 0, ACK_CLAMPED = 1, ACK_BAD_ARGS = 2, ACK_UNKNOWN = 3 };
 enum ErrorCode : uint8_t { ERR_BAD_FRAME = 1, ERR_BAD_CRC = 2, ERR_UNKNOWN_COMMAND = 3, ERR_TX_OVERFLOW = 4 };
-enum Lines : uint8_t { LINE_VALVE = 1, LINE_LICK = 2, LINE_SYNC = 4 };
+enum Lines : uint8_t { LINE_VALVE = 1, LINE_LICK = 2, LINE_SYNC = 4, LINE_FRAME = 8 };
+enum FrameEdge : uint8_t { EDGE_FALLING = 0, EDGE_RISING = 1, EDGE_KEEP = 0xFF };
+enum Mcu : uint8_t { MCU_OTHER = 0, MCU_ATMEGA2560 = 1, MCU_ATMEGA328P = 2 };
+
+// Payload sizes of the board's packets (the host's struct layouts in drivers/serial_board/protocol.py).
+const size_t HELLO_PAYLOAD = 39;
+const size_t HEARTBEAT_PAYLOAD = 13;
 
 // Payload size of each command (host -> board); -1: not a command.
 inline int command_payload_size(uint8_t type) {
@@ -50,7 +64,7 @@ inline int command_payload_size(uint8_t type) {
     case CMD_CUE: return 4;
     case CMD_SYNC_PULSE: return 2;
     case CMD_SYNC_RANDOM: return 6;
-    case CMD_CONFIG: return 6;
+    case CMD_CONFIG: return 9;
     default: return -1;
   }
 }
@@ -58,8 +72,12 @@ inline int command_payload_size(uint8_t type) {
 inline uint16_t crc16(const uint8_t* data, size_t n) {
   uint16_t crc = 0xFFFF;
   for (size_t i = 0; i < n; ++i) {
+#if defined(__AVR__)
+    crc = _crc_xmodem_update(crc, data[i]);  // same polynomial, MSB first; ~20 cycles a byte
+#else
     crc ^= (uint16_t)data[i] << 8;
     for (int b = 0; b < 8; ++b) crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+#endif
   }
   return crc;
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -60,3 +60,33 @@ def test_demo_session_through_serial_board(emulator: Path, tmp_path: Path):
                                                               "display", "sync"}
     # The board's sync line sent random-interval pulses, each logged with its commanded time.
     assert sum(1 for m in s.mesoscope if m["kind"] == "sync_pulse") >= 2
+
+
+def _silent_board_config(tmp_path: Path, port: str) -> Path:
+    text = (REPO / "config" / "board-emulated.yaml").read_text()
+    text = text.replace("port: /tmp/corridor-board", f"port: {port}\n    handshake_timeout_s: 0.5")
+    cfg = tmp_path / "silent.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_a_board_that_does_not_answer_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    import os
+
+    master, slave = os.openpty()  # a serial port where nothing answers (no firmware, wrong baud rate)
+    try:
+        cfg = _silent_board_config(tmp_path, os.ttyname(slave))
+        run = subprocess.run(
+            [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--duration", "2",
+             "--data", str(tmp_path / "data"), "-q"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        check = subprocess.run([sys.executable, "-m", "rig.cli", "check", "--config", str(cfg), "--seconds", "0.5"],
+                               cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert run.returncode not in (0, None) and "Traceback" not in run.stderr
+    assert "no handshake within 0.5 s" in run.stderr and "firmware" in run.stderr
+    assert check.returncode == 1 and "Traceback" not in check.stderr + check.stdout
+    assert "no handshake within 0.5 s" in check.stdout

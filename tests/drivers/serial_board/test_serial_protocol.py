@@ -1,4 +1,4 @@
-"""Wire protocol of the serial board: CRC, COBS framing, packet layouts, resync, time unwrapping."""
+"""Wire protocol of the serial board: CRC, COBS framing, packet layouts, closed enums, resync, unwrapping."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def test_cobs_round_trip_has_no_zero_bytes(data: bytes) -> None:
 
 
 SAMPLE_BODIES = {
-    T.HELLO: P.Hello(1, 1, 2, 3, 0xDEADBEEF, 1000, 5000, 0, -42, 7, 8, 9, 3, 0xBEEF),
-    T.HEARTBEAT: P.Heartbeat(2, P.LINE_VALVE, 0, 1),
+    T.HELLO: P.Hello(2, 1, 2, 3, 0xDEADBEEF, 1000, 4000, P.ResetCause.BOOT, -42, 7, 8, 9, 3, 0xBEEF,
+                     P.Mcu.ATMEGA2560, P.FrameEdge.FALLING, 500, 1000),
+    T.HEARTBEAT: P.Heartbeat(2, P.LINE_VALVE | P.LINE_FRAME, 0, 1, 2, 3, 4),
     T.ENCODER: P.Encoder(-(1 << 31)),
     T.LICK: P.Lick(1, 0xFFFFFFFF),
     T.FRAME: P.Frame(123456),
@@ -41,7 +42,7 @@ SAMPLE_BODIES = {
     T.CMD_CUE: P.CmdCue(200, 4000),
     T.CMD_SYNC_PULSE: P.CmdSyncPulse(10),
     T.CMD_SYNC_RANDOM: P.CmdSyncRandom(1000, 5000, 10),
-    T.CMD_CONFIG: P.CmdConfig(1000, 1000, 100),
+    T.CMD_CONFIG: P.CmdConfig(1000, 1000, 100, P.FrameEdge.KEEP, 0),
 }
 
 
@@ -79,7 +80,7 @@ def test_decoder_resyncs_after_garbage_without_losing_a_packet(junk: list[tuple[
 
 
 def test_decoder_classifies_partial_crc_and_garbage() -> None:
-    good = P.encode_packet(T.HEARTBEAT, 5, 99, (0, 0, 0, 0))
+    good = P.encode_packet(T.HEARTBEAT, 5, 99, (0, 0, 0, 0, 0, 0, 0))
     raw = bytearray(P.cobs_decode(good[1:-1]))
     raw[-1] ^= 1
     bad_crc = b"\x00" + P.cobs_encode(bytes(raw)) + b"\x00"
@@ -92,23 +93,84 @@ def test_decoder_classifies_partial_crc_and_garbage() -> None:
 
 def test_decoder_drops_an_endless_run_without_delimiters() -> None:
     dec = P.FrameDecoder()
-    dec.feed(b"\x01" * 5000)
+    dec.feed(b"\x00" + b"\x01" * 5000)
     assert dec.counts.garbage == 1
     wire, pkts = _stream()
     assert dec.feed(wire) == pkts
 
 
-def test_unwrapper_counts_rollovers_and_anchor_sets_the_epoch() -> None:
-    u = P.TimeUnwrapper()
-    stamps = [P.U32 - 300, P.U32 - 1, 5, 1000, 1 << 31, P.U32 - 10, 7]
-    out = [u.update(s) for s in stamps]
+def test_decoder_skips_the_tail_of_a_packet_it_joined_midway_without_an_error() -> None:
+    wire, pkts = _stream()
+    dec = P.FrameDecoder()
+    got = dec.feed(wire[7:])  # a board already streaming: we start listening inside packet 0
+    assert got == pkts[1:]
+    assert dec.counts.skipped_bytes > 0 and dec.counts.garbage == dec.counts.partial == 0
+    dec.resync()  # after a reopen the same holds again
+    assert dec.feed(wire[3:]) == pkts[1:] and dec.counts.garbage == dec.counts.partial == 0
+
+
+def _hello(**kw: int) -> bytes:
+    body = SAMPLE_BODIES[T.HELLO]._replace(**kw)
+    return P.encode_packet(T.HELLO, 1, 2, tuple(body))
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        _hello(cause=7),
+        _hello(mcu=9),
+        _hello(frame_edge=2),
+        P.encode_packet(T.LICK, 1, 2, (2, 5)),
+        P.encode_packet(T.VALVE, 1, 2, (1, 3)),
+        P.encode_packet(T.VALVE, 1, 2, (2, 0)),
+        P.encode_packet(T.ACK, 1, 2, (1, 0x01, 0, 0)),  # an ACK for a board packet type
+        P.encode_packet(T.ACK, 1, 2, (1, T.CMD_CUE, 9, 0)),
+        P.encode_packet(T.ERROR, 1, 2, (0, 0)),
+        P.encode_packet(T.HEARTBEAT, 1, 2, (0, 0x10, 0, 0, 0, 0, 0)),
+    ],
+)
+def test_out_of_range_enums_in_valid_packets_are_invalid_frames(wire: bytes) -> None:
+    dec = P.FrameDecoder()
+    assert dec.feed(wire) == []
+    assert dec.counts.invalid == 1 and dec.counts.packets == 0
+    assert "not one of" in dec.last_error["invalid"] or "unknown bits" in dec.last_error["invalid"]
+
+
+def test_decoded_enum_fields_are_enum_members() -> None:
+    (pkt,) = P.FrameDecoder().feed(P.encode_packet(T.VALVE, 1, 2, (0, 2)))
+    assert pkt.body.reason is P.ValveReason.MAX_OPEN
+    (pkt,) = P.FrameDecoder().feed(P.encode_packet(T.ACK, 1, 2, (4, T.CMD_CUE, 2, 0)))
+    assert (pkt.body.cmd_type, pkt.body.status) == (T.CMD_CUE, P.AckStatus.BAD_ARGS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.binary(max_size=45), st.integers(0, 0xFFFF), st.integers(0, P.U32 - 1))
+def test_any_valid_crc_packet_decodes_or_is_counted_never_raises(ptype: int, payload: bytes, seq: int, t: int) -> None:
+    dec = P.FrameDecoder()
+    got = dec.feed(P.encode_raw(ptype, seq, t, payload))
+    c = dec.counts
+    assert len(got) + c.garbage + c.partial + c.crc + c.invalid == 1
+    for pkt in got:  # a decoded packet is fully typed: its enum fields are members of their enums
+        assert isinstance(pkt.type, P.PacketType)
+        for value in pkt.body:
+            assert isinstance(value, int) and not isinstance(value, bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_decoder_buffer_stays_bounded_on_any_input(chunks: list[bytes]) -> None:
+    dec = P.FrameDecoder()
+    for chunk in chunks:
+        dec.feed(chunk)
+        assert len(dec._buf) <= P.MAX_FRAME
+
+
+def test_unwrap_takes_the_value_nearest_the_previous_stamp() -> None:
     W = P.U32
-    assert out == [W - 300, W - 1, W + 5, W + 1000, W + (1 << 31), 2 * W - 10, 2 * W + 7]
-    assert u.anchor(7, 12) == 7 * P.U32 + 12
-    assert u.update(20) == 7 * P.U32 + 20
-    # A stamp slightly older than the previous one, across the wrap, stays in its own epoch.
-    assert u.update(P.U32 - 5) == 7 * P.U32 - 5
-    assert u.update(30) == 7 * P.U32 + 30
+    assert P.unwrap_near(5, W - 1) == W + 5  # a wrap forwards
+    assert P.unwrap_near(W - 5, W + 20) == W - 5  # a stamp a little older, across the wrap, stays behind
+    assert P.unwrap_near(1000, 7 * W + 20) == 7 * W + 1000
+    assert P.unwrap_near((1 << 31) + 10, 0) == (1 << 31) + 10 - W  # beyond half a period: taken as past
 
 
 def test_wrapping_counter_differences() -> None:
