@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from rig.runner.hooks import LoopHook
 from rig.sync.reconcile import ClockFit, fit_clock_offset
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class RandomPulseSchedule:
 
 
 @dataclass
-class SyncPulseRecorder:
+class SyncPulseRecorder(LoopHook):
     """Runner hook recording emitted sync pulses on the session timeline.
 
     `take(t)` returns the session times of pulses emitted since its previous call (t = the iteration's
@@ -127,7 +128,7 @@ class SyncPulseRecorder:
         self._writer.attach(SYNC_PULSES, buf.getvalue())
 
 
-class SyncPulseHook:
+class SyncPulseHook(LoopHook):
     """Runner hook driving a sync output (drivers.base.SyncOutput) on a seeded random schedule.
 
     Each iteration, when the schedule says a pulse is due it calls `sync.pulse()` once (onsets that fell

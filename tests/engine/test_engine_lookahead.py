@@ -12,6 +12,7 @@ import pytest
 from rig.engine.records import Inputs
 from rig.engine.trialorder import TrialOrder
 from rig.loading import load_config, load_protocol
+from rig.runner.hooks import LoopHook
 from rig.runner.session import SessionOptions, run_session
 from tests.support.engine import Run, make_protocol
 from tests.support.paths import REPO
@@ -112,7 +113,7 @@ def test_next_corridor_holds_through_the_trial_and_the_inter_trial_pause():
 # ---------------------------------------------------------------------------- the runner's view
 
 
-class AheadRecorder:
+class AheadRecorder(LoopHook):
     """A loop hook recording, per iteration, the engine's next corridor and what the display was asked
     to draw ahead (the sim display keeps the last view it showed)."""
 

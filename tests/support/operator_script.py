@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from rig.engine.records import Step
+from rig.runner.hooks import LoopHook
 from rig.runner.loop import Operator, Runner
 
 
-class OperatorScript:
+class OperatorScript(LoopHook):
     """LoopHook playing operator actions into the runner on given iterations (a scripted experimenter)."""
 
     def __init__(self, actions: dict[int, list[Operator]]) -> None:
