@@ -96,6 +96,7 @@ class Runner:
         self._corridor_rewarded = [c.rewarded for c in protocol.corridors]
         self._show_next = protocol.inter_trial.show_next
         self._cm_per_count = 1.0 / devices.ball.counts_per_cm
+        self._roles = tuple(devices.by_role().items())
         self._t = 0.0
 
     def request_stop(self) -> None:
@@ -112,6 +113,11 @@ class Runner:
                 started.append(hook)
             result = self._loop()
         finally:
+            if result is None:  # the loop raised: what the drivers saw on the way out still goes to the log
+                try:
+                    self._log_new_faults(self.iteration)
+                except Exception:
+                    log.exception("logging the last driver faults failed")
             for hook in reversed(started):
                 try:
                     hook.end(self, result)
@@ -305,9 +311,9 @@ class Runner:
         if self.valve_guard.tick(t):
             self.writer.valve(i, "close", {"t": t, "reason": "limit", "unused_ul": 0.0})
             self.writer.operator(i, t, "valve_close", reason="timeout")
+        self._log_clock_maps(i, t)
         if i % FAULT_POLL_ITERATIONS == 0:
             self._log_new_faults(i)
-            self._log_clock_maps(i, t)
             self._check_health()
         self.writer.tick(wall)
 
@@ -331,9 +337,12 @@ class Runner:
             self._faults_seen[key] = len(faults)
 
     def _log_clock_maps(self, i: int, t: float) -> None:
-        """Log each device's clock map whenever it changes (a board refits it from heartbeats, a reset)."""
-        for role, device in self.devices.by_role().items():
+        """Log each device's clock map whenever it changes (a board refits it from heartbeats, a reset).
+        Run every iteration, so every map the loop used is in clocks.jsonl; an unchanged map is the same
+        object, so the check costs an identity test per device."""
+        for role, device in self._roles:
             cmap = device.clock
-            if self._clock_maps.get(role) != cmap:
+            last = self._clock_maps.get(role)
+            if cmap is not last and cmap != last:
                 self._clock_maps[role] = cmap
                 self.writer.clock_map(i, t, role, float(cmap.offset), float(cmap.scale))

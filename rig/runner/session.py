@@ -79,23 +79,24 @@ class Executed:
 
 
 def execute(plan: SessionPlan) -> Executed:
-    """Run a planned session into a new folder. Raises before creating any folder when the disk is too
-    full or the header is bad; once the folder exists, every exit path closes the valve and the folder."""
+    """Run a planned session into a new folder. The devices open first (a board that does not answer leaves
+    no empty folder behind), then the folder is created (refused before anything is written when the disk is
+    too full); from then on every exit path closes the valve and leaves the folder readable."""
     clock = plan.clock
-    with SessionWriter.create(plan.data_dir, plan.facts, min_free_mb=plan.min_free_mb, today=plan.day) as writer:
-        with plan.devices:
-            if clock.virtual:
-                priority = "virtual clock"
-            elif plan.priority is None:
-                priority = "unchanged"
-            else:
-                priority = raise_priority(plan.priority)
-            clock.restart()  # the session timeline starts when the drivers are open and the loop begins
-            writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
-            guard = ValveGuard(plan.devices.valve, plan.valve_calibration, plan.valve_safety)
-            runner = Runner(plan.protocol, plan.engine, plan.devices, writer, clock, plan.frame_rate_hz, guard,
-                            plan.operator, plan.hooks)
-            result = runner.run()
+    with plan.devices, \
+            SessionWriter.create(plan.data_dir, plan.facts, min_free_mb=plan.min_free_mb, today=plan.day) as writer:
+        if clock.virtual:
+            priority = "virtual clock"
+        elif plan.priority is None:
+            priority = "unchanged"
+        else:
+            priority = raise_priority(plan.priority)
+        clock.restart()  # the session timeline starts when the drivers are open and the loop begins
+        writer.clock_origin(time.perf_counter() - clock.now(), time.time() - clock.now())
+        guard = ValveGuard(plan.devices.valve, plan.valve_calibration, plan.valve_safety)
+        runner = Runner(plan.protocol, plan.engine, plan.devices, writer, clock, plan.frame_rate_hz, guard,
+                        plan.operator, plan.hooks)
+        result = runner.run()
         complete, reason, extra = (result.complete, result.reason, {}) if plan.outcome is None \
             else plan.outcome(result)
         writer.close(
