@@ -28,7 +28,7 @@ EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_SIGNAL = 0, 1, 2, 3, 130
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.cli.commands.board", "rig.cli.commands.summary", "rig.cli.commands.check", "rig.cli.commands.calibrate",
     "rig.cli.commands.mesoscope", "rig.cli.commands.replay", "rig.cli.commands.gui", "rig.cli.commands.export",
-    "rig.cli.commands.vr",
+    "rig.cli.commands.vr", "rig.cli.commands.cohort",
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -159,7 +159,7 @@ def run_session(
     data_dir = Path(options.data_dir if options.data_dir is not None else config.data_dir).expanduser()
     header = build_header(protocol, config, options, seed)
     clock: RealClock | VirtualClock = VirtualClock() if options.fast else RealClock()
-    world = make_world(config, protocol, seed) if config.simulated else None
+    world = make_world(config, protocol, seed, data_dir / options.animal, header) if config.simulated else None
     devices = Devices.build(config, clock, world, protocol=protocol)
     calibration = config.valve_calibration
     engine = Engine(protocol, seed, calibration.duration_ms)
@@ -181,11 +181,19 @@ def run_session(
             summary={"iterations": result.iterations, "missed_frames": result.missed_frames,
                      "trials": result.trials, "rewards": result.rewards, "loop_priority": priority},
         )
+        if world is not None:
+            world.finish(writer.path)  # the virtual mouse keeps what it learned (rig.sim.memory)
         return SessionResult(writer.path, seed, result)
 
 
-def make_world(config: RigConfig, protocol: Protocol, seed: int):
+def make_world(config: RigConfig, protocol: Protocol, seed: int, animal_dir: Path | None = None,
+               header: dict | None = None):
+    """The simulated world, with the animal's remembered learning; records what the mouse knew in the
+    header's `sim` section."""
     from rig.sim.world import SimulatedWorld
 
     assert config.sim is not None
-    return SimulatedWorld.from_config(config, protocol, sim_seed(config, seed))
+    world = SimulatedWorld.from_config(config, protocol, sim_seed(config, seed), animal_dir=animal_dir)
+    if header is not None:
+        header["sim"] = world.describe()
+    return world
