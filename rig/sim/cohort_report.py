@@ -118,7 +118,7 @@ def draw(result: CohortResult, path: Path | None = None) -> Path:
     ax_d, ax_r, ax_f0, ax_f1 = axes
     width = 0.6 / max(len(groups), 1)
     for i, g in enumerate(groups):
-        e = s[g]
+        e: list[dict] = s[g]
         if not e:
             continue
         c = _colour(g, i)
@@ -152,16 +152,16 @@ def draw(result: CohortResult, path: Path | None = None) -> Path:
     ax_r.set_ylim(0.0, 1.02)
     ax_r.set_ylabel("lick response in 2-4 m\n(fraction of first 200 trials)")
     ax_r.set_title("rewarded (solid) / unrewarded (dashed)")
-    first = next((s[g][0] for g in groups if s[g]), None)
-    last = next((s[g][-1] for g in groups if s[g]), None)
-    for ax, entry, name in ((ax_f0, first, "first"), (ax_f1, last, "last")):
+    first: dict | None = next((s[g][0] for g in groups if s[g]), None)
+    last: dict | None = next((s[g][-1] for g in groups if s[g]), None)
+    for ax, shown, name in ((ax_f0, first, "first"), (ax_f1, last, "last")):
         ax.axvspan(2.0, 4.0, color="#cfe0ff", alpha=0.5, lw=0, zorder=0)
         ax.set_xlim(0, 4)
         ax.set_xlabel("first-lick position (m)")
         ax.set_ylabel("first licks (% of trials, 10 cm bins)")
         title = f"rewarded corridor, {name} task day"
-        if entry is not None:
-            title += f" ({entry['task_day']})"
+        if shown is not None:
+            title += f" ({shown['task_day']})"
         ax.set_title(title, fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(frameon=False, fontsize=8)

@@ -73,7 +73,9 @@ class Knowledge:
 
     # ---- corridors ----------------------------------------------------------------------------------
 
-    def meet(self, name: str, category: str, *, prior: float | None = None, rewarded: bool = False) -> CorridorKnowledge:
+    def meet(
+        self, name: str, category: str, *, prior: float | None = None, rewarded: bool = False
+    ) -> CorridorKnowledge:
         """The corridor's entry, created on first sight. A mouse with `prior` expertise (one the rig has
         no memory of, configured as trained) starts with familiarity `prior` and, in corridors flagged
         rewarded, expectation `prior`. Otherwise a new corridor is novel: its familiarity is what its

@@ -19,11 +19,12 @@ Behaviour model (times in seconds, speeds in cm/s):
   matches the configured one). A water-seeking mouse that has learned the task licks less at random:
   the rate is scaled by `1 - BASE_SUPPRESSION * E`, E its engagement (its highest reward expectation).
 - anticipation: at the start of each trial a water-seeking mouse (task sessions; exposure mice are not
-  water-restricted and never anticipate) decides to expect water in this corridor with probability v,
-  its learned reward expectation for the corridor. If it does, it adds `anticipation_peak_hz * ramp(x)`
-  in the textured part, a logistic ramp of the position x whose half point lies `RAMP_LEAD_SD` spreads
-  plus `RAMP_LEAD_CM` before the mean position where it has had water (learned; before any water, the
-  protocol's reward rule says where). So licking ramps towards the reward and first licks come late.
+  water-restricted and never anticipate) decides to expect water in this corridor with probability
+  `anticipation_chance(v)`, a steep logistic of v, its learned reward expectation for the corridor. If it
+  does, it adds `anticipation_peak_hz * ramp(x)` in the textured part, a logistic ramp of the position x
+  whose half point lies `RAMP_LEAD_SD` spreads plus `RAMP_LEAD_CM` before the mean position where it has
+  had water (learned; before any water, where the protocol's reward rule says). So licking ramps towards
+  the reward and first licks come late.
 - after a cue: a short lick burst with probability CUE_P_EXPERT in an anticipated trial, else
   CUE_P_NAIVE * (1 - E) (a startle lick that learning suppresses).
 - after water: a consummatory burst at 6-8 Hz for 1-3 s; anticipation stops until the next trial.

@@ -158,7 +158,7 @@ def test_an_expert_that_is_not_seeking_water_shows_no_anticipation() -> None:
     assert by(exp_trials, True) == pytest.approx(by(exp_trials, False), rel=0.3)
     assert by(exp_trials, True) == pytest.approx(0.3 * 7.0, rel=0.3)  # the spontaneous rate: ~7 s per texture
     # ... no ramp: its licks are spread evenly over the texture.
-    pos = np.concatenate([tr.lick_positions for tr in exp_trials if tr.rewarded] or [np.zeros(0)])
+    pos = np.array([p for tr in exp_trials if tr.rewarded for p in tr.lick_positions])
     pos = pos[pos < 400]
     assert len(pos) > 50
     assert np.sum(pos >= 200) == pytest.approx(np.sum(pos < 200), rel=0.35)
