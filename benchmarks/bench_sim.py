@@ -5,7 +5,8 @@ Prints, per ball rate, microseconds per simulated second (and per 60 Hz frame) f
 - mouse: rig.sim.mouse.VirtualMouse alone, driven as the world drives it each frame (run_until, the
   distance at that frame's ball samples, take_licks, see), with a cue and a drop of water every 10 s;
 - sim: the six sim drivers reading the shared world each frame, as a --fast session does.
-A --fast session must reach 2000x real time per core for the behaviour cohort (issue 14), i.e. about
+Times are this process's CPU time (time.process_time), best of --repeat runs, so that other load on a
+shared machine distorts them less than wall time would. A --fast session must reach 2000x real time per core for the behaviour cohort (issue 14), i.e. about
 500 us per simulated second (8.3 us per frame) for the whole loop: drivers, world, engine and log.
 """
 
@@ -40,7 +41,7 @@ def run_mouse(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) 
     next_sample = 1
     pos = 0.0
     trial = 0
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(1, n + 1):
         t = i * period
         mouse.run_until(t)
@@ -58,7 +59,7 @@ def run_mouse(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) 
             mouse.give_water(t, 40.0)
         rewarded = trial % 2 == 1
         mouse.see(View(t, trial, "leaf1" if rewarded else "circle1", pos, pos >= 400.0, rewarded))
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
 
 
 def run(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) -> float:
@@ -81,7 +82,7 @@ def run(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) -> flo
     period = 1.0 / frame_rate_hz
     pos = 0.0
     trial = 0
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(1, n + 1):
         clock.t = i * period
         samples = ball.read()
@@ -96,7 +97,7 @@ def run(seconds: float, ball_rate_hz: float, frame_rate_hz: float = 60.0) -> flo
             valve.pulse(40.0)
         rewarded = trial % 2 == 1
         display.show(View(clock.t, trial, "leaf1" if rewarded else "circle1", pos, pos >= 400.0, rewarded))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     for d in devices:
         d.close()
     return elapsed / n
