@@ -2,12 +2,13 @@
 
 Run: python benchmarks/bench_sim.py [--seconds S] [--ball-rate HZ] [--repeat N]
 Prints, per ball rate, microseconds per simulated second (and per 60 Hz frame) for
-- mouse: rig.sim.mouse.VirtualMouse alone, driven as the world drives it each frame (run_until, the
-  distance at that frame's ball samples, take_licks, see), with a cue and a drop of water every 10 s;
+- mouse: rig.sim.mouse.VirtualMouse alone, driven frame by frame (run_until, the distance at that
+  frame's ball samples, take_licks, see), with a cue and a drop of water every 10 s;
 - sim: the six sim drivers reading the shared world each frame, as a --fast session does.
 Times are this process's CPU time (time.process_time), best of --repeat runs, so that other load on a
-shared machine distorts them less than wall time would. A --fast session must reach 2000x real time per core for the behaviour cohort (issue 14), i.e. about
-500 us per simulated second (8.3 us per frame) for the whole loop: drivers, world, engine and log.
+shared machine distorts them less than wall time would. A --fast session must reach 2000x real time per
+core for the behaviour cohort (issue 14), i.e. about 500 us per simulated second (8.3 us per frame) for
+the whole loop: drivers, world, engine and log.
 """
 
 from __future__ import annotations
