@@ -5,6 +5,7 @@
     p = api.modify(p, end={"max_trials": 100}, cue={"position_cm": [100, 300]})
     path = api.run(p, animal="M1", seed=1, fast=True)
     print(api.info(path)["rewards"])
+    cohort = api.run_cohort(out="cohort", mice=4, max_trials=200)   # virtual mice over simulated days
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from rig.runner.session import SessionOptions, SessionResult, run_session
 
 __all__ = [
     "LoadError", "Operator", "OperatorQueue", "Protocol", "RigConfig", "Session", "SessionOptions",
-    "info", "load_config", "load_protocol", "modify", "open_session", "run", "run_full", "validate_files",
+    "info", "load_config", "load_protocol", "modify", "open_session", "run", "run_cohort", "run_full",
+    "validate_files",
 ]
 
 
@@ -61,3 +63,27 @@ def open_session(path: str | Path) -> Session:
 
 def info(path: str | Path) -> dict:
     return session_info(open_session(path))
+
+
+def run_cohort(curriculum: Any = None, config: RigConfig | str | Path | None = None, *, out: str | Path,
+               figure: bool = True, **options: Any) -> Any:
+    """Run virtual mice through a curriculum over simulated days (rig.sim.cohort; docs/sim.md) and write
+    OUT/cohort.csv, cohort.json and (with `figure`) cohort.png. `curriculum`: a Curriculum, a YAML path,
+    or None for the built-in behaviour cohort; `config`: default config/sim-naive.yaml. `options`: mice,
+    seed, jobs, max_trials, duration_s, start_date. Returns the rig.sim.cohort.CohortResult."""
+    from rig.sim import cohort as co
+    from rig.sim.cohort_report import draw, write_numbers
+
+    base = None
+    if curriculum is None:
+        curriculum = co.BEHAVIOUR_COHORT
+    elif not isinstance(curriculum, co.Curriculum):
+        base = Path(curriculum).parent
+        curriculum = co.load_curriculum(Path(curriculum))
+    if config is not None and not isinstance(config, RigConfig):
+        config = load_config(Path(config))
+    result = co.run_cohort(curriculum, Path(out), config=config, base=base, **options)
+    write_numbers(result)
+    if figure:
+        draw(result)
+    return result

@@ -95,9 +95,18 @@ class ValveSafety(Frozen):
 
 
 class SimMouse(Frozen):
-    """The virtual mouse used by simulated drivers."""
+    """The virtual mouse used by simulated drivers (docs/sim.md)."""
 
-    expertise: float = Field(0.8, ge=0, le=1, description="0 = naive, 1 = expert anticipatory licking")
+    expertise: float = Field(
+        0.8, ge=0, le=1,
+        description="where an animal the rig has no memory of starts: 0 = naive, 1 = expert (reward "
+                    "expectation in rewarded corridors and familiarity with every corridor)")
+    learning_rate: float = Field(0.03, ge=0, le=1, description="reward learning per task trial")
+    familiarity_m: float = Field(
+        2500.0, gt=0, le=1e6, description="metres of a texture seen until its representation is 63 % formed")
+    memory: bool = Field(
+        True, description="keep what each simulated animal learned in DATA/ANIMAL/sim-mouse.json, "
+                          "read at session start and written at session end")
     run_speed_cm_s: float = Field(25.0, gt=0, le=200, description="typical running speed in a bout")
     bout_s: float = Field(20.0, gt=0, description="mean duration of a running bout")
     pause_s: float = Field(2.0, ge=0, description="mean duration of a pause between bouts")

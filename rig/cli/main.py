@@ -23,7 +23,7 @@ from rig.runner.hooks import ProgressHook
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.cli.commands.board", "rig.cli.commands.summary", "rig.cli.commands.check", "rig.cli.commands.calibrate",
     "rig.cli.commands.mesoscope", "rig.cli.commands.replay", "rig.cli.commands.gui", "rig.cli.commands.export",
-    "rig.cli.commands.vr",
+    "rig.cli.commands.vr", "rig.cli.commands.cohort",
 )
 
 def cmd_run(args: argparse.Namespace) -> int:

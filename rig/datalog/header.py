@@ -71,6 +71,7 @@ class SessionFacts(_Model):
     host: str = ""
     start_time: str = ""
     replay_of: ReplayOrigin | None = None
+    sim: dict[str, Any] | None = None  # a simulated session: what the virtual mouse knew at the start (rig.sim)
 
     @property
     def protocol_name(self) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydantic
@@ -39,6 +39,9 @@ from rig.runner.loop import Runner, RunResult
 from rig.runner.operator import OperatorQueue
 from rig.runner.priority import Priority, raise_priority
 from rig.runner.valve_guard import ValveGuard
+
+if TYPE_CHECKING:
+    from rig.sim.world import SimulatedWorld
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ def git_commit() -> str:
 def session_facts(
     *, animal: str, protocol: Protocol, config: dict[str, Any], seed: int, fast: bool, frame_rate_hz: float,
     experimenter: str = "", notes: str = "", options: dict[str, Any] | None = None,
-    replay_of: ReplayOrigin | None = None,
+    replay_of: ReplayOrigin | None = None, sim: dict[str, Any] | None = None,
 ) -> SessionFacts:
     """The header facts of a session about to run (live or replay): one builder for both."""
     protocol_yaml = dump_protocol(protocol)
@@ -152,6 +155,7 @@ def session_facts(
         host=platform.node(),
         start_time=datetime.now(UTC).isoformat(),
         replay_of=replay_of,
+        sim=sim,
     )
 
 
@@ -234,13 +238,14 @@ def run_session(
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     protocol = resolve_protocol(protocol, options.max_trials, options.duration_s)
     data_dir = Path(options.data_dir if options.data_dir is not None else config.data_dir).expanduser()
+    clock = make_clock(virtual=options.fast)
+    world = make_world(config, protocol, seed, data_dir / options.animal) if config.simulated else None
     facts = session_facts(
         animal=options.animal, protocol=protocol, config=config.model_dump(mode="json"), seed=seed,
         fast=options.fast, frame_rate_hz=config.frame_rate_hz, experimenter=options.experimenter,
         notes=options.notes, options=_options_document(options),
+        sim=world.describe() if world is not None else None,
     )
-    clock = make_clock(virtual=options.fast)
-    world = make_world(config, protocol, seed) if config.simulated else None
     devices = Devices.build(config, clock, world, protocol=protocol)
     if devices.sync is not None:
         hooks = (*hooks, sync_hook(devices.sync, seed))
@@ -252,14 +257,17 @@ def run_session(
         priority=config.loop_priority, hooks=hooks, operator=operator,
     )
     done = execute(plan)
+    if world is not None:
+        world.finish(done.path)  # the virtual mouse keeps what it learned (rig.sim.memory)
     return SessionResult(done.path, seed, done.run)
 
 
-def make_world(config: RigConfig, protocol: Protocol, seed: int) -> Any:
+def make_world(config: RigConfig, protocol: Protocol, seed: int, animal_dir: Path | None = None) -> SimulatedWorld:
+    """The simulated world, with the animal's remembered learning (rig.sim.memory)."""
     from rig.sim.world import SimulatedWorld
 
     assert config.sim is not None
-    return SimulatedWorld.from_config(config, protocol, sim_seed(config, seed))
+    return SimulatedWorld.from_config(config, protocol, sim_seed(config, seed), animal_dir=animal_dir)
 
 
 __all__ = [

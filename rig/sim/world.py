@@ -14,12 +14,15 @@ session clock is monotonic). Same seed and same sequence of calls give the same 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from drivers.base import LickEdge, View
 from rig.config import RigConfig
 from rig.protocol import Protocol
+from rig.sim.learning import category_of
+from rig.sim.memory import MemoryStore
 from rig.sim.mouse import VirtualMouse
 
 _FRAME_STREAM = 0xF4A3E  # keeps the frame clock's random stream apart from the mouse's
@@ -45,7 +48,11 @@ class SimulatedWorld:
         self._ball_rate = _check_ball_rate(ball_rate_hz)
         self._n_next = 1  # ball sample n is at n / rate; its increment covers ((n-1)/rate, n/rate]
         self._last_d = 0.0  # cumulative distance at the latest ball sample made
-        self._ramp = np.arange(64) / self._ball_rate  # j / rate, j = 0, 1, ...
+        # Ball samples are computed ahead in bulk, as far as the mouse's running is generated (it does
+        # not depend on what the mouse sees), and handed out as slices: samples n in [_bn0, _bn0 + len).
+        self._bn0 = 1
+        self._bts = _EMPTY
+        self._bd = _EMPTY
         self._ball_buf: list[tuple[np.ndarray, np.ndarray]] | None = None  # None: no driver attached
         self._lick_buf: list[LickEdge] | None = None
         self._frame_seed = [seed, _FRAME_STREAM]
@@ -56,15 +63,55 @@ class SimulatedWorld:
         self._frame_n = 0
         self._frame_next = self._frame_time(0)
         self._frames_given = False
+        self.memory: MemoryStore | None = None  # where the mouse's learning is saved by finish()
+        self.protocol: Protocol | None = None
+        self._start: dict = {"seed": seed, "motivated": mouse.motivated, "remembered": False, "memory_file": None,
+                             "knowledge": mouse.knowledge.to_dict()}
 
     @classmethod
-    def from_config(cls, config: RigConfig, protocol: Protocol, seed: int) -> SimulatedWorld:
+    def from_config(
+        cls, config: RigConfig, protocol: Protocol, seed: int, *, animal_dir: str | Path | None = None
+    ) -> SimulatedWorld:
         """The world for a simulated session: the config's virtual mouse, seeded with `seed` (the caller
-        derives it from the session seed); anticipation ramps over the protocol's longest texture."""
+        derives it from the session seed), with the learned state of the animal whose folder is
+        `animal_dir` (rig.sim.memory; read now, written by `finish`) when the config's sim.memory is on.
+        The mouse seeks water only in task sessions; its anticipation is laid out over the protocol's
+        longest texture; before it has had water it expects it where the protocol's reward rule says."""
         if config.sim is None:
             raise ValueError(f"rig config {config.name!r} has no sim: section (the virtual mouse)")
         texture_cm = max(c.texture_length_cm for c in protocol.corridors)
-        return cls(VirtualMouse(config.sim, seed, texture_length_cm=texture_cm), seed)
+        store = MemoryStore.for_animal(animal_dir) if animal_dir is not None and config.sim.memory else None
+        knowledge = store.load() if store is not None else None
+        remembered = knowledge is not None
+        categories = {c.name: _category(c.texture.source, c.name) for c in protocol.corridors}
+        mouse = VirtualMouse(
+            config.sim, seed, texture_length_cm=texture_cm, knowledge=knowledge,
+            motivated=protocol.kind == "task", categories=categories, reward_prior_cm=reward_prior(protocol),
+        )
+        for c in protocol.corridors:
+            mouse.meet(c.name, c.rewarded)
+        world = cls(mouse, seed)
+        world.memory = store
+        world.protocol = protocol
+        world._start = {"seed": seed, "motivated": mouse.motivated, "remembered": remembered,
+                        "memory_file": str(store.path) if store is not None else None,
+                        "knowledge": mouse.knowledge.to_dict()}
+        return world
+
+    def describe(self) -> dict:
+        """For the session header's `sim` section: the mouse's seed, whether it seeks water, and what it
+        knew at the start (from its memory file, or its configured expertise)."""
+        return dict(self._start)
+
+    def finish(self, session_path: str | Path | None = None) -> None:
+        """The session ended: close the mouse's trial bookkeeping and save what it learned (once)."""
+        knowledge = self.mouse.finish()
+        store, self.memory = self.memory, None
+        if store is None or self.protocol is None:
+            return
+        where = Path(session_path) if session_path is not None else None
+        name = f"{where.parent.name}/{where.name}" if where is not None else ""
+        store.save(knowledge, session=name, protocol=self.protocol.name, kind=self.protocol.kind)
 
     # ---- drivers.base.SimWorld ----------------------------------------------------------------------
 
@@ -115,7 +162,7 @@ class SimulatedWorld:
                 f"ball sample rate cannot change from {self._ball_rate} to {rate} Hz after samples were made"
             )
         self._ball_rate = rate
-        self._ramp = np.arange(64) / rate
+        self._bn0, self._bts, self._bd = self._n_next, _EMPTY, _EMPTY
         self._ball_buf = []
         return self._last_d
 
@@ -173,13 +220,10 @@ class SimulatedWorld:
         n0 = self._n_next
         n1 = math.floor(t * self._ball_rate)
         if n1 >= n0:
-            # Sample times from a cached ramp: one numpy add instead of arange + divide (this runs
-            # every frame, and per-call numpy overhead dominates at these sizes).
-            m = n1 - n0 + 1
-            if m > len(self._ramp):
-                self._ramp = np.arange(2 * m) / self._ball_rate
-            ts = self._ramp[:m] + n0 / self._ball_rate
-            d = mouse.distance_at(ts)
+            if n1 >= self._bn0 + len(self._bts):
+                self._precompute(n1)
+            a, b = n0 - self._bn0, n1 + 1 - self._bn0
+            ts, d = self._bts[a:b], self._bd[a:b]
             self._n_next = n1 + 1
             self._last_d = float(d[-1])
             if self._ball_buf is not None:
@@ -191,6 +235,18 @@ class SimulatedWorld:
             self._lick_buf.extend(licks)
         self._t = t
         return ts, d, licks
+
+    def _precompute(self, n_needed: int) -> None:
+        """Ball samples from the next one not handed out to the end of the mouse's generated running
+        (at least to sample n_needed), in one vectorised call."""
+        rate = self._ball_rate
+        n0 = self._n_next
+        n_end = max(math.floor(self.mouse.generated_until * rate), n_needed)
+        ts = np.arange(n0, n_end + 1, dtype=np.float64) / rate
+        d = self.mouse.distance_at(ts, ahead=True)
+        ts.flags.writeable = False  # handed out as views: nobody may write to them
+        d.flags.writeable = False
+        self._bn0, self._bts, self._bd = n0, ts, d
 
     def _frame_time(self, n: int) -> float:
         jitter = min(max(self._frame_rng.standard_normal(), -3.0), 3.0) * self._frame_jitter_s
@@ -215,3 +271,22 @@ def _check_frames(rate_hz: float, jitter_ms: float, start_s: float) -> tuple[flo
         raise ValueError(f"frame clock start must be >= 0 s, got {start_s}")
     # The first edge must not come before time 0 even with the largest jitter.
     return float(rate_hz), jitter_ms / 1000.0, max(float(start_s), 3 * jitter_ms / 1000.0)
+
+
+def _category(source: str, name: str) -> str:
+    """A corridor's texture category: its source image, or its name for images from a file."""
+    return category_of(name) if source == "image" else source
+
+
+def reward_prior(protocol: Protocol) -> tuple[float, float]:
+    """(mean, spread) in cm of where a trained mouse expects water under the protocol's first reward rule:
+    the middle of the zone starts (zone modes) or of the cue positions plus a short reaction (cue modes)."""
+    rule = protocol.stage_reward(0)
+    texture = max(c.texture_length_cm for c in protocol.corridors)
+    if rule.zone_start_cm is not None:
+        lo, hi = rule.zone_start_cm
+        return (lo + hi) / 2 + 10.0, max((hi - lo) / math.sqrt(12), 15.0)
+    if protocol.cue is not None:
+        lo, hi = protocol.cue.position_cm
+        return (lo + hi) / 2 + 20.0, max((hi - lo) / math.sqrt(12), 15.0)
+    return 0.55 * texture, 0.2 * texture

@@ -13,7 +13,8 @@ from tests.support.paths import REPO
 PROTOCOLS = sorted((REPO / "protocols").glob("*.yaml"))
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
-PAIRED_STAGES = ("train1", "test1", "train2", "test2", "test3", "grating_train1", "grating_test1", "nocue")
+PAIRED_STAGES = ("train1", "test1", "train2", "test2", "test3", "grating_train1", "grating_test1", "nocue",
+                 "behaviour_zone_passive", "behaviour_zone_active")
 PRETRAINING = ("pretrain_natural_exposure", "pretrain_grating_exposure", "pretrain_none_exposure")
 
 # stage -> {corridor: (rewarded, probe)}
@@ -41,6 +42,8 @@ CORRIDORS = {
         "grating45_p15": (False, True),
     },
     "nocue": {"leaf1": (True, False), "circle1": (False, False)},
+    "behaviour_zone_passive": {"leaf1": (True, False), "circle1": (False, False)},
+    "behaviour_zone_active": {"leaf1": (True, False), "circle1": (False, False)},
 }
 
 

@@ -1,4 +1,8 @@
-"""The virtual mouse: running and licking statistics, learning-dependent licking, determinism."""
+"""The virtual mouse: running and licking statistics, expertise-dependent licking, determinism.
+
+Licking tests that fix an expertise use `learning_rate=0`: since issue 14 the mouse learns from every
+trial (no water in a rewarded corridor extinguishes its expectation), and these tests measure the
+behaviour of one level of expertise. Learning itself is tested in test_sim_learning.py."""
 
 from __future__ import annotations
 
@@ -128,7 +132,7 @@ def test_licks_are_alternating_onset_offset_pairs_with_short_contacts() -> None:
 
 
 def test_expert_licks_more_before_the_cue_in_rewarded_than_unrewarded_corridors() -> None:
-    mouse = VirtualMouse(SimMouse(expertise=1.0, lick_rate_hz=0.3, pause_s=0.5), seed=6)
+    mouse = VirtualMouse(SimMouse(expertise=1.0, lick_rate_hz=0.3, pause_s=0.5, learning_rate=0.0), seed=6)
     trials = run_corridors(mouse, 120, seed=6)
     rew = [tr for tr in trials if tr.rewarded]
     unrew = [tr for tr in trials if not tr.rewarded]
@@ -151,13 +155,17 @@ def test_naive_mouse_licks_alike_in_rewarded_and_unrewarded_corridors() -> None:
 
 
 def cue_responses(expertise: float, rewarded: bool, n: int = 200) -> float:
-    """Fraction of cues followed by a lick within 1 s (no spontaneous licking)."""
-    mouse = VirtualMouse(SimMouse(expertise=expertise, lick_rate_hz=0.0), seed=8, anticipation_peak_hz=0.0)
+    """Fraction of cues followed by a lick within 1 s (no spontaneous licking), in leaf1 (rewarded) or
+    circle1, for a mouse that knows both corridors."""
+    mouse = VirtualMouse(SimMouse(expertise=expertise, lick_rate_hz=0.0, learning_rate=0.0), seed=8,
+                         anticipation_peak_hz=0.0)
+    mouse.meet("leaf1", True)
+    mouse.meet("circle1", False)
     hits = 0
     for i in range(n):
         t = 3.0 * i + 1.0
         mouse.run_until(t)
-        mouse.see(View(t, i, "leaf1", 200.0, False, rewarded))
+        mouse.see(View(t, i, "leaf1" if rewarded else "circle1", 200.0, False, rewarded))
         mouse.hear_cue(t)
         mouse.run_until(t + 1.0)
         hits += bool(onsets(mouse.take_licks(t + 1.0)))
@@ -250,6 +258,7 @@ def test_distance_cannot_be_asked_ahead_of_the_simulation() -> None:
         ({"anticipation": {"leaf2": 1.5}}, "anticipation\\['leaf2'\\]"),
         ({"anticipation_peak_hz": -1.0}, "anticipation_peak_hz"),
         ({"step_s": 0.2}, "step_s"),
+        ({"reward_prior_cm": (250.0, 0.0)}, "reward_prior_cm"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(kwargs: dict, message: str) -> None:
@@ -259,7 +268,8 @@ def test_bad_settings_are_refused_with_their_name(kwargs: dict, message: str) ->
 
 def test_anticipation_weights_make_a_probe_corridor_half_recognised() -> None:
     def licks_in(name: str, rewarded: bool) -> int:
-        mouse = VirtualMouse(SimMouse(expertise=1.0, lick_rate_hz=0.0), seed=12, anticipation={"leaf2": 0.5})
+        mouse = VirtualMouse(SimMouse(expertise=1.0, lick_rate_hz=0.0, learning_rate=0.0), seed=12,
+                             anticipation={"leaf2": 0.5})
         n = 0
         for i in range(200):
             mouse.see(View(float(i), i, name, 300.0, False, rewarded))
