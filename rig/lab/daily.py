@@ -131,7 +131,7 @@ class AnimalLog:
         lines.append(head)
         for d in self.days:
             frac = d.weight_fraction
-            weight = "-" if d.weight_g is None else f"{d.weight_g:g}" + (f" ({frac:.0%})" if frac else "")
+            weight = "-" if d.weight_g is None else f"{d.weight_g:g}" + (f" ({frac:.1%})" if frac else "")
             target = f"{d.total_ml:.2f}/{d.target_ml:.2f}" if d.target_ml is not None else f"{d.total_ml:.2f}"
             antic = f"{_pct(d.anticipatory_rewarded)}/{_pct(d.anticipatory_unrewarded)}" if d.sessions else "-"
             mark = "!" if d.alerts else " "
@@ -199,7 +199,7 @@ def _alerts(day: dt.date, today: dt.date, subject: Subject | None, weight: Weigh
     out: list[str] = []
     base = subject.baseline_weight_g if subject is not None else None
     if weight is not None and base and weight.weight_g < settings.min_weight_fraction * base:
-        out.append(f"weight {weight.weight_g:g} g is {weight.weight_g / base:.0%} of the baseline {base:g} g "
+        out.append(f"weight {weight.weight_g:g} g is {weight.weight_g / base:.1%} of the baseline {base:g} g "
                    f"(alert below {settings.min_weight_fraction:.0%})")
     if subject is None or not subject.restricted_on(day) or day > today:
         return out

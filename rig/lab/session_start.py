@@ -87,7 +87,7 @@ def prepare_lab(config: RigConfig, data_dir: Path, animal: str, *, weight_g: flo
         warnings.append(msg)
     if subject is not None and subject.baseline_weight_g and weight is not None \
             and weight < lab.min_weight_fraction * subject.baseline_weight_g:
-        warnings.append(f"{animal} weighs {weight:g} g, {weight / subject.baseline_weight_g:.0%} of its baseline "
+        warnings.append(f"{animal} weighs {weight:g} g, {weight / subject.baseline_weight_g:.1%} of its baseline "
                         f"{subject.baseline_weight_g:g} g (alert below {lab.min_weight_fraction:.0%})")
     water = None
     if subject is not None:

@@ -77,9 +77,10 @@ class Subject(BaseModel):
         if self.date_of_birth is not None and self.date_of_birth > today:
             issues.append(FieldIssue(("date_of_birth",), f"{self.date_of_birth} is in the future"))
         if self.restricted:
-            for name in ("water_restriction_start", "baseline_weight_g", "daily_water_target_ml"):
-                if getattr(self, name) is None:
-                    issues.append(FieldIssue((name,), "a water-restricted animal needs it"))
+            missing = [n for n in ("water_restriction_start", "baseline_weight_g", "daily_water_target_ml")
+                       if getattr(self, n) is None]
+            if missing:
+                issues.append(FieldIssue(("restricted",), f"a water-restricted animal needs {', '.join(missing)}"))
         start = self.water_restriction_start
         if start is not None and self.date_of_birth is not None and start < self.date_of_birth:
             issues.append(FieldIssue(("water_restriction_start",), f"{start} is before the date of birth"))
