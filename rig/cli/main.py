@@ -76,9 +76,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from rig.datalog.reader import Session, SessionError
 
     path = Path(args.session)
-    if path.is_dir() and not (path / "header.json").exists():
-        from rig.cli.commands.animal import print_animal_folder
+    from rig.cli.commands.animal import is_animal_folder, print_animal_folder
 
+    if is_animal_folder(path):  # DATA/ANIMAL: its daily log
         return print_animal_folder(path, args.json, "rig info")
     try:
         info = session_info(Session.open(path))

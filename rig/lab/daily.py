@@ -260,7 +260,7 @@ def animal_log(data_dir: Path, animal: str, settings: LabSettings | None = None,
             anticipatory_rewarded=rew_a / rew_n if rew_n else None,
             anticipatory_unrewarded=un_a / un_n if un_n else None,
             notes=tuple(n for n in ns if n.date == day),
-            alerts=tuple(_alerts(day, today, subject, weight, rig_ml + sup_ml, settings)),
+            alerts=tuple(_alerts(day, today, subject, weight, round(rig_ml + sup_ml, 6), settings)),
         ))
     if last_days is not None:
         rows = rows[-last_days:] if last_days > 0 else []

@@ -124,8 +124,8 @@ def test_rig_summary_and_rig_info_of_the_animal_folder_show_the_five_days(days: 
     assert rig("info", str(folder), "--json") == 0
     assert len(json.loads(capsys.readouterr().out)["days"]) == 5
     (tmp_path / "empty").mkdir()
-    assert rig("info", str(tmp_path / "empty")) == 2
-    assert "not an animal folder" in capsys.readouterr().err
+    assert rig("info", str(tmp_path / "empty")) == 2  # neither a session nor an animal: the session reader says why
+    assert "no header.json" in capsys.readouterr().err
 
 
 def test_alerts_of_a_day_without_records_and_of_an_animal_not_restricted(tmp_path: Path) -> None:

@@ -255,18 +255,21 @@ def _subject(fields: dict[str, Any]) -> Any:
         raise LabRecordError("; ".join(problem_texts(e))) from None
 
 
+def is_animal_folder(path: Path) -> bool:
+    """DATA/ANIMAL: a folder (not a session) holding sessions or a registry record."""
+    from rig.datalog.info import find_sessions
+    from rig.lab.subjects import SUBJECT_FILE
+
+    return path.is_dir() and not (path / "header.json").exists() and (
+        (path / SUBJECT_FILE).is_file() or bool(find_sessions(path)))
+
+
 def print_animal_folder(path: Path, as_json: bool, prog: str) -> int:
     """`rig info ANIMAL_DIR`: the animal's daily log (alert thresholds from the default rig config)."""
-    from rig.datalog.info import find_sessions
     from rig.lab.daily import animal_log
     from rig.lab.journal import LabRecordError
-    from rig.lab.subjects import SUBJECT_FILE
     from rig.loading import LoadError, default_config_path, load_config
 
-    if not find_sessions(path) and not (path / SUBJECT_FILE).is_file():
-        print(f"{prog}: {path}: not a session folder (no header.json) and not an animal folder (no sessions, no "
-              f"{SUBJECT_FILE}); a session is DATA/ANIMAL/YYYY-MM-DD/NNN", file=sys.stderr)
-        return ExitCode.BAD_INPUT
     try:
         settings = load_config(default_config_path()).lab
         log = animal_log(path.parent, path.name, settings)
