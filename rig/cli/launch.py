@@ -79,7 +79,7 @@ def lab_checks(args: argparse.Namespace, protocol: Protocol, config: RigConfig, 
     from rig.loading import LoadError
 
     animal = args.animal
-    if animal is None:
+    if not animal:  # not given (the app's runner passes "" for an empty field)
         real = config.real_animal_roles
         if real:
             named = ", ".join(f"{r}: {config.drivers[r].type}" for r in real)
