@@ -72,12 +72,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from rig.cli.commands.animal import is_animal_folder, print_animal_folder
     from rig.datalog.info import session_info
     from rig.datalog.reader import Session, SessionError
 
     path = Path(args.session)
-    from rig.cli.commands.animal import is_animal_folder, print_animal_folder
-
     if is_animal_folder(path):  # DATA/ANIMAL: its daily log
         return print_animal_folder(path, args.json, "rig info")
     try:
