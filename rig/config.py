@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -19,6 +23,9 @@ from drivers.base import ALL_ROLES, ROLES
 from drivers.registry import Registry, default_registry
 from rig.mesoscope.config import MesoscopeSettings
 from rig.protocol import FieldErrors, FieldIssue, Frozen, field_error
+
+# The devices between the rig and the animal: all simulated, the animal is the virtual mouse.
+ANIMAL_ROLES = ("ball", "lick", "valve", "cue")
 
 # Driver modules of the rig itself, beside those of the drivers package: the VR display (rig.vr's renderer).
 RIG_DRIVER_MODULES = ("rig.vr.display_driver",)
@@ -45,9 +52,26 @@ class CalibrationPoint(Frozen):
     volume_ul: float = Field(gt=0, le=1000)
 
 
-class ValveCalibration(Frozen):
-    """Volume delivered per opening, measured by weighing (rig calibrate-valve writes it)."""
+# What a plausible valve calibration looks like (rig.setup.calibrate refuses the same things when measuring).
+MAX_INTERCEPT_FRACTION = 0.25  # the fit's water at 0 ms, as a fraction of the smallest measured volume
+MAX_RESIDUAL_FRACTION = 0.10  # each point within 10% of the line (needs 3 points to mean anything)
+# The form NWB and DANDI want for a person ("Last, First"): dandischema's NAME_PATTERN.
+PERSON_NAME = re.compile(r"^([\w\s\-\.']+),\s+([\w\s\-\.']+)$")
 
+
+def calibration_id(points: tuple[CalibrationPoint, ...], date: dt.date | None) -> str:
+    """The id of a calibration: a digest of its points and date, so an id names exactly one set of points."""
+    body = json.dumps({"date": date.isoformat() if date else None,
+                       "points": [[p.duration_ms, p.volume_ul] for p in points]}, sort_keys=True)
+    return "cal-" + hashlib.sha256(body.encode()).hexdigest()[:10]
+
+
+class ValveCalibration(Frozen):
+    """Volume delivered per opening, measured by weighing (rig calibrate-valve writes it, with its id and
+    date; the rig's history holds every calibration: rig.lab.rig_history)."""
+
+    id: str | None = Field(None, description="calibration id (rig calibrate-valve); checked against the points")
+    date: dt.date | None = Field(None, description="day of the weighing")
     points: tuple[CalibrationPoint, ...] = Field(min_length=1)
 
     def fit(self) -> tuple[float, float]:
@@ -76,10 +100,81 @@ class ValveCalibration(Frozen):
         slope, intercept = self.fit()
         return max(0.0, slope * duration_ms + intercept)
 
+    def residuals_ul(self) -> tuple[float, ...]:
+        slope, intercept = self.fit()
+        return tuple(p.volume_ul - (slope * p.duration_ms + intercept) for p in self.points)
+
+    @property
+    def volume_range_ul(self) -> tuple[float, float]:
+        """The volumes the calibration measured: a reward outside them is an extrapolation."""
+        vols = [p.volume_ul for p in self.points]
+        return min(vols), max(vols)
+
+    @property
+    def ref_id(self) -> str:
+        """The id sessions record: the written one, or the digest of the points when the config has none."""
+        return self.id or calibration_id(self.points, self.date)
+
+    def problems(self) -> list[str]:
+        """Why this calibration cannot be trusted (empty: it can). Also used by rig calibrate-valve."""
+        pts = sorted(self.points, key=lambda p: p.duration_ms)
+        out: list[str] = []
+        for a, b in zip(pts, pts[1:], strict=False):
+            if b.duration_ms == a.duration_ms:
+                out.append(f"two points at {a.duration_ms:g} ms; give each duration once (the mean of repeats)")
+            elif b.volume_ul <= a.volume_ul:
+                out.append(f"volume must increase with duration: {b.duration_ms:g} ms gives {b.volume_ul:g} ul, "
+                           f"not more than {a.duration_ms:g} ms ({a.volume_ul:g} ul); check the weighed volumes")
+        if out or len(pts) < 2:
+            return out
+        slope, intercept = self.fit()
+        smallest = pts[0].volume_ul
+        if intercept > MAX_INTERCEPT_FRACTION * smallest:
+            out.append(
+                f"implausible intercept: the line gives {intercept:.3g} ul at 0 ms "
+                f"({intercept / smallest:.0%} of the smallest measured volume, {smallest:g} ul; at most "
+                f"{MAX_INTERCEPT_FRACTION:.0%}): a closed valve gives no water, so short openings would be "
+                "logged as water never given; were gross (tube + water) weights entered? Recalibrate")
+        if len(pts) >= 3:
+            worst = max(self.points, key=lambda p: abs(p.volume_ul - (slope * p.duration_ms + intercept))
+                        / p.volume_ul)
+            r = worst.volume_ul - (slope * worst.duration_ms + intercept)
+            if abs(r) > MAX_RESIDUAL_FRACTION * worst.volume_ul:
+                out.append(f"poor fit: {worst.duration_ms:g} ms measured {worst.volume_ul:g} ul but the line gives "
+                           f"{worst.volume_ul - r:.3g} ul ({abs(r) / worst.volume_ul:.0%} off; at most "
+                           f"{MAX_RESIDUAL_FRACTION:.0%}); weigh more openings per duration and recalibrate")
+        return out
+
     @model_validator(mode="after")
-    def _increasing(self) -> ValveCalibration:
-        if len(self.points) > 1 and self.fit()[0] <= 0:
-            raise field_error(("points",), "volume must increase with duration; check the weighed volumes")
+    def _trustworthy(self) -> ValveCalibration:
+        issues = [FieldIssue(("points",), m) for m in self.problems()]
+        if (self.id is None) != (self.date is None):
+            issues.append(FieldIssue(("id",) if self.id is None else ("date",),
+                                     "id and date come together (rig calibrate-valve writes both)"))
+        elif self.id is not None and self.id != calibration_id(self.points, self.date):
+            issues.append(FieldIssue(("id",), f"{self.id!r} does not match the points and date (they were changed "
+                                              "after calibration): run rig calibrate-valve, or remove id and date"))
+        if issues:
+            raise FieldErrors(issues)
+        return self
+
+
+class LabSettings(Frozen):
+    """Who and where, for the session header and the NWB export; and the rig's water-restriction policy."""
+
+    institution: str | None = Field(None, min_length=1, max_length=200)
+    lab: str | None = Field(None, min_length=1, max_length=200)
+    experimenter: str | None = Field(None, description="default experimenter, 'Last, First' (NWB/DANDI form)")
+    missing_weight: Literal["refuse", "warn"] = Field(
+        "refuse", description="a water-restricted animal without a weight for the day: refuse the session or warn")
+    min_weight_fraction: float = Field(0.8, gt=0, lt=1, description="alert below this fraction of baseline")
+    require_registered: bool = Field(False, description="refuse sessions of animals not in the registry")
+
+    @model_validator(mode="after")
+    def _person(self) -> LabSettings:
+        if self.experimenter is not None and not PERSON_NAME.match(self.experimenter):
+            raise field_error(("experimenter",), f"{self.experimenter!r}: write a person as 'Last, First' "
+                                                 "(e.g. 'Doe, Jane'), the form NWB and DANDI want")
         return self
 
 
@@ -126,6 +221,7 @@ class RigConfig(Frozen):
     drivers: dict[str, DriverEntry]
     sim: SimMouse | None = None
     mesoscope: MesoscopeSettings | None = None
+    lab: LabSettings = Field(default_factory=LabSettings)
 
     _driver_params: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
@@ -201,6 +297,12 @@ class RigConfig(Frozen):
     def names_hardware(self) -> bool:
         """True when a session with this config opens a device (so it takes the device locks, even --fast)."""
         return bool(self.resources())
+
+    @property
+    def real_animal_roles(self) -> tuple[str, ...]:
+        """The roles the virtual mouse would drive that name real devices: when any does, a real animal is
+        on the rig (so `rig run` needs its --animal)."""
+        return tuple(r for r in ANIMAL_ROLES if r in self.drivers and self.drivers[r].type != "sim")
 
 
 def _registry_from(info: ValidationInfo) -> Registry | str:

@@ -55,12 +55,59 @@ def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
         print(f"{prog}: {config_path}: the config's mesoscope: section needs a real-time session; drop --fast",
               file=sys.stderr)
         return ExitCode.BAD_INPUT
+    refused = lab_checks(args, protocol, config, config_path, prog)
+    if isinstance(refused, int):
+        return refused
+    animal, weight_g = refused
     options = SessionOptions(
-        animal=args.animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
+        animal=animal, seed=args.seed, fast=args.fast, max_trials=args.max_trials,
         duration_s=args.duration, data_dir=Path(args.data) if args.data else None,
         experimenter=args.experimenter or "", notes=args.notes or "", date=getattr(args, "date", None),
+        weight_g=weight_g,
     )
     return RunInputs(protocol, config, config_path, options, hook)
+
+
+def lab_checks(args: argparse.Namespace, protocol: Protocol, config: RigConfig, config_path: Path,
+               prog: str) -> tuple[str, float | None] | int:
+    """(animal, weight at start) once the lab's checks pass, else the exit code after printing why: --animal
+    is required with real devices; reward volumes must be deliverable as logged; the registry's refusals."""
+    from rig.config import PERSON_NAME
+    from rig.lab.journal import LabRecordError
+    from rig.lab.session_start import prepare_lab
+    from rig.lab.water import check_reward_volumes
+    from rig.loading import LoadError
+
+    animal = args.animal
+    if not animal:  # not given (the app's runner passes "" for an empty field)
+        real = config.real_animal_roles
+        if real:
+            named = ", ".join(f"{r}: {config.drivers[r].type}" for r in real)
+            print(f"{prog}: {config_path}: this config names real devices ({named}), so an animal is on the rig: "
+                  "give --animal ID", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        animal = "sim-mouse"
+    problems = check_reward_volumes(protocol, config, find_file(args.protocol, "protocols"), config_path)
+    if problems:
+        print_problems(problems)
+        return ExitCode.BAD_INPUT
+    weight_g = getattr(args, "weight_g", None)
+    data_dir = Path(args.data if args.data else config.data_dir).expanduser()
+    try:
+        lab = prepare_lab(config, data_dir, animal, weight_g=weight_g, day=getattr(args, "date", None))
+    except LoadError as e:
+        print_problems(e.problems)
+        return ExitCode.BAD_INPUT
+    except LabRecordError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    for w in lab.warnings:
+        print(f"{prog}: warning: {w}", file=sys.stderr)
+    who = args.experimenter or lab.experimenter
+    if who and not PERSON_NAME.match(who):
+        print(f"{prog}: warning: experimenter {who!r}: NWB and DANDI want 'Last, First' (e.g. 'Doe, Jane'); "
+              "the NWB export will ask for the name in that form", file=sys.stderr)
+    return animal, weight_g
 
 
 def run_prepared(prep: RunInputs, prog: str, *, hooks: tuple[LoopHook, ...] = ()) -> int:

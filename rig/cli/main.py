@@ -23,7 +23,7 @@ from rig.runner.hooks import ProgressHook
 COMMAND_MODULES: tuple[str, ...] = (
     "rig.cli.commands.board", "rig.cli.commands.summary", "rig.cli.commands.check", "rig.cli.commands.calibrate",
     "rig.cli.commands.mesoscope", "rig.cli.commands.replay", "rig.cli.commands.gui", "rig.cli.commands.export",
-    "rig.cli.commands.vr", "rig.cli.commands.cohort",
+    "rig.cli.commands.vr", "rig.cli.commands.cohort", "rig.cli.commands.animal", "rig.cli.commands.prime",
 )
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from rig.runner.lock import RigBusy, RigLock
 
         try:
-            lock = RigLock.acquire(config.name, None, config.resources(), animal=args.animal,
+            lock = RigLock.acquire(config.name, None, config.resources(), animal=prep.options.animal,
                                    protocol=protocol.name, source="rig run")
         except RigBusy as e:
             print(f"rig run: {e}", file=sys.stderr)
@@ -73,11 +73,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from rig.cli.commands.animal import is_animal_folder, print_animal_folder
     from rig.datalog.info import session_info
     from rig.datalog.reader import Session, SessionError
 
+    path = Path(args.session)
+    if is_animal_folder(path):  # DATA/ANIMAL: its daily log
+        return print_animal_folder(path, args.json, "rig info")
     try:
-        info = session_info(Session.open(Path(args.session)))
+        info = session_info(Session.open(path))
     except SessionError as e:
         print(f"rig info: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -105,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one session")
     p.add_argument("protocol", help="protocol YAML file (or the name of a shipped protocol)")
     p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
-    p.add_argument("--animal", default="sim-mouse", help="animal ID (default: %(default)s)")
+    p.add_argument("--animal", help="animal ID (required when the config names real devices; a simulated rig's "
+                                    "default: sim-mouse)")
+    p.add_argument("--weight-g", type=float, metavar="G", help="the animal's weight at session start (g); journaled "
+                                                               "and written into the session header")
     p.add_argument("--data", help="data directory (default: the config's data_dir)")
     p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
     p.add_argument("--fast", action="store_true", help="simulated rig on a virtual clock, as fast as possible")
@@ -123,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("info", help="summarise a session folder")
-    p.add_argument("session", metavar="SESSION")
+    p = sub.add_parser("info", help="summarise a session folder (an animal folder: its daily log)")
+    p.add_argument("session", metavar="SESSION|ANIMAL_DIR")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_info)
 

@@ -52,6 +52,37 @@ class ReplayOrigin(_Model):
     whatif_protocol_source: str | None = None
 
 
+class SubjectFacts(_Model):
+    """The animal's registry record (rig.lab.subjects) as it stood when the session started."""
+
+    id: str
+    species: str
+    sex: Literal["M", "F", "U", "O"]
+    date_of_birth: str | None = None  # YYYY-MM-DD
+    strain: str | None = None
+    genotype: str | None = None
+    description: str = ""
+    restricted: bool = False
+    water_restriction_start: str | None = None  # YYYY-MM-DD
+    baseline_weight_g: float | None = None
+    daily_water_target_ml: float | None = None
+
+
+class WaterFacts(_Model):
+    """The animal's water on the session's day before the session started (rig.lab.water)."""
+
+    target_ml: float | None = None  # the daily target (restricted animals)
+    rig_ml: float = 0.0  # earlier sessions of the day
+    supplement_ml: float = 0.0  # supplements given so far that day
+
+
+class CalibrationRef(_Model):
+    """The valve calibration the session's volumes were converted with (rig.config.ValveCalibration)."""
+
+    id: str
+    date: str | None = None  # YYYY-MM-DD; None: the config's calibration carries no date
+
+
 class SessionFacts(_Model):
     """What a session records about itself before its first iteration."""
 
@@ -72,6 +103,10 @@ class SessionFacts(_Model):
     start_time: str = ""
     replay_of: ReplayOrigin | None = None
     sim: dict[str, Any] | None = None  # a simulated session: what the virtual mouse knew at the start (rig.sim)
+    subject: SubjectFacts | None = None  # None: the animal is not in the registry
+    weight_g: float | None = Field(None, gt=0)  # at session start (rig run --weight-g, or weighed that day)
+    water: WaterFacts | None = None
+    calibration: CalibrationRef | None = None
 
     @property
     def protocol_name(self) -> str:

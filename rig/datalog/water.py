@@ -9,6 +9,7 @@ asked for), and say so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rig.datalog.reader import Session
 
@@ -38,12 +39,18 @@ def _num(x: object) -> float:
 
 
 def session_water(session: Session) -> Water:
-    requested = sum(_num(c.get("volume_ul")) for c in session.commands if c.get("kind") == "valve")
-    if not session.valve:
-        return Water(requested, requested, 0, 0, 0, from_log="valve.jsonl" in session.header.files)
+    return water_from_records(session.commands, session.valve, "valve.jsonl" in session.header.files)
+
+
+def water_from_records(commands: list[dict[str, Any]], valve: list[dict[str, Any]], valve_logged: bool) -> Water:
+    """The water of a session from its command and valve records (for readers that skip the binary files).
+    `valve_logged`: the session's writer knew valve.jsonl (an empty one then means no opening at all)."""
+    requested = sum(_num(c.get("volume_ul")) for c in commands if c.get("kind") == "valve")
+    if not valve:
+        return Water(requested if not valve_logged else 0.0, requested, 0, 0, 0, from_log=valve_logged)
     delivered = 0.0
     openings = cut = refused = 0
-    for rec in session.valve:
+    for rec in valve:
         if rec.get("kind") == "open":
             outcome = rec.get("outcome")
             if outcome == "refused":

@@ -7,6 +7,7 @@ session arrays exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
 from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
 from pynwb.file import Subject
 
+from rig.config import PERSON_NAME
 from rig.datalog.reader import Session
 from rig.engine.records import EventKind
 from rig.export import ExportError, progress, session_key, time_origin, trials
@@ -34,14 +36,108 @@ _COMPRESS_ABOVE = 4096  # elements; smaller datasets gain nothing from gzip
 
 @dataclass(frozen=True)
 class SubjectInfo:
-    """Subject facts the session log does not hold (NWB wants them; all optional)."""
+    """Subject facts that override the session header's (its registry record and weight at start); None
+    keeps the header's. Without either: sex U, species Mus musculus, age P0D/ (NWB's "unknown")."""
 
-    sex: str = "U"  # "M", "F", "U" (unknown) or "O"
-    # ISO 8601 duration ("P90D") or range ("P8W/P12W"); "P0D/" = unknown (NWB: "at least 0 days old")
-    age: str = "P0D/"
-    genotype: str | None = None
-    description: str = "animal id as entered at the rig; age, sex and strain were not recorded by the rig"
-    strain: str | None = None
+    sex: str | None = None  # "M", "F", "U" (unknown) or "O"
+    species: str | None = None  # Latin binomial (DANDI maps it to NCBITaxon offline) or an NCBITaxon URL
+    date_of_birth: dt.date | None = None  # the age is then computed (whole days at session start)
+    # used only without a date of birth: ISO 8601 duration ("P90D") or range ("P8W/P12W"); "P0D/" = unknown
+    age: str | None = None
+    strain: str | None = None  # e.g. "C57BL/6J"
+    genotype: str | None = None  # e.g. "wild type"
+    weight_g: float | None = None  # at session start
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """Who and where, overriding the rig config's lab: section and the header's experimenter."""
+
+    institution: str | None = None
+    lab: str | None = None
+    experimenter: tuple[str, ...] = ()  # "Last, First" (DANDI's form)
+    related_publications: tuple[str, ...] = ()  # "doi:10.x/..." or "https://doi.org/..."
+
+
+def _header_subject(session: Session) -> SubjectInfo:
+    h = session.header
+    s = h.subject
+    if s is None:
+        return SubjectInfo(weight_g=h.weight_g)
+    return SubjectInfo(sex=s.sex, species=s.species, date_of_birth=dt.date.fromisoformat(s.date_of_birth)
+                       if s.date_of_birth else None, strain=s.strain, genotype=s.genotype, weight_g=h.weight_g,
+                       description=s.description or None)
+
+
+def _merged(base: SubjectInfo, over: SubjectInfo) -> SubjectInfo:
+    return SubjectInfo(**{k: (getattr(over, k) if getattr(over, k) is not None else getattr(base, k))
+                          for k in SubjectInfo.__dataclass_fields__})
+
+
+def _subject(subject: SubjectInfo, animal: str, start: dt.datetime) -> Subject:
+    kw: dict[str, Any] = {}
+    if subject.date_of_birth is not None:
+        days = (start.date() - subject.date_of_birth).days
+        if days < 0:
+            raise ExportError(f"date of birth {subject.date_of_birth} is after the session ({start.date()})")
+        kw["date_of_birth"] = dt.datetime.combine(subject.date_of_birth, dt.time(), tzinfo=start.tzinfo)
+        kw["age"] = f"P{days}D"
+    else:
+        kw["age"] = subject.age or "P0D/"
+    if subject.weight_g is not None:
+        if not subject.weight_g > 0:
+            raise ExportError(f"subject weight {subject.weight_g} g: must be > 0")
+        # "<number> <unit>" without an exponent, as nwbinspector's check_subject_weight wants
+        kw["weight"] = f"{np.format_float_positional(subject.weight_g, precision=3, trim='-')} g"
+    return Subject(subject_id=animal, species=subject.species or "Mus musculus", sex=subject.sex or "U",
+                   strain=subject.strain, genotype=subject.genotype,
+                   description=subject.description or "animal id as entered at the rig", **kw)
+
+
+def _experimenters(lab: LabInfo, session: Session) -> list[str] | None:
+    names = list(lab.experimenter) or ([session.header.experimenter] if session.header.experimenter else [])
+    for n in names:
+        if not PERSON_NAME.match(n):
+            raise ExportError(f"experimenter {n!r}: NWB and DANDI want 'Last, First' (e.g. 'Doe, Jane'); give it in "
+                              "that form with --experimenter")
+    return names or None
+
+
+def _lab_fields(lab: LabInfo, session: Session) -> dict[str, Any]:
+    config_lab = session.header.config.get("lab") or {}
+    return {"institution": lab.institution or config_lab.get("institution"),
+            "lab": lab.lab or config_lab.get("lab"),
+            "related_publications": list(lab.related_publications) or None}
+
+
+def _dated(session: Session, origin: dt.datetime) -> tuple[dt.datetime, str]:
+    """Session time 0 on the session's own date: a session given a date (rig run --date, simulated days) keeps
+    its run's time of day on that date. Also the sentence that says so in the notes ('' when not moved)."""
+    try:
+        day = dt.date.fromisoformat(session.header.date)
+    except ValueError:
+        return origin, ""
+    if origin.date() == day:
+        return origin, ""
+    moved = dt.datetime.combine(day, origin.timetz())
+    return moved, (f" The session was dated {day} (rig run --date) and run on {origin.date()}; session_start_time "
+                   "puts its time of day on that date.")
+
+
+def _all_nan(a: Any) -> bool:
+    a = np.asarray(a)
+    return a.dtype.kind == "f" and a.size > 0 and bool(np.all(np.isnan(a)))
+
+
+def _small_int(a: np.ndarray) -> np.ndarray:
+    """An integer column in the smallest integer type that holds it: nwbinspector suggests making any
+    multi-byte column whose values are exactly {0, 1} boolean (check_column_binary_capability), a false
+    alarm for counts and indices; a 1-byte column is never flagged. Values are unchanged."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu" or a.size == 0:
+        return a
+    return a.astype(np.result_type(np.min_scalar_type(a.min()), np.min_scalar_type(a.max())))
 
 
 def _data(a: np.ndarray) -> Any:
@@ -95,16 +191,22 @@ def _lick_contact_s(session: Session) -> tuple[np.ndarray, np.ndarray]:
     return t[on_idx], dur
 
 
-def _events(session: Session, kind: str, pred: Callable[[dict], bool] = lambda e: True) -> list[dict]:
+def _events(session: Session, kind: str,
+            pred: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:
     return [e for e in session.events if e.get("kind") == kind and pred(e)]
 
 
-def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: FrameTable | None = None) -> NWBFile:
-    """The NWBFile of a session, in memory."""
-    subject = subject or SubjectInfo()
+def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: FrameTable | None = None,
+                  lab: LabInfo | None = None) -> NWBFile:
+    """The NWBFile of a session, in memory. The subject comes from the session header (its registry record
+    and weight at start), institution and lab from the rig config's lab: section; `subject` and `lab`
+    override them field by field."""
+    subject = _merged(_header_subject(session), subject or SubjectInfo())
+    lab = lab or LabInfo()
     h = session.header
     protocol = session_protocol(session)
     origin, origin_source = time_origin(session)
+    origin, dated = _dated(session, origin)
     key = session_key(session)
     tr = trials(session)
     ft = table if table is not None else frame_table(session)
@@ -117,7 +219,10 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
         f"Recorded by corridor-rig {software.rig} (git {h.git_commit}) on host "
         f"{h.host}; seed {h.seed}; {'virtual clock (--fast)' if h.fast else 'real time'}."
         f" Session end: {(session.footer or {}).get('reason', 'no footer: the session did not end normally')}."
-        f" Time origin from {origin_source}. Operator notes: {h.notes or '(none)'}"
+        f" Time origin from {origin_source}.{dated}"
+        f" Valve calibration {h.calibration.id if h.calibration else '(not recorded)'}"
+        f" ({h.calibration.date if h.calibration and h.calibration.date else 'undated'})."
+        f" Operator notes: {h.notes or '(none)'}"
     )
     nwb = NWBFile(
         session_description=f"{protocol.name} ({protocol.kind}): {protocol.description or 'virtual corridor'}",
@@ -125,7 +230,8 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
         session_start_time=origin,
         timestamps_reference_time=origin,
         session_id=key,
-        experimenter=[h.experimenter] if h.experimenter else None,
+        experimenter=_experimenters(lab, session),
+        **_lab_fields(lab, session),
         experiment_description=(
             "Head-fixed mouse running through a virtual linear corridor (textured walls, then grey); "
             f"protocol {protocol.name!r}, kind {protocol.kind}."
@@ -138,10 +244,7 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
         source_script=f"corridor-rig {software.rig}",
         source_script_file_name="rig/export/nwb.py",
     )
-    nwb.subject = Subject(
-        subject_id=str(h.animal), species="Mus musculus", sex=subject.sex, age=subject.age,
-        genotype=subject.genotype, description=subject.description, strain=subject.strain,
-    )
+    nwb.subject = _subject(subject, str(h.animal), origin)
 
     steps = ["trials", "behavior", "events", "imaging frames", "loop timing"]
     bar = progress(steps, "nwb", total=len(steps))
@@ -183,14 +286,13 @@ def _add_trials(nwb: NWBFile, tr: Any, last_t: float) -> None:
         ("first_lick_time", "first lick onset in the trial (s; NaN: no lick)", tr.first_lick_t),
         ("n_licks", "lick onsets in the trial", tr.licks),
     ]
-    optional = {"reward_zone_start_cm", "reward_withheld_time", "grey_time"}
-    cols = [c for c in cols if c[0] not in optional or not np.all(np.isnan(c[2]))]  # NWB: no all-NaN columns
-    for name, desc, _ in cols:
-        nwb.add_trial_column(name=name, description=desc)
+    cols = [c for c in cols if not _all_nan(c[2])]  # nwbinspector check_col_not_nan: such a column is left out
     stop = np.where(np.isnan(tr.end_t), max(last_t, 0.0), tr.end_t)
     for k in range(len(tr)):
-        row = {name: (v[k].item() if isinstance(v[k], np.generic) else v[k]) for name, _, v in cols}
-        nwb.add_trial(start_time=float(tr.start_t[k]), stop_time=float(max(stop[k], tr.start_t[k])), **row)
+        nwb.add_trial(start_time=float(tr.start_t[k]), stop_time=float(max(stop[k], tr.start_t[k])))
+    # whole columns after the rows, so each keeps its numpy type (rows would store Python ints as int64)
+    for name, desc, v in cols:
+        nwb.add_trial_column(name=name, description=desc, data=v.tolist() if v.dtype.kind == "U" else _small_int(v))
 
 
 def _add_behavior(nwb: NWBFile, session: Session) -> None:
@@ -229,18 +331,20 @@ def _add_behavior(nwb: NWBFile, session: Session) -> None:
         ))
 
 
-def _event_table(name: str, description: str, source: str, ev: list[dict], duration: np.ndarray,
-                 extra: list[tuple[str, str, np.ndarray]]) -> EventsTable:
+def _event_table(name: str, description: str, source: str, ev: list[dict[str, Any]], duration: np.ndarray,
+                 extra: list[tuple[str, str, np.ndarray | list[str]]]) -> EventsTable:
     cols: list[VectorData] = [
         TimestampVectorData(name="timestamp", description="event time (s from session start)",
                             data=np.array([float(e["t"]) for e in ev])),
         DurationVectorData(name="duration", description="event duration (s; NaN: unknown)", data=duration),
         VectorData(name="trial", description="0-based trial index",
-                   data=np.array([int(e.get("trial", -1)) for e in ev], dtype=np.int64)),
+                   data=_small_int(np.array([int(e.get("trial", -1)) for e in ev], dtype=np.int64))),
         VectorData(name="position_cm", description="position in the corridor (cm from its start)",
                    data=np.array([float(e.get("position_cm", np.nan)) for e in ev])),
     ]
-    cols += [VectorData(name=n, description=d, data=v) for n, d, v in extra]
+    cols += [VectorData(name=n, description=d, data=_small_int(v) if isinstance(v, np.ndarray) else v)
+             for n, d, v in extra]
+    cols = [c for c in cols if not _all_nan(c.data)]  # nwbinspector check_col_not_nan (duration is optional)
     return EventsTable(name=name, description=description, source_description=source, columns=cols)
 
 
@@ -303,7 +407,8 @@ def _add_imaging_frames(nwb: NWBFile, ft: FrameTable) -> None:
         "in_grey": "in the grey part", "licks": "lick onsets in the frame", "rewards": "rewards in the frame",
         "flags": "sync flags (bits: see docs/export.md)",
     }
-    columns = [VectorData(name=k, description=descs.get(k, k), data=v.tolist() if v.dtype.kind == "U" else v)
+    columns = [VectorData(name=k, description=descs.get(k, k),
+                          data=v.tolist() if v.dtype.kind == "U" else _small_int(v))
                for k, v in ft.columns().items()]
     nwb.processing["behavior"].add(DynamicTable(
         name="imaging_frame_behaviour", columns=columns,
@@ -329,14 +434,15 @@ def _add_loop_timing(nwb: NWBFile, session: Session) -> None:
                                       **clock.kwargs())))
 
 
-def export_nwb(session: Session | str | Path, path: str | Path, subject: SubjectInfo | None = None) -> Path:
+def export_nwb(session: Session | str | Path, path: str | Path, subject: SubjectInfo | None = None,
+               lab: LabInfo | None = None) -> Path:
     """Write the session to an NWB file (written to a temporary name, then renamed into place)."""
     if not isinstance(session, Session):
         session = Session.open(session)
     path = Path(path)
     if path.suffix != ".nwb":
         raise ExportError(f"{path}: an NWB file name ends in .nwb")
-    nwb = build_nwbfile(session, subject)
+    nwb = build_nwbfile(session, subject, lab=lab)
     tmp = path.with_name(f".{path.stem}.tmp.nwb")
     with NWBHDF5IO(str(tmp), "w") as io:
         io.write(nwb)
@@ -344,4 +450,4 @@ def export_nwb(session: Session | str | Path, path: str | Path, subject: Subject
     return path
 
 
-__all__ = ["SubjectInfo", "build_nwbfile", "export_nwb"]
+__all__ = ["LabInfo", "SubjectInfo", "build_nwbfile", "export_nwb"]

@@ -1,6 +1,6 @@
 """Learning across sessions: one record per session and per day, read from the event logs only.
 
-Only header.json, footer.json, events.jsonl and commands.jsonl are read (not the large binary streams),
+Only header.json, footer.json, events.jsonl, commands.jsonl and valve.jsonl are read (not the large binary streams),
 so summarising weeks of 2-hour sessions stays quick.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from rig.datalog.info import find_sessions
 from rig.datalog.reader import FOOTER, HEADER, SessionError, read_header, read_jsonl
+from rig.datalog.water import water_from_records
 from rig.figures.trials import TrialDataError, trial_data
 
 ARROW = "\u2192"
@@ -103,6 +104,7 @@ def session_record(path: str | Path) -> SessionRecord:
     footer = _read_json(path / FOOTER) if (path / FOOTER).exists() else None
     events, _ = read_jsonl(path / "events.jsonl")
     commands, _ = read_jsonl(path / "commands.jsonl")
+    valve, _ = read_jsonl(path / "valve.jsonl")
     protocol = header.protocol
     data = trial_data(events)
     tr = data.trials
@@ -113,7 +115,7 @@ def session_record(path: str | Path) -> SessionRecord:
         first = int(np.flatnonzero(tr.corridor == name)[0])
         corridors[name] = CorridorScore(int(m.sum()), int(tr.anticipatory[m].sum()), bool(tr.rewarded[first]),
                                         bool(tr.probe[first]))
-    water = sum(float(c.get("volume_ul", 0.0)) for c in commands if c.get("kind") == "valve")
+    water = water_from_records(commands, valve, "valve.jsonl" in header.files).delivered_ul  # the valve's truth
     return SessionRecord(
         path=path,
         date=header.date,

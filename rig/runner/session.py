@@ -30,6 +30,7 @@ from rig.config import RigConfig, ValveCalibration, ValveSafety
 from rig.datalog.header import ReplayOrigin, SessionFacts, Software
 from rig.datalog.writer import SessionWriter
 from rig.engine.machine import Engine
+from rig.lab.session_start import prepare_lab
 from rig.loading import dump_protocol
 from rig.protocol import End, Protocol
 from rig.runner.clock import SessionClock, make_clock
@@ -181,6 +182,7 @@ class SessionOptions:
     experimenter: str = ""
     notes: str = ""
     date: date | None = None  # the session's day (a simulated curriculum over days); default today
+    weight_g: float | None = None  # the animal's weight at session start (journaled, and in the header)
 
 
 @dataclass(frozen=True)
@@ -238,14 +240,17 @@ def run_session(
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     protocol = resolve_protocol(protocol, options.max_trials, options.duration_s)
     data_dir = Path(options.data_dir if options.data_dir is not None else config.data_dir).expanduser()
+    # The registry record, the weight and water of the day and the calibration (refuses as the config says).
+    lab = prepare_lab(config, data_dir, options.animal, weight_g=options.weight_g, day=options.date)
     clock = make_clock(virtual=options.fast)
     world = make_world(config, protocol, seed, data_dir / options.animal) if config.simulated else None
     facts = session_facts(
         animal=options.animal, protocol=protocol, config=config.model_dump(mode="json"), seed=seed,
-        fast=options.fast, frame_rate_hz=config.frame_rate_hz, experimenter=options.experimenter,
+        fast=options.fast, frame_rate_hz=config.frame_rate_hz, experimenter=options.experimenter or lab.experimenter,
         notes=options.notes, options=_options_document(options),
         sim=world.describe() if world is not None else None,
-    )
+    ).model_copy(update=lab.header_update())
+    lab.record_weight(data_dir, options.animal, options.date)
     devices = Devices.build(config, clock, world, protocol=protocol)
     if devices.sync is not None:
         hooks = (*hooks, sync_hook(devices.sync, seed))

@@ -44,11 +44,17 @@ def _write(data_dir: Path, complete: bool = True, today: date = date(2024, 3, 1)
             w.events(60 * trial + 59, [Event(trial + 0.99, "trial_end", trial, 150.0, {})])
         w.events(30, [Event(0.5, "reward", 0, 80.0, {"volume_ul": 2.5, "source": "task"})])
         w.commands(30, [Command(0.5, "valve", 40.0, volume_ul=2.5, source="task")])
+        w.valve(30, "open", {"t": 0.5, "source": "task", "requested_ms": 40.0, "sent_ms": 40.0, "volume_ul": 2.5,
+                           "requested_ul": 2.5, "outcome": "delivered", "reason": ""})
         w.events(90, [Event(1.5, "reward", 1, 80.0, {"volume_ul": 2.5, "source": "task"})])
         w.commands(90, [Command(1.5, "valve", 40.0, volume_ul=2.5, source="task")])
+        w.valve(90, "open", {"t": 1.5, "source": "task", "requested_ms": 40.0, "sent_ms": 40.0, "volume_ul": 2.5,
+                           "requested_ul": 2.5, "outcome": "delivered", "reason": ""})
         w.operator(120, 2.0, "manual_reward", volume_ul=4.0)
         w.events(120, [Event(2.0, "reward", 2, 10.0, {"volume_ul": 4.0, "source": "manual"})])
         w.commands(120, [Command(2.0, "valve", 60.0, volume_ul=4.0, source="manual")])
+        w.valve(120, "open", {"t": 2.0, "source": "manual", "requested_ms": 60.0, "sent_ms": 60.0, "volume_ul": 4.0,
+                           "requested_ul": 4.0, "outcome": "delivered", "reason": ""})
         w.commands(121, [Command(2.0, "cue", 100.0, frequency_hz=5000.0)])
         w.close(True, "max_trials")
     if not complete:  # what a crash leaves: no footer, a record cut in half

@@ -133,8 +133,8 @@ def test_rig_run_session_matches_the_ground_truth(mega: hil.Build, tmp_path: Pat
     sc, licks = session_script()
     with hil.HilBoard(mega, sc, tmp_path) as board:
         cfg = write_config(tmp_path, board.path)
-        r = rig_cli("run", "protocols/demo.yaml", "--config", str(cfg), "--max-trials", "1", "--seed", str(SEED),
-                    "--data", str(tmp_path / "data"), "-q")  # fmt: skip
+        r = rig_cli("run", "protocols/demo.yaml", "--config", str(cfg), "--animal", "H1", "--max-trials", "1",
+                    "--seed", str(SEED), "--data", str(tmp_path / "data"), "-q")  # fmt: skip
     truth = board.result()
     assert r.returncode == 0, r.stderr
     s = SessionFiles(Path(r.stdout.strip().splitlines()[-1]))
@@ -184,8 +184,8 @@ def test_rig_run_killed_mid_pulse_the_firmware_still_closes_on_time(mega: hil.Bu
     with hil.HilBoard(mega, sc, tmp_path) as board:
         cfg = write_config(tmp_path, board.path, pulse_scale=10.0)  # 2.5 ul -> a 250 ms pulse
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--max-trials", "1",
-             "--seed", str(SEED), "--data", str(tmp_path / "data"), "-q"],
+            [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--animal", "H1",
+             "--max-trials", "1", "--seed", str(SEED), "--data", str(tmp_path / "data"), "-q"],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:

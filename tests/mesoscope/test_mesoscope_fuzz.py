@@ -656,7 +656,7 @@ def _reconcile_case(draw: st.DrawFn) -> tuple[int, list[tuple[int, int, float]],
     return n, extra, draw(st.lists(_bad_float, max_size=5))
 
 
-@settings(max_examples=80, deadline=5000, database=None)
+@settings(max_examples=80, deadline=None, database=None)  # time is bounded by the hang check below
 @given(_reconcile_case())
 def test_reconcile_of_hostile_messages_is_bounded_and_keeps_the_valid_frames(
         case: tuple[int, list[tuple[int, int, float]], list[float]]) -> None:

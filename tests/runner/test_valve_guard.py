@@ -146,22 +146,43 @@ def test_a_flood_of_operator_rewards_is_cut_to_the_rate_limit() -> None:
     assert accepted == 30 // 1 and guard.water_ul <= 30 * 2.5 + 1e-9
 
 
-def test_a_session_whose_reward_the_valve_cannot_give_records_the_truth(tmp_path: Path) -> None:
-    """max_open_ms 20 ms with a 2.5 µl reward that needs 25 ms: every opening is cut, logged as a fault,
-    and the record shows what the valve gave, not what was asked for."""
+def _config(tmp_path: Path, **changes: object) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "sim.yaml").read_text())
-    cfg["drivers"]["valve"]["max_open_ms"] = 20.0
-    cfg["valve_calibration"] = {"points": [{"duration_ms": 10, "volume_ul": 1.0},
-                                           {"duration_ms": 50, "volume_ul": 5.0}]}
-    path = tmp_path / "short-valve.yaml"
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    run = subprocess.run([sys.executable, "-m", "rig.cli", "run", "train1_task", "--config", str(path), "--fast",
-                          "--max-trials", "20", "--seed", "3", "--data", str(tmp_path / "d"), "-q"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
-    folder = run.stdout.strip().splitlines()[-1]
-    info = json.loads(subprocess.run([sys.executable, "-m", "rig.cli", "info", folder, "--json"],
-                                     capture_output=True, text=True, cwd=REPO, timeout=60).stdout)
-    assert info["rewards"] > 0 and info["valve_cut"] == info["valve_openings"] == info["rewards"]
-    assert math.isclose(info["water_ul"], 2.0 * info["rewards"])  # 20 ms gives 2.0 µl, not 2.5
-    assert math.isclose(info["water_requested_ul"], 2.5 * info["rewards"])
-    assert any("cut short" in w for w in info["warnings"]) and info["faults"] >= info["rewards"]
+    return path
+
+
+def _rig(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rig.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_a_reward_the_valve_cannot_give_is_refused_before_the_session(tmp_path: Path) -> None:
+    """max_open_ms 20 ms with a 2.5 µl reward that needs 25 ms: refused up front, no folder."""
+    cfg = _config(tmp_path, drivers__valve__max_open_ms=20.0)
+    r = _rig("run", "train1_task", "--config", str(cfg), "--fast", "--max-trials", "5", "--data",
+             str(tmp_path / "d"), "-q")
+    assert r.returncode == 2 and "max_open_ms" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_session_that_reaches_its_water_cap_records_the_truth(tmp_path: Path) -> None:
+    """The session cap cuts and then refuses openings: each is a logged fault, and the record shows the
+    water the valve gave, not what the task asked for."""
+    cfg = _config(tmp_path, valve_safety__max_session_water_ul=11.0)
+    r = _rig("run", "train1_task", "--config", str(cfg), "--fast", "--max-trials", "30", "--seed", "3",
+             "--data", str(tmp_path / "d"), "-q")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(_rig("info", r.stdout.strip().splitlines()[-1], "--json").stdout)
+    assert info["rewards"] > 5 and info["water_requested_ul"] == 2.5 * info["rewards"]
+    assert math.isclose(info["water_ul"], 11.0, rel_tol=1e-6)  # four full rewards and one cut to the cap
+    assert info["valve_cut"] == 1 and info["valve_refused"] == info["rewards"] - 5
+    assert any("cut short" in w for w in info["warnings"]) and any("refused" in w for w in info["warnings"])
+    assert info["faults"] >= 1 + info["valve_refused"]

@@ -35,21 +35,34 @@ def test_sim_rig_passes_every_check() -> None:
     assert "cm" in enc.message
 
 
-def test_cli_json_for_the_gui(capsys) -> None:
-    assert run_cli(["--config", str(SIM), "--json"]) == 0
+def test_cli_json_for_the_gui(tmp_path, capsys) -> None:
+    assert run_cli(["--config", str(SIM), "--json", "--data", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is True and out["config"] == "sim"
     assert all(set(r) == {"name", "ok", "message"} for r in out["results"])
 
 
 def test_cli_text_and_bad_config(tmp_path, capsys) -> None:
-    assert run_cli(["--config", str(SIM), "--no-imaging"]) == 0
+    assert run_cli(["--config", str(SIM), "--no-imaging", "--data", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "PASS  frame clock present: not imaging: skipped" in text and "all checks passed" in text
     bad = tmp_path / "bad.yaml"
     bad.write_text(SIM.read_text().replace("counts_per_cm: 100", "counts_per_cm: -1"))
-    assert run_cli(["--config", str(bad)]) == 2
+    assert run_cli(["--config", str(bad), "--data", str(tmp_path)]) == 2
     assert "counts_per_cm" in capsys.readouterr().err
+
+
+def test_every_check_run_goes_into_the_rigs_history(tmp_path, capsys) -> None:
+    from rig.lab import rig_history
+
+    assert run_cli(["--config", str(SIM), "--data", str(tmp_path), "--by", "Doe, Jane"]) == 0
+    assert f"(recorded in {tmp_path / 'rig-sim.history.jsonl'})" in capsys.readouterr().out
+    assert run_cli(["--config", str(SIM), "--data", str(tmp_path), "--json", "--no-imaging"]) == 0
+    first, second = rig_history.read(tmp_path / "rig-sim.history.jsonl")
+    assert isinstance(first, rig_history.CheckRecord) and first.ok and first.by == "Doe, Jane"
+    assert [r.name for r in first.results] == [r["name"] for r in run_checks(load_config(SIM)).to_json()["results"]]
+    assert isinstance(second, rig_history.CheckRecord)
+    assert any(r.message == "not imaging: skipped" for r in second.results)
 
 
 # ---- failures, with fakes at the driver boundary ------------------------------------------------------

@@ -36,8 +36,8 @@ def test_demo_session_through_serial_board(emulator: Path, tmp_path: Path):
     cfg.write_text((REPO / "config" / "board-emulated.yaml").read_text().replace("/tmp/corridor-board",
                                                                                  str(emulator)))
     r = subprocess.run(
-        [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--duration", "4",
-         "--data", str(tmp_path / "data"), "--seed", "2", "-q"],
+        [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--animal", "B1",
+         "--duration", "4", "--data", str(tmp_path / "data"), "--seed", "2", "-q"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr
@@ -77,8 +77,8 @@ def test_a_board_that_does_not_answer_is_a_clear_error_not_a_traceback(tmp_path:
     try:
         cfg = _silent_board_config(tmp_path, os.ttyname(slave))
         run = subprocess.run(
-            [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--duration", "2",
-             "--data", str(tmp_path / "data"), "-q"],
+            [sys.executable, "-m", "rig.cli", "run", "protocols/demo.yaml", "--config", str(cfg), "--animal", "B1",
+             "--duration", "2", "--data", str(tmp_path / "data"), "-q"],
             cwd=REPO, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         check = subprocess.run([sys.executable, "-m", "rig.cli", "check", "--config", str(cfg), "--seconds", "0.5"],
