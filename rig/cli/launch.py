@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,31 @@ if TYPE_CHECKING:
     from rig.mesoscope.session_hook import MesoscopeHook
     from rig.protocol import Protocol
     from rig.runner.session import SessionOptions
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_session_options(p: argparse.ArgumentParser) -> None:
+    """The options of a session, shared by `rig run` and the app's runner process (one launch path)."""
+    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
+    p.add_argument("--animal", help="animal ID (required when the config names real devices; a simulated rig's "
+                                    "default: sim-mouse)")
+    p.add_argument("--weight-g", type=float, metavar="G", help="the animal's weight at session start (g); journaled "
+                                                               "and written into the session header")
+    p.add_argument("--data", help="data directory (default: the config's data_dir)")
+    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
+    p.add_argument("--fast", action="store_true", help="simulated rig on a virtual clock, as fast as possible")
+    p.add_argument("--max-trials", type=int, help="end after this many trials")
+    p.add_argument("--duration", type=float, help="end after this many seconds")
+    p.add_argument("--experimenter", help="who ran the session")
+    p.add_argument("--notes", help="free-text notes stored in the header")
+    p.add_argument("--date", type=_iso_date, help="the session's day, YYYY-MM-DD (default today); for simulated "
+                                                  "curricula over days")
 
 
 def print_problems(problems: Sequence[object]) -> None:

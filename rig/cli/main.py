@@ -9,12 +9,11 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 
 from tqdm import tqdm
 
-from rig.cli.launch import prepare_run, print_problems, run_prepared
+from rig.cli.launch import add_session_options, prepare_run, print_problems, run_prepared
 from rig.errors import ExitCode, RigError
 from rig.protocol import Protocol
 from rig.runner.hooks import ProgressHook
@@ -94,13 +93,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rig", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
@@ -108,20 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one session")
     p.add_argument("protocol", help="protocol YAML file (or the name of a shipped protocol)")
-    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml)")
-    p.add_argument("--animal", help="animal ID (required when the config names real devices; a simulated rig's "
-                                    "default: sim-mouse)")
-    p.add_argument("--weight-g", type=float, metavar="G", help="the animal's weight at session start (g); journaled "
-                                                               "and written into the session header")
-    p.add_argument("--data", help="data directory (default: the config's data_dir)")
-    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
-    p.add_argument("--fast", action="store_true", help="simulated rig on a virtual clock, as fast as possible")
-    p.add_argument("--max-trials", type=int, help="end after this many trials")
-    p.add_argument("--duration", type=float, help="end after this many seconds")
-    p.add_argument("--experimenter", help="who ran the session")
-    p.add_argument("--notes", help="free-text notes stored in the header")
-    p.add_argument("--date", type=_iso_date, help="the session's day, YYYY-MM-DD (default today); for simulated "
-                                                  "curricula over days")
+    add_session_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

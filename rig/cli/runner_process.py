@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rig.cli.launch import add_session_options
 from rig.errors import ExitCode
 from rig.runner.hooks import LoopHook, OnStart, SignalStop
 from rig.runner.lock import LOCK_DIR_ENV, RigBusy, RigLock, credential_path
@@ -37,16 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="--replay: session seconds per wall second")
     p.add_argument("--display-config", metavar="FILE",
                    help="--replay: draw with this rig config's display driver (file or shipped name)")
-    p.add_argument("--config", help="rig config YAML (default: config/sim.yaml); with --replay, only the rig name "
-                                    "(whose lock the replay holds) is taken from it")
-    p.add_argument("--animal", default="sim-mouse")
-    p.add_argument("--data", help="data directory (default: the config's data_dir)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--fast", action="store_true")
-    p.add_argument("--max-trials", type=int)
-    p.add_argument("--duration", type=float)
-    p.add_argument("--experimenter", default="")
-    p.add_argument("--notes", default="")
+    add_session_options(p)  # as `rig run` takes them; with --replay only --config's rig name (its lock) is used
     p.add_argument("--telemetry", default="tcp://127.0.0.1:*", help="PUB endpoint (default: a free loopback port)")
     p.add_argument("--commands", default="tcp://127.0.0.1:*", help="ROUTER endpoint (default: a free loopback port)")
     p.add_argument("--lock-dir", type=Path, help=f"where rig locks live (default: ${LOCK_DIR_ENV} or a private "
@@ -100,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(prep, int):
         return prep
     try:
-        with attached(args, prep.config.name, {"animal": args.animal, "protocol": prep.protocol.name},
-                      {"animal": args.animal, "experimenter": args.experimenter,
+        animal = prep.options.animal
+        with attached(args, prep.config.name, {"animal": animal, "protocol": prep.protocol.name},
+                      {"animal": animal, "experimenter": prep.options.experimenter,
                        "config_path": str(args.config or "")}, prep.config.resources()) as hooks:
             return run_prepared(prep, "rig runner", hooks=hooks)
     except RigBusy as e:
