@@ -227,7 +227,7 @@ def wire_size(ptype: PacketType) -> int:
 
 def _closed(value: int, allowed: frozenset[int], what: str) -> None:
     if value not in allowed:
-        raise ProtocolError("invalid", f"{what} {value} is not one of {sorted(allowed)}")
+        raise PacketError("invalid", f"{what} {value} is not one of {sorted(allowed)}")
 
 
 _BOOL = frozenset((0, 1))
@@ -252,7 +252,7 @@ def _check_fields(body: Body) -> Body:
         return body._replace(cause=ResetCause(body.cause), mcu=Mcu(body.mcu), frame_edge=FrameEdge(body.frame_edge))
     if isinstance(body, Heartbeat):
         if body.lines > 0x0F:
-            raise ProtocolError("invalid", f"HEARTBEAT lines 0x{body.lines:02x} has unknown bits")
+            raise PacketError("invalid", f"HEARTBEAT lines 0x{body.lines:02x} has unknown bits")
     elif isinstance(body, Lick):
         _closed(body.onset, _BOOL, "LICK onset")
     elif isinstance(body, Valve):
@@ -269,7 +269,7 @@ def _check_fields(body: Body) -> Body:
     return body
 
 
-class ProtocolError(ValueError):
+class PacketError(ValueError):
     """A frame that is not a valid packet; `kind` is 'garbage', 'partial', 'crc' or 'invalid'."""
 
     def __init__(self, kind: str, message: str) -> None:
@@ -311,16 +311,16 @@ def cobs_encode(data: bytes) -> bytes:
 
 
 def cobs_decode(frame: bytes) -> bytes:
-    """Strict COBS decode; raises ProtocolError('partial') when a block runs past the end."""
+    """Strict COBS decode; raises PacketError('partial') when a block runs past the end."""
     out = bytearray()
     i, n = 0, len(frame)
     while i < n:
         code = frame[i]
         if code == 0:
-            raise ProtocolError("garbage", "zero byte inside a COBS frame")
+            raise PacketError("garbage", "zero byte inside a COBS frame")
         end = i + code
         if end > n:
-            raise ProtocolError("partial", f"COBS block of {code - 1} bytes runs past the frame end")
+            raise PacketError("partial", f"COBS block of {code - 1} bytes runs past the frame end")
         out += frame[i + 1 : end]
         i = end
         if code != 0xFF and i < n:
@@ -342,29 +342,29 @@ def encode_raw(ptype: int, seq: int, t_us: int, payload: bytes) -> bytes:
 
 
 def decode_frame(frame: bytes) -> Packet:
-    """One frame (the bytes between two zeros) -> Packet; raises ProtocolError saying why not."""
+    """One frame (the bytes between two zeros) -> Packet; raises PacketError saying why not."""
     if len(frame) > MAX_FRAME:
-        raise ProtocolError("garbage", f"frame of {len(frame)} bytes is longer than any packet")
+        raise PacketError("garbage", f"frame of {len(frame)} bytes is longer than any packet")
     try:
         raw = cobs_decode(frame)
-    except ProtocolError as e:
+    except PacketError as e:
         # A truncated packet still starts with a known type byte; anything else is noise.
         starts_like_packet = len(frame) > 1 and frame[0] > 1 and frame[1] in _TYPES
-        raise ProtocolError("partial" if starts_like_packet else "garbage", str(e)) from None
+        raise PacketError("partial" if starts_like_packet else "garbage", str(e)) from None
     known = len(raw) > 0 and raw[0] in _TYPES
     if len(raw) < MIN_PACKET:
-        raise ProtocolError("partial" if known else "garbage", f"packet of {len(raw)} bytes is too short")
+        raise PacketError("partial" if known else "garbage", f"packet of {len(raw)} bytes is too short")
     if not known:
-        raise ProtocolError("garbage", f"unknown packet type 0x{raw[0]:02x}")
+        raise PacketError("garbage", f"unknown packet type 0x{raw[0]:02x}")
     ptype = PacketType(raw[0])
     layout, shape = LAYOUTS[ptype]
     expected = MIN_PACKET + layout.size
     if len(raw) != expected:
         kind = "partial" if len(raw) < expected else "garbage"
-        raise ProtocolError(kind, f"{ptype.name} packet of {len(raw)} bytes, expected {expected}")
+        raise PacketError(kind, f"{ptype.name} packet of {len(raw)} bytes, expected {expected}")
     (crc,) = CRC.unpack_from(raw, len(raw) - CRC.size)
     if crc != crc16(raw[:-2]):
-        raise ProtocolError("crc", f"{ptype.name} packet with a bad CRC")
+        raise PacketError("crc", f"{ptype.name} packet with a bad CRC")
     _, seq, t_us = HEADER.unpack_from(raw)
     body = shape(*layout.unpack_from(raw, HEADER.size))
     if ptype in BOARD_TYPES:
@@ -428,7 +428,7 @@ class FrameDecoder:
                 continue
             try:
                 out.append(decode_frame(frame))
-            except ProtocolError as e:
+            except PacketError as e:
                 self._count_error(e.kind, len(frame), str(e))
         self.counts.packets += len(out)
         return out
