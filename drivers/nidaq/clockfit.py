@@ -19,13 +19,14 @@ import math
 import numpy as np
 
 from drivers.base import ClockMap
+from drivers.clockfit import least_squares, lower_envelope
 
 log = logging.getLogger(__name__)
 
 MAX_DRIFT = 1e-3  # a fitted rate error above 1000 ppm is not a crystal's drift: keep the previous map
 
 
-class ClockFit:
+class DriftTracker:
     """Offset + scale from (host, device) pairs; `add` refits at most every `refit_s` of host time."""
 
     def __init__(
@@ -66,14 +67,13 @@ class ClockFit:
         d, h = pts[:, 0], pts[:, 1]
         scale = self.map.scale
         if len(pts) >= 3 and d[-1] - d[0] >= self.min_span_s:
-            fitted = float(np.polyfit(d - d[0], h, 1)[0])
+            fitted = least_squares(d - d[0], h, fit_scale=True).scale
             if abs(fitted - 1.0) <= MAX_DRIFT:
                 scale = fitted
             else:
                 log.warning("NI-DAQ clock fit gave a rate error of %.0f ppm; keeping the previous scale",
                             (fitted - 1.0) * 1e6)
-        offset = float(np.min(h - scale * d))  # the line under every pair, touching the lowest
-        new = ClockMap(offset=offset, scale=scale)
+        new = lower_envelope(d, h, scale=scale).clock_map  # the line under every pair, touching the lowest
         if new == self.map:
             return False
         self.map = new

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from drivers.base import Clock, ClockMap
-from drivers.nidaq.clockfit import ClockFit
+from drivers.nidaq.clockfit import DriftTracker
 from drivers.nidaq.errors import (
     NidaqConfigError,
     NidaqError,
@@ -101,9 +101,9 @@ class DeviceSession:
         self.rate_hz: float | None = None
         self.clock_ai_channel = "ai0"
         self.clock_map = ClockMap()
-        # ClockFit keyword arguments (window_s, refit_s, bin_s, min_span_s), set before the first read.
+        # DriftTracker keyword arguments (window_s, refit_s, bin_s, min_span_s), set before the first read.
         self.fit_settings: dict[str, float] = {}
-        self._fit: ClockFit | None = None
+        self._fit: DriftTracker | None = None
         self._session_clock = clock
         self._tasks: dict[str, _InputTask] = {}
         self._streams: list[Stream] = []
@@ -261,7 +261,7 @@ class DeviceSession:
         started_at = self._session_clock.now()
         self.clock_map = ClockMap(offset=started_at, scale=1.0)
         # The AI task's start returned after its clock started: (started_at, 0) is a valid first pair.
-        self._fit = ClockFit(self.clock_map, **self.fit_settings)
+        self._fit = DriftTracker(self.clock_map, **self.fit_settings)
         self._fit.add(started_at, 0.0)
         self._started = True
         for t in self._tasks.values():

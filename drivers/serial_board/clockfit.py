@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.base import ClockMap
+from drivers.clockfit import lower_envelope
 
 
 @dataclass(frozen=True, slots=True)
-class ClockFit:
+class HeartbeatFit:
     """One fit, for the session log: the map, how many points and the receipt-latency spread."""
 
     clock: ClockMap  # board seconds -> host receipt clock (the connection uses time.perf_counter)
@@ -48,20 +49,13 @@ class ClockFitter:
     def __len__(self) -> int:
         return len(self._dev)
 
-    def fit(self) -> ClockFit | None:
+    def fit(self) -> HeartbeatFit | None:
         if not self._dev:
             return None
         dev = np.fromiter(self._dev, float, len(self._dev))
         host = np.fromiter(self._host, float, len(self._host))
         span = float(dev[-1] - dev[0])
-        scale = 1.0
-        if span >= self._min_span_s:
-            x, y = dev - dev[0], host - host[0]
-            slope, icpt = np.polyfit(x, y, 1)
-            # Refit on the fastest quarter: latency is one-sided, so those points hug the true line.
-            fast = (y - slope * x - icpt) <= np.quantile(y - slope * x - icpt, 0.25)
-            scale = float(np.polyfit(x[fast], y[fast], 1)[0]) if fast.sum() >= 2 else float(slope)
-        resid = host - scale * dev
-        offset = float(resid.min())
-        lat = resid - offset
-        return ClockFit(ClockMap(offset, scale), len(dev), span, float(np.median(lat)), float(lat.max()))
+        # Refit on the fastest quarter: latency is one-sided, so those points hug the true line.
+        line = lower_envelope(dev, host, scale=None if span >= self._min_span_s else 1.0, fastest=0.25)
+        lat = host - line.map(dev)
+        return HeartbeatFit(line.clock_map, len(dev), span, float(np.median(lat)), float(lat.max()))

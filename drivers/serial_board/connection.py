@@ -31,7 +31,7 @@ from serial.tools import list_ports
 
 from drivers.base import Clock, ClockMap
 from drivers.serial_board import protocol as P
-from drivers.serial_board.clockfit import ClockFit, ClockFitter
+from drivers.serial_board.clockfit import ClockFitter, HeartbeatFit
 from drivers.serial_board.faults import Fault, FaultLog
 
 STREAMS = ("encoder", "lick", "frame", "sync", "valve")
@@ -111,7 +111,7 @@ class BoardHealth:
     counters: dict[str, int]
     faults: tuple[Fault, ...]
     clock: ClockMap
-    clock_fit: ClockFit | None
+    clock_fit: HeartbeatFit | None
     heartbeat_age_s: float | None
     lines: int  # last heartbeat's line bits (protocol.LINE_*)
     reader_alive: bool = True
@@ -210,7 +210,7 @@ class BoardConnection:
         self.counters = Counters()
         self._faults = FaultLog(clock)
         self._fitter = ClockFitter()
-        self._fit: ClockFit | None = None
+        self._fit: HeartbeatFit | None = None
         self._mono_map = ClockMap()  # board time -> host monotonic (perf_counter) seconds
         self._epoch = _Epoch()
         self._hello: P.Hello | None = None

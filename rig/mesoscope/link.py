@@ -29,6 +29,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from drivers.clockfit import LinearFit
 from rig.mesoscope.bridge import JOIN_TOPIC
 from rig.mesoscope.faults import FaultLog, LinkFault
 from rig.mesoscope.keys import ClientKeys, require_keys_for
@@ -49,7 +50,7 @@ from rig.mesoscope.messages import (
     encode,
 )
 from rig.mesoscope.stream import StreamGuard
-from rig.sync.reconcile import MSG_DTYPE, ClockFit, clock_from_pings
+from rig.sync.reconcile import MSG_DTYPE, clock_from_pings
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ class MesoscopeLink:
         self.pings.append(sample)
         return sample
 
-    def clock_fit(self) -> ClockFit:
+    def clock_fit(self) -> LinearFit:
         """Bridge clock -> rig clock from the pings so far (raises ValueError when there are none)."""
         p = self.pings
         return clock_from_pings([s.t_send for s in p], [s.t_bridge for s in p], [s.t_recv for s in p])

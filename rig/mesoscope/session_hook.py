@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from drivers.clockfit import LinearFit
 from rig.datalog.reader import BINARY_FIELDS
 from rig.datalog.writer import SessionWriter, json_default
 from rig.mesoscope.config import MesoscopeSettings
@@ -39,7 +40,7 @@ from rig.mesoscope.keys import ClientKeys
 from rig.mesoscope.link import LinkError, LoggedMessage, MesoscopeLink, frames_to_array
 from rig.mesoscope.messages import FrameMsg, MessageError, read_object
 from rig.runner.hooks import LoopHook
-from rig.sync.reconcile import ClockFit, reconcile, sync_report
+from rig.sync.reconcile import reconcile, sync_report
 
 if TYPE_CHECKING:
     from rig.engine.records import Step
@@ -325,13 +326,13 @@ class MesoscopeHook(LoopHook):
             log.warning("mesoscope: post-roll got %d of %d frames", got, want)
         return out
 
-    def _ping_fit(self, link: MesoscopeLink) -> ClockFit | None:
+    def _ping_fit(self, link: MesoscopeLink) -> LinearFit | None:
         """Mesoscope clock -> session time from the link's pings (None without pings)."""
         try:
             f = link.clock_fit()
         except ValueError:
             return None
-        return ClockFit(f.offset - self._origin, f.scale, f.n, f.rms_s, f.max_abs_s)
+        return LinearFit(f.offset - self._origin, f.scale, f.n, f.rms_s, f.max_abs_s)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from drivers.clockfit import LinearFit, least_squares
 from rig.runner.hooks import LoopHook
-from rig.sync.reconcile import ClockFit, fit_clock_offset
 
 if TYPE_CHECKING:
     from drivers.base import Clock, SyncOutput
@@ -229,7 +229,7 @@ def scanimage_aux_triggers(frame_descriptions: Iterable[str], channel: int = 0) 
 class PulseAlignment:
     """Matched pulses and the fit imaging time -> rig time (`fit.to_rig`, residuals in the fit)."""
 
-    fit: ClockFit
+    fit: LinearFit
     rig_index: np.ndarray  # indices into the sorted rig pulses ...
     imaging_index: np.ndarray  # ... and the sorted imaging pulses they were matched with
     n_rig: int
@@ -244,7 +244,7 @@ class PulseAlignment:
         return self.n_imaging - len(self.imaging_index)
 
     def to_rig(self, t_imaging: np.ndarray | float) -> np.ndarray:
-        return self.fit.to_rig(t_imaging)
+        return self.fit.map(t_imaging)
 
 
 def align_pulses(rig_times: np.ndarray | Sequence[float], imaging_times: np.ndarray | Sequence[float], *,
@@ -288,9 +288,9 @@ def align_pulses(rig_times: np.ndarray | Sequence[float], imaging_times: np.ndar
     ua, ca = np.unique(ia, return_counts=True)
     keep = np.isin(ib, ub[cb == 1]) & np.isin(ia, ua[ca == 1])
     ib, ia = ib[keep], ia[keep]
-    fit = fit_clock_offset(b[ib], a[ia], fit_scale=len(ib) >= 3)
+    fit = least_squares(b[ib], a[ia], fit_scale=len(ib) >= 3)
     # Every pulse: nearest rig pulse to its mapped time, one-to-one, within tolerance.
-    mapped = fit.to_rig(b)
+    mapped = fit.map(b)
     pos = np.clip(np.searchsorted(a, mapped), 1, len(a) - 1)
     left_closer = np.abs(a[pos - 1] - mapped) <= np.abs(a[pos] - mapped)
     nearest = np.where(left_closer, pos - 1, pos)
@@ -307,5 +307,5 @@ def align_pulses(rig_times: np.ndarray | Sequence[float], imaging_times: np.ndar
             match_a.append(int(nearest[j]))
     order = np.argsort(match_b)
     mb, ma = np.array(match_b)[order], np.array(match_a)[order]
-    fit = fit_clock_offset(b[mb], a[ma], fit_scale=len(mb) >= 3)
+    fit = least_squares(b[mb], a[ma], fit_scale=len(mb) >= 3)
     return PulseAlignment(fit, ma, mb, len(a), len(b))

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from drivers.clockfit import LinearFit, least_squares
+
 MSG_DTYPE = np.dtype(
     [
         ("frame", "i8"),  # the message's frame: ScanImage's number, 1-based within the acquisition
@@ -71,41 +73,11 @@ FLAG_FIELDS = ("missing_ttl", "missing_msg", "duplicate_msg", "duplicate_ttl", "
 
 
 @dataclass(frozen=True)
-class ClockFit:
-    """rig_time = offset + scale * mesoscope_time, fitted on n pairs with residual rms / max (s)."""
-
-    offset: float
-    scale: float
-    n: int
-    rms_s: float
-    max_abs_s: float
-
-    def to_rig(self, t_meso: np.ndarray | float) -> np.ndarray:
-        return self.offset + self.scale * np.asarray(t_meso, dtype=float)
-
-    def to_meso(self, t_rig: np.ndarray | float) -> np.ndarray:
-        return (np.asarray(t_rig, dtype=float) - self.offset) / self.scale
-
-    @property
-    def drift_ppm(self) -> float:
-        return (self.scale - 1.0) * 1e6
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "offset_s": self.offset,
-            "drift_ppm": self.drift_ppm,
-            "n": self.n,
-            "rms_ms": self.rms_s * 1e3,
-            "max_abs_ms": self.max_abs_s * 1e3,
-        }
-
-
-@dataclass(frozen=True)
 class FrameTable:
     """Reconciled frames (`rows`, FRAME_DTYPE, sorted by time) and how they were matched."""
 
     rows: np.ndarray
-    fits: dict[int, ClockFit]  # per acquisition: mesoscope clock -> rig clock, fitted on matched frames
+    fits: dict[int, LinearFit]  # per acquisition: mesoscope clock -> rig clock, fitted on matched frames
     n_ttl: int  # edges given (bounces included)
     n_msgs: int  # messages given (duplicates included)
     tolerance_s: dict[int, float]  # per acquisition: largest accepted |TTL - predicted| when matching
@@ -124,35 +96,9 @@ class FrameTable:
         return np.flatnonzero(mask)
 
 
-def fit_clock_offset(mesoscope_times: Sequence[float] | np.ndarray, rig_times: Sequence[float] | np.ndarray,
-                     *, fit_scale: bool | None = None) -> ClockFit:
-    """Least-squares line rig = offset + scale * mesoscope. Scale is fixed at 1 for fewer than 3 pairs
-    (or when fit_scale=False): a drift cannot be told from noise over too short a span."""
-    x = np.asarray(mesoscope_times, dtype=float)
-    y = np.asarray(rig_times, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"fit_clock_offset: need two 1-D arrays of equal length, not {x.shape}, {y.shape}")
-    if len(x) == 0:
-        raise ValueError("fit_clock_offset: no pairs to fit")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("fit_clock_offset: times must be finite")
-    x0 = x.mean()
-    xc = x - x0
-    sxx = float(xc @ xc)
-    if fit_scale is None:
-        fit_scale = len(x) >= 3 and sxx > 0
-    if fit_scale and sxx > 0:
-        scale = float(xc @ (y - y.mean())) / sxx
-    else:
-        scale = 1.0
-    offset = float(y.mean() - scale * x0)
-    resid = y - (offset + scale * x)
-    return ClockFit(offset, scale, len(x), float(np.sqrt(np.mean(resid**2))), float(np.max(np.abs(resid))))
-
-
 def clock_from_pings(t_send: Sequence[float] | np.ndarray, t_bridge: Sequence[float] | np.ndarray,
                      t_recv: Sequence[float] | np.ndarray, *, keep: float = 0.5,
-                     min_span_for_drift_s: float = 60.0) -> ClockFit:
+                     min_span_for_drift_s: float = 60.0) -> LinearFit:
     """Bridge clock -> rig clock from pings: the bridge stamped t_bridge between the rig's send and
     receive, so it sits at the midpoint give or take rtt/2; only the fastest `keep` fraction is used."""
     s, b, r = (np.asarray(a, dtype=float) for a in (t_send, t_bridge, t_recv))
@@ -165,7 +111,7 @@ def clock_from_pings(t_send: Sequence[float] | np.ndarray, t_bridge: Sequence[fl
     best = np.sort(np.argsort(rtt, kind="stable")[:n_keep])
     # Over less than a minute a drift of tens of ppm is below the ping noise: fit the offset only.
     long_enough = len(best) >= 3 and float(np.ptp(b[best])) >= min_span_for_drift_s
-    return fit_clock_offset(b[best], (s[best] + r[best]) / 2, fit_scale=long_enough)
+    return least_squares(b[best], (s[best] + r[best]) / 2, fit_scale=long_enough)
 
 
 def as_msg_array(frame_msgs: np.ndarray | Iterable[Any]) -> np.ndarray:
@@ -286,9 +232,9 @@ def _match(pred: np.ndarray, ttl: np.ndarray, free: np.ndarray, tol: float) -> n
     return out
 
 
-def _prior_for(prior: ClockFit | dict[int, ClockFit] | None, acq: int, meso: np.ndarray,
-               recv: np.ndarray, period: float) -> ClockFit:
-    if isinstance(prior, ClockFit):
+def _prior_for(prior: LinearFit | dict[int, LinearFit] | None, acq: int, meso: np.ndarray,
+               recv: np.ndarray, period: float) -> LinearFit:
+    if isinstance(prior, LinearFit):
         return prior
     if isinstance(prior, dict) and acq in prior:
         return prior[acq]
@@ -301,7 +247,7 @@ def _prior_for(prior: ClockFit | dict[int, ClockFit] | None, acq: int, meso: np.
     return _robust_fit(meso, recv, long_enough, period)
 
 
-def _robust_fit(x: np.ndarray, y: np.ndarray, fit_scale: bool, tol: float) -> ClockFit:
+def _robust_fit(x: np.ndarray, y: np.ndarray, fit_scale: bool, tol: float) -> LinearFit:
     """A line through (x, y) that a minority of points far off it cannot move: a median slope (of pairs
     half the span apart) and median offset pick the points within `tol` of the line, and a least-squares
     fit is made on those alone."""
@@ -317,12 +263,12 @@ def _robust_fit(x: np.ndarray, y: np.ndarray, fit_scale: bool, tol: float) -> Cl
     offset = float(np.median(y - slope * x))
     near = np.abs(y - (offset + slope * x)) <= tol
     if not near.any():
-        return fit_clock_offset(x, y, fit_scale=fit_scale)
-    return fit_clock_offset(x[near], y[near], fit_scale=fit_scale and int(near.sum()) >= 3)
+        return least_squares(x, y, fit_scale=fit_scale)
+    return least_squares(x[near], y[near], fit_scale=fit_scale and int(near.sum()) >= 3)
 
 
 def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | Iterable[Any], *,
-              prior: ClockFit | dict[int, ClockFit] | None = None, tolerance: float = 0.25) -> FrameTable:
+              prior: LinearFit | dict[int, LinearFit] | None = None, tolerance: float = 0.25) -> FrameTable:
     """Reconcile TTL edge times (rig clock) with frame messages into a FrameTable.
 
     `prior` maps mesoscope time to rig time (from pings, `clock_from_pings`); without it the messages'
@@ -357,7 +303,7 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
     free = np.ones(len(ttl), bool)
     ttl_owner = np.full(len(ttl), -1, np.int64)  # acquisition that claimed the edge
     rows: list[tuple[Any, ...]] = []
-    fits: dict[int, ClockFit] = {}
+    fits: dict[int, LinearFit] = {}
     tols: dict[int, float] = {}
     unfilled: dict[int, int] = {}
     acq_ids = sorted({int(a) for a in uniq["acquisition"]},
@@ -368,19 +314,19 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
         m, cnt = uniq[sel], counts[sel]
         period = _nominal_period(m["frame"], m["mesoscope_time"], ttl)
         fit = _prior_for(prior, acq, m["mesoscope_time"], m["rig_receive_time"], period)
-        match = _match(fit.to_rig(m["mesoscope_time"]), ttl, free, 0.5 * period)
+        match = _match(fit.map(m["mesoscope_time"]), ttl, free, 0.5 * period)
         for _ in range(3):  # refit on matched pairs, then rematch tighter
             got = match >= 0
             if got.sum() >= 1:
-                fit = fit_clock_offset(m["mesoscope_time"][got], ttl[match[got]], fit_scale=got.sum() >= 3)
-            match = _match(fit.to_rig(m["mesoscope_time"]), ttl, free, tolerance * period)
+                fit = least_squares(m["mesoscope_time"][got], ttl[match[got]], fit_scale=got.sum() >= 3)
+            match = _match(fit.map(m["mesoscope_time"]), ttl, free, tolerance * period)
         free[match[match >= 0]] = False
         ttl_owner[match[match >= 0]] = acq
         fits[acq], tols[acq] = fit, tolerance * period
         per_acq[acq] = (m, cnt, match, period)
 
     # Edges no message claimed: give each to the acquisition whose matched span is nearest in time.
-    spans = {a: fits[a].to_rig(per_acq[a][0]["mesoscope_time"][[0, -1]]) for a in acq_ids}
+    spans = {a: fits[a].map(per_acq[a][0]["mesoscope_time"][[0, -1]]) for a in acq_ids}
     orphan_by_acq: dict[int, list[int]] = {a: [] for a in acq_ids}
     for i in np.flatnonzero(free):
         if not acq_ids:
@@ -394,7 +340,7 @@ def reconcile(ttl_times: np.ndarray | Sequence[float], frame_msgs: np.ndarray | 
         for j in range(len(m)):
             e = int(match[j])  # the matched edge, -1 for none
             t_ttl = float(ttl[e]) if e >= 0 else np.nan
-            t = t_ttl if e >= 0 else float(fit.to_rig(m["mesoscope_time"][j]))
+            t = t_ttl if e >= 0 else float(fit.map(m["mesoscope_time"][j]))
             rows.append((t, t_ttl, acq, int(m["frame"][j]), int(m["plane"][j]), float(m["mesoscope_time"][j]),
                          float(m["rig_receive_time"][j]), int(cnt[j]), e < 0, False, cnt[j] > 1,
                          bool(bounced[e]) if e >= 0 else False, False, ai > 0 and j == 0))
@@ -434,7 +380,7 @@ def _nearest_free(est: int, lo: int, hi: int, taken: set[int]) -> int:
     return -1
 
 
-def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: ClockFit, period: float, ttl: np.ndarray,
+def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: LinearFit, period: float, ttl: np.ndarray,
                      bounced: np.ndarray, orphans: list[int], max_fill: int
                      ) -> tuple[list[tuple[Any, ...]], int]:
     """Rows for edges without a message, numbered from the frames around them, and for frame numbers
@@ -446,7 +392,7 @@ def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: ClockFit, period: fl
     rows: list[tuple[Any, ...]] = []
     taken: set[int] = set()
     for i in orphans:
-        tm = float(fit.to_meso(ttl[i]))
+        tm = float(fit.unmap(ttl[i]))
         k = int(np.searchsorted(meso, tm))  # meso increases with frame number within an acquisition
         lo = k - 1 if k > 0 else None
         hi = k if k < len(m) else None
@@ -474,7 +420,7 @@ def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: ClockFit, period: fl
     for f in np.setdiff1d(np.arange(1, last + 1, dtype=np.int64), seen, assume_unique=True).tolist():
         k = int(np.searchsorted(frames, f))
         ref = k - 1 if k > 0 else k
-        t_est = float(fit.to_rig(meso[ref] + (f - frames[ref]) * period))
+        t_est = float(fit.map(meso[ref] + (f - frames[ref]) * period))
         rows.append((t_est, np.nan, acq, f, -1, np.nan, np.nan, 0, True, True, False, False, False,
                      ai > 0 and f == 1))
     return rows, 0
@@ -490,7 +436,7 @@ def _flag_gaps(table: np.ndarray) -> None:
         table["gap"][idx[1:][dt > GAP_FACTOR * med]] = True
 
 
-def sync_report(table: FrameTable, ping_fit: ClockFit | None = None) -> dict[str, Any]:
+def sync_report(table: FrameTable, ping_fit: LinearFit | None = None) -> dict[str, Any]:
     """Counts on both paths, rate, jitter, clock fits and flagged frames, as a JSON-ready dict.
 
     `frames` and `frames_dropped` count every acquisition separately, bridge restarts included; frame

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from rig.sync.reconcile import (
     FRAME_DTYPE,
-    ClockFit,
+    LinearFit,
     as_msg_array,
     clock_from_pings,
-    fit_clock_offset,
+    least_squares,
     reconcile,
     sync_report,
 )
@@ -127,7 +127,7 @@ def test_without_messages_edges_are_kept_without_identity() -> None:
 
 
 def test_without_edges_frames_take_their_time_from_the_clock_prior() -> None:
-    prior = ClockFit(offset=100.0, scale=1.0, n=5, rms_s=0.0, max_abs_s=0.0)
+    prior = LinearFit(offset=100.0, scale=1.0, n=5, rms_s=0.0, max_abs_s=0.0)
     msgs = [(k, 0, 0.1 * k, 100.1 * k + 5) for k in range(1, 6)]
     rows = reconcile(np.zeros(0), msgs, prior=prior).rows
     assert rows["missing_ttl"].all()
@@ -141,7 +141,7 @@ def test_ping_prior_aligns_frames_even_when_messages_arrive_a_frame_late() -> No
     t, meso, _ = _session(120, period, 4, drift_ppm=0.0, offset=50.0)
     recv = t + 1.3 * period
     msgs = [(k + 1, 0, meso[k], recv[k]) for k in range(1, 120)]  # frame 1's message lost
-    prior = ClockFit(offset=50.0, scale=1.0, n=10, rms_s=0.0002, max_abs_s=0.0004)
+    prior = LinearFit(offset=50.0, scale=1.0, n=10, rms_s=0.0002, max_abs_s=0.0004)
     rows = reconcile(t, msgs, prior=prior).rows
     assert rows["scanimage_frame"].tolist() == list(range(1, 121))
     np.testing.assert_array_equal(rows["ttl_time"], t)
@@ -150,14 +150,14 @@ def test_ping_prior_aligns_frames_even_when_messages_arrive_a_frame_late() -> No
 
 def test_fit_clock_offset_recovers_offset_and_drift() -> None:
     x = np.linspace(0, 3600, 500)
-    fit = fit_clock_offset(x, 12.5 + (1 + 40e-6) * x)
+    fit = least_squares(x, 12.5 + (1 + 40e-6) * x)
     assert fit.offset == pytest.approx(12.5, abs=1e-9)
     assert fit.drift_ppm == pytest.approx(40.0, abs=1e-6)
     assert fit.max_abs_s < 1e-9
-    one = fit_clock_offset([3.0], [5.0])
+    one = least_squares([3.0], [5.0])
     assert (one.offset, one.scale) == (2.0, 1.0)
     with pytest.raises(ValueError, match="no pairs"):
-        fit_clock_offset([], [])
+        least_squares([], [])
 
 
 def test_clock_from_pings_uses_the_fastest_round_trips() -> None:
@@ -197,7 +197,7 @@ def test_a_frame_number_far_ahead_with_a_consistent_time_is_counted_not_filled_r
     t, meso, recv = _session(30, period, 7)
     far = meso[29] + 10**9 * period
     msgs = [(k + 1, 0, meso[k], recv[k]) for k in range(30)]
-    msgs.append((10**9, 0, far, float(fit_clock_offset(meso, recv).to_rig(far))))
+    msgs.append((10**9, 0, far, float(least_squares(meso, recv).map(far))))
     table = reconcile(t, msgs)
     assert len(table.rows) == 31 and table.unfilled == {1: 10**9 - 31}
     rep = sync_report(table)

@@ -16,7 +16,7 @@ import pytest
 
 from drivers.base import ClockMap, SyncOutput
 from drivers.nidaq import NidaqBall, NidaqCue, NidaqFrameClock, NidaqLick, NidaqSync, NidaqValve
-from drivers.nidaq.clockfit import ClockFit
+from drivers.nidaq.clockfit import DriftTracker
 from drivers.nidaq.errors import NidaqConfigError, NidaqError, NidaqUnavailable
 from drivers.nidaq.fake import FakeNidaqmx, ManualClock, Samples, TaskState
 from drivers.nidaq.fake.namespaces import AcquisitionType, AngleUnits, Edge, EncoderType, Level, TerminalConfiguration
@@ -691,7 +691,7 @@ def test_clock_map_follows_a_50_ppm_drift_through_the_reads(clock, ctx) -> None:
 
 
 def test_clock_fit_is_offset_only_until_the_pairs_span_min_span_then_a_line_under_them() -> None:
-    fit = ClockFit(ClockMap(offset=10.0), refit_s=0.0, min_span_s=5.0)
+    fit = DriftTracker(ClockMap(offset=10.0), refit_s=0.0, min_span_s=5.0)
     assert fit.add(10.002, 0.0)
     assert fit.map == ClockMap(offset=10.002, scale=1.0)
     assert fit.add(12.001, 2.0)  # a read closer to its sample lowers the offset; the span is too short
@@ -707,7 +707,7 @@ def test_clock_fit_is_offset_only_until_the_pairs_span_min_span_then_a_line_unde
 
 
 def test_clock_fit_refits_at_most_once_per_refit_interval() -> None:
-    fit = ClockFit(ClockMap(offset=0.0), refit_s=1.0)
+    fit = DriftTracker(ClockMap(offset=0.0), refit_s=1.0)
     assert fit.add(0.005, 0.0)
     assert not fit.add(0.5, 0.499)  # better pair, but only 0.5 s since the last fit
     assert fit.map.offset == pytest.approx(0.005)
@@ -716,7 +716,7 @@ def test_clock_fit_refits_at_most_once_per_refit_interval() -> None:
 
 
 def test_clock_fit_forgets_pairs_older_than_the_window() -> None:
-    fit = ClockFit(ClockMap(offset=0.0), window_s=10.0, refit_s=0.0, min_span_s=1e9)  # offset only
+    fit = DriftTracker(ClockMap(offset=0.0), window_s=10.0, refit_s=0.0, min_span_s=1e9)  # offset only
     fit.add(0.001, 0.0)
     fit.add(5.003, 5.0)
     assert fit.map.offset == pytest.approx(0.001)
@@ -725,7 +725,7 @@ def test_clock_fit_forgets_pairs_older_than_the_window() -> None:
 
 
 def test_clock_fit_rejects_an_impossible_rate_and_keeps_the_scale() -> None:
-    fit = ClockFit(ClockMap(offset=0.0), refit_s=0.0, min_span_s=1.0)
+    fit = DriftTracker(ClockMap(offset=0.0), refit_s=0.0, min_span_s=1.0)
     for d in range(5):
         fit.add(1.01 * d, float(d))  # 1 % rate error: not a crystal
     assert fit.map.scale == 1.0
