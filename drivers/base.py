@@ -7,7 +7,7 @@ own clock (seconds); `Device.clock` maps it onto the session timeline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, overload, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,12 @@ class ClockMap:
 
     offset: float = 0.0
     scale: float = 1.0
+
+    @overload
+    def to_session(self, t_device: float) -> float: ...
+
+    @overload
+    def to_session(self, t_device: np.ndarray) -> np.ndarray: ...
 
     def to_session(self, t_device: float | np.ndarray) -> float | np.ndarray:
         return self.offset + self.scale * t_device

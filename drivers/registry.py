@@ -87,7 +87,7 @@ def register(role: str, type_name: str) -> Callable[[type], type]:
 
 
 def _marked(module: ModuleType) -> list[tuple[str, str, type]]:
-    found = []
+    found: list[tuple[str, str, type]] = []
     for obj in vars(module).values():
         if isinstance(obj, type) and obj.__module__ == module.__name__:
             found.extend((role, name, obj) for role, name in obj.__dict__.get(_TYPES_ATTR, ()))

@@ -38,7 +38,7 @@ class CommandClient:
     `poll_replies` collects what has come back; `request` waits (up to timeout_s) for one reply."""
 
     def __init__(self, endpoint: str, credential: ClientCredential, label: str = "") -> None:
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
@@ -61,7 +61,7 @@ class CommandClient:
         return rid
 
     def poll_replies(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             try:
                 frames = self._sock.recv_multipart(zmq.NOBLOCK)
@@ -100,7 +100,7 @@ class TelemetrySubscriber:
     Messages that are not [topic, JSON object] within the limits are dropped and counted in `dropped`."""
 
     def __init__(self, endpoint: str, credential: ClientCredential) -> None:
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, 10000)

@@ -322,7 +322,7 @@ class ControlServer(LoopHook):
         link = getattr(hook, "link", None)
         counters = getattr(link, "counters", None)
         last_t = getattr(frames[-1], "t_receive", None) if frames else None
-        gaps = getattr(hook, "gaps", ()) or ()
+        gaps = list(getattr(hook, "gaps", ()) or ())
         return {
             "connected": link is not None,
             "alive": bool(getattr(link, "alive", False)) if link is not None else False,

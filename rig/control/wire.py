@@ -142,7 +142,7 @@ Request = Annotated[
     Hello | TakeControl | ManualReward | Pause | Resume | Stop | ValveOpen | ValveClose | Note,
     Field(discriminator="action"),
 ]
-_REQUEST = TypeAdapter(Request)
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
 ACTIONS = ("hello", "take_control", "manual_reward", "pause", "resume", "stop", "valve_open", "valve_close", "note")
 # Requests that change the session: only the controlling client may send them (closing the valve is always
 # allowed: it is always safe).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TypeVar
 
 import numpy as np
@@ -40,7 +40,7 @@ def time_origin(session: Session) -> tuple[datetime, str]:
     clock.json (written when the loop starts) is exact; without it the header's start_time, written
     just before the loop starts, is used.
     """
-    tz = UTC
+    tz: tzinfo = UTC
     start = session.header.start_time
     parsed: datetime | None = None
     if isinstance(start, str):

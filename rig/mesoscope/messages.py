@@ -269,14 +269,14 @@ def _validate(data: bytes, adapter: TypeAdapter[Any], what: str) -> Any:
 
 def decode_command(data: bytes) -> StartCmd | StopCmd | StatusCmd | PingCmd:
     """The bridge's decoder for the rig's commands."""
-    return _validate(data, _COMMAND, "command")  # type: ignore[no-any-return]
+    return _validate(data, _COMMAND, "command")
 
 
 def decode_ack(data: bytes) -> Ack:
     """The rig's decoder for the bridge's acks."""
-    return _validate(data, _ACK, "ack")  # type: ignore[no-any-return]
+    return _validate(data, _ACK, "ack")
 
 
 def decode_stream(data: bytes) -> AcqStartMsg | FrameMsg | AcqStopMsg | HeartbeatMsg:
     """The rig's decoder for frame-stream messages (stateless part; see rig.mesoscope.stream)."""
-    return _validate(data, _STREAM, "stream message")  # type: ignore[no-any-return]
+    return _validate(data, _STREAM, "stream message")

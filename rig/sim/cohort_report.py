@@ -55,7 +55,7 @@ def summary(result: CohortResult) -> dict[str, list[dict]]:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
@@ -71,7 +71,7 @@ def write_numbers(result: CohortResult) -> tuple[Path, Path]:
     out = result.out
     fields = [k for k in CohortRow.__dataclass_fields__ if k != "first_lick_hist"]
 
-    def write_csv(f) -> None:  # type: ignore[no-untyped-def]
+    def write_csv(f) -> None:
         w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         w.writeheader()
         for r in result.rows:

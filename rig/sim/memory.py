@@ -117,7 +117,7 @@ class MemoryStore:
     def save(self, knowledge: Knowledge, *, session: str, protocol: str, kind: str) -> None:
         """Write the knowledge after a session (atomically), with one more line of history."""
         entry = HistoryEntry(
-            session=session, protocol=protocol, kind=kind,  # type: ignore[arg-type]
+            session=session, protocol=protocol, kind=kind,
             expectation={n: k.expectation for n, k in knowledge.corridors.items()},
             familiarity={n: k.familiarity for n, k in knowledge.corridors.items()},
         )

@@ -375,7 +375,7 @@ class ArmStartTrigger(Strict):
 
     @property
     def trig_type(self) -> TriggerType:
-        return self._state.arm["trig_type"]  # type: ignore[no-any-return]
+        return self._state.arm["trig_type"]
 
     @trig_type.setter
     def trig_type(self, value: TriggerType) -> None:
@@ -393,7 +393,7 @@ class ArmStartTrigger(Strict):
 
     @property
     def dig_edge_edge(self) -> Edge:
-        return self._state.arm["dig_edge_edge"]  # type: ignore[no-any-return]
+        return self._state.arm["dig_edge_edge"]
 
     @dig_edge_edge.setter
     def dig_edge_edge(self, value: Edge) -> None:

@@ -137,7 +137,7 @@ def _run_replay(args: argparse.Namespace, path: Path) -> int:
         animal=args.animal, display_config=display_config, display_source=str(args.display_config or ""),
     )
     with ExitStack() as stack:
-        hooks = ()
+        hooks: tuple[ControlServer, ...] = ()
         if args.telemetry or args.commands:
             from rig.control.credentials import SessionKeys
             from rig.control.server import LOOPBACK, ControlError, ControlServer
