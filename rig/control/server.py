@@ -425,7 +425,7 @@ class ControlServer(LoopHook):
             volume = req.volume_ul if req.volume_ul is not None else self._default_reward_ul
             if not 0 < volume <= MAX_MANUAL_REWARD_UL:
                 raise ValueError(f"volume_ul must be > 0 and <= {MAX_MANUAL_REWARD_UL:g}, got {volume:g}")
-            refusal = runner.valve_guard.manual_refusal(self._t)
+            refusal = runner.valve_guard.manual_refusal(runner.clock.now())
             if refusal:
                 raise ValueError(refusal)
             runner.operator.put(Operator("manual_reward", volume))
@@ -449,5 +449,5 @@ class ControlServer(LoopHook):
                 raise ValueError(d.reason)
             return {"close_after_s": d.sent_ms / 1000.0}
         # valve_close: always honoured, whoever asks (closing is always safe)
-        runner.close_flush(self._i, self._t, "operator")
+        runner.close_flush(self._i, "operator")
         return {}

@@ -186,7 +186,7 @@ class Runner:
                     missed += skipped
                     next_t += skipped * self.period
 
-        self.close_flush(i, self._t, "session end")
+        self.close_flush(i, "session end")
         self._log_new_faults(i)
         end = next((e for e in reversed(step.events) if e.kind == EventKind.SESSION_END), None)
         reason = end.data.get("reason", "") if end is not None else self._stop_reason
@@ -240,7 +240,7 @@ class Runner:
             if op.action == "note":
                 self.writer.operator(i, t, "note", text=op.text)
                 continue
-            refusal = self.valve_guard.manual_refusal(t) if op.action == "manual_reward" else ""
+            refusal = self.valve_guard.manual_refusal(self.clock.now()) if op.action == "manual_reward" else ""
             if refusal:
                 self.writer.operator(i, t, "manual_reward_refused", volume_ul=op.volume_ul, reason=refusal)
                 self._fault(i, t, "valve", "refused", f"operator reward of {op.volume_ul:g} µl refused: {refusal}")
@@ -257,7 +257,7 @@ class Runner:
         self.writer.commands(i, step.commands)
         for cmd in step.commands:
             if cmd.kind == "valve":
-                d = self.valve_guard.pulse(t, cmd.duration_ms, cmd.source, cmd.volume_ul)
+                d = self.valve_guard.pulse(self.clock.now(), cmd.duration_ms, cmd.source, cmd.volume_ul)
                 self.writer.valve(i, "open", d.record())
                 if d.outcome != "delivered":
                     self._fault(i, t, "valve", d.outcome, f"{cmd.source} reward of {cmd.volume_ul:g} µl "
@@ -269,7 +269,7 @@ class Runner:
 
     def open_flush(self, close_after_s: float, source: str) -> Delivery:
         """Open the valve to flush the line, closed after close_after_s at most (never past max_open_ms)."""
-        i, t = self.iteration, self._t
+        i, t = self.iteration, self.clock.now()
         d = self.valve_guard.open(t, close_after_s)
         self.writer.valve(i, "open", d.record())
         self.writer.operator(i, t, "valve_open", close_after_s=close_after_s, source=source, outcome=d.outcome,
@@ -278,9 +278,10 @@ class Runner:
             self._fault(i, t, "valve", d.outcome, f"flush of {close_after_s:g} s {d.outcome}: {d.reason}")
         return d
 
-    def close_flush(self, i: int, t: float, reason: str) -> None:
+    def close_flush(self, i: int, reason: str) -> None:
         """Close the valve now; always allowed (closing is always safe). At the session's end it is closed
         (by the devices' close too) but logged only when something was open."""
+        t = self.clock.now()
         was_open = self.valve_guard.open_at(t)
         unused = self.valve_guard.close(t)
         if was_open or reason != "session end":
@@ -308,7 +309,7 @@ class Runner:
 
     def _housekeeping(self, i: int, t: float, wall: float) -> None:
         """A flush closed at its limit; driver faults and clock maps twice a second; the log flushed."""
-        if self.valve_guard.tick(t):
+        if self.valve_guard.tick(self.clock.now()):
             self.writer.valve(i, "close", {"t": t, "reason": "limit", "unused_ul": 0.0})
             self.writer.operator(i, t, "valve_close", reason="timeout")
         self._log_clock_maps(i, t)

@@ -9,6 +9,9 @@ session timeline, for any sequence of requests from any source:
 - once the session has delivered `max_session_water_ul`, nothing opens (a pulse that would pass the cap is
   cut to what is left).
 
+Times are the session clock's at the moment of each call (the runner passes clock.now(), not the
+iteration's start), so the limits hold for the valve itself, not only for the loop's bookkeeping.
+
 Each decision is a `Delivery`: what was asked, what was really sent, the water that opening gives through
 the calibration, and why anything was cut or refused. The runner logs every one (valve.jsonl), so the
 water the record shows is the water the mouse got.
