@@ -6,10 +6,26 @@ A crashed runner never leaves a stale lock behind: the operating system drops th
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows rigs
+try:  # POSIX
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+if fcntl is not None:
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+else:
     import msvcrt
 
     def _try_lock(fd: int) -> bool:
@@ -23,19 +39,6 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows rigs
     def _unlock(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class FileLock:
