@@ -39,12 +39,12 @@ from rig.datalog.decode import (
     read_document,
 )
 from rig.datalog.header import FORMAT, FORMAT_VERSION, SessionHeader
-from rig.datalog.schema import CLOCK_SCHEMA, FOOTER_SCHEMA, LINE_SCHEMAS
+from rig.datalog.schema import CLOCK_SCHEMA, FOOTER_SCHEMA, HEADER_SHAPES, LINE_SCHEMAS
 
 __all__ = [
-    "BINARY_FIELDS", "CLOCK", "DTYPES", "FLAG_BITS", "FOOTER", "HEADER", "JSONL_FILES", "WALL_CLOCK_FILES",
-    "Session", "SessionError", "frame_flag", "input_rate_hz", "parse_header", "plausible_records", "read_binary",
-    "read_header", "read_jsonl",
+    "BINARY_FIELDS", "CLOCK", "DEFAULT_INPUT_RATE_HZ", "DTYPES", "FLAG_BITS", "FOOTER", "HEADER", "JSONL_FILES",
+    "WALL_CLOCK_FILES", "Session", "SessionError", "frame_flag", "input_rate_hz", "parse_header", "plausible_records",
+    "read_binary", "read_document", "read_footer", "read_header", "read_jsonl", "read_table",
 ]
 
 HEADER = "header.json"
@@ -180,6 +180,10 @@ def read_header(folder: Path) -> SessionHeader:
     if not isinstance(data.get("files"), dict):
         raise SessionError(f"{header_path}: header has no files table")
     header = parse_header(data, header_path)
+    try:
+        HEADER_SHAPES.validate_python({"protocol": header.protocol, "config": header.config})
+    except ValidationError as e:
+        raise SessionError(f"{header_path}: {explain(e)}") from None
     for name, fields in BINARY_FIELDS.items():
         spec = header.files.get(name)
         if spec is None or spec.dtype is None:
@@ -231,6 +235,17 @@ def read_binary(path: Path, dtype: np.dtype, max_records: int | None = None) -> 
         return _read_records(f, Path(path), dtype, max_records)
 
 
+_MISSING = "{}: missing, although header.json lists it (the writer creates every data file before the header)"
+
+
+def _open_listed(path: Path) -> BinaryIO:
+    """A data file the header lists: it must be there (a session folder is never written without it)."""
+    f = open_regular(path)
+    if f is None:
+        raise SessionError(_MISSING.format(path))
+    return f
+
+
 def _last_time(f: BinaryIO, path: Path, dtype: np.dtype) -> float:
     """frames.bin's last whole record's time, read alone (it bounds every stream before they are read)."""
     n = file_size(f) // dtype.itemsize
@@ -274,6 +289,44 @@ def _check_corridors(frames: np.ndarray, header: SessionHeader, path: Path) -> N
         k = int(bad[0])
         raise SessionError(f"{path}: record {k} (iteration {int(frames['i'][k])}): corridor {int(values[k])} is "
                            f"not an index into the protocol's {len(corridors)} corridors")
+
+
+def read_table(path: Path, max_rows: int, required: tuple[str, ...] = ()) -> np.ndarray | None:
+    """A one-dimensional structured .npy table attached to a session (frame_table.npy, ...), read within
+    bounds and never unpickled: None when absent; SessionError when it is not a plain file, not such a
+    table, holds Python objects, claims more than `max_rows` rows or more bytes than it has, or lacks a
+    `required` field."""
+    f = open_regular(Path(path))
+    if f is None:
+        return None
+    with f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+        except (ValueError, OSError, SyntaxError) as e:
+            raise SessionError(f"{path}: not a readable .npy table ({e})") from None
+        if dtype.hasobject:
+            raise SessionError(f"{path}: holds Python objects (a pickle), which are never loaded")
+        if dtype.names is None or dtype.itemsize == 0 or len(shape) != 1:
+            raise SessionError(f"{path}: not a one-dimensional table of records (dtype {dtype}, shape {shape})")
+        rows = int(shape[0])
+        if rows > max_rows:
+            raise SessionError(f"{path}: claims {rows:,} rows, more than this session can have (at most "
+                               f"{max_rows:,}): damaged")
+        if file_size(f) - f.tell() < rows * dtype.itemsize:
+            raise SessionError(f"{path}: claims {rows:,} rows but holds fewer: truncated")
+        missing = [n for n in required if n not in dtype.names]
+        if missing:
+            raise SessionError(f"{path}: the table lacks fields {missing}")
+        try:
+            return np.fromfile(f, dtype=dtype, count=rows)
+        except OSError as e:
+            raise SessionError(f"{path}: cannot be read: {e.strerror or e}") from None
 
 
 # ---- JSON lines ----------------------------------------------------------------------------------------
@@ -373,6 +426,13 @@ def _tolerant_document(path: Path, schema: TypeAdapter[Any]) -> tuple[dict[str, 
     return value, None
 
 
+def read_footer(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """footer.json of a session folder as Session.open reads it: (footer, None); (None, None) when there is
+    none (killed, or still running); (None, what is wrong) when it is damaged. SessionError when it is not
+    a plain readable file."""
+    return _tolerant_document(Path(folder) / FOOTER, FOOTER_SCHEMA)
+
+
 # ---- the session ---------------------------------------------------------------------------------------
 
 
@@ -420,16 +480,11 @@ class Session:
         warnings: list[str] = []
 
         frames_path = path / "frames.bin"
-        f = open_regular(frames_path)
-        extent = 0.0
-        if f is None:
-            warnings.append("frames.bin is missing")
-            frames, cut = np.zeros(0, DTYPES["frames.bin"]), False
-        else:
-            with f:
-                extent = _last_time(f, frames_path, DTYPES["frames.bin"])
-                frames, cut = _read_records(f, frames_path, DTYPES["frames.bin"],
-                                            plausible_records(extent, header.frame_rate_hz))
+        f = _open_listed(frames_path)
+        with f:
+            extent = _last_time(f, frames_path, DTYPES["frames.bin"])
+            frames, cut = _read_records(f, frames_path, DTYPES["frames.bin"],
+                                        plausible_records(extent, header.frame_rate_hz))
         arrays: dict[str, np.ndarray] = {"frames.bin": frames}
         if cut:
             trimmed.append("frames.bin")
@@ -438,12 +493,7 @@ class Session:
                 continue
             role = _INPUT_ROLES.get(name)
             rate = header.frame_rate_hz if role is None else input_rate_hz(header.config, role)
-            f = open_regular(path / name)
-            if f is None:
-                warnings.append(f"{name} is missing")
-                arrays[name] = np.zeros(0, DTYPES[name])
-                continue
-            with f:
+            with _open_listed(path / name) as f:
                 arrays[name], cut = _read_records(f, path / name, DTYPES[name], plausible_records(extent, rate))
             if cut:
                 trimmed.append(name)
@@ -455,12 +505,12 @@ class Session:
         lines: dict[str, list[dict[str, Any]]] = {}
         for name in JSONL_FILES:
             if name in header.files and not os.path.lexists(path / name):
-                warnings.append(f"{name} is missing")
+                raise SessionError(_MISSING.format(path / name))
             lines[name], cut = read_jsonl(path / name, jsonl_limit)
             if cut:
                 trimmed.append(name)
 
-        footer, footer_error = _tolerant_document(path / FOOTER, FOOTER_SCHEMA)
+        footer, footer_error = read_footer(path)
         if footer_error is not None:
             # The footer is written atomically, so this is damage after the fact; the data still reads.
             trimmed.append(FOOTER)

@@ -162,6 +162,60 @@ class ClockRecord(TypedDict):
     scale: Finite
 
 
+# ---- header.json: the parts of the protocol and config that readers look into -----------------------
+# SessionHeader keeps `protocol` and `config` as the dicts they were dumped from (an old session's protocol
+# need not validate against today's Protocol model); these shapes check, when present, the keys a reader
+# indexes or computes with, so no reader meets a corridor that is not an object or a rate that is a string.
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class CorridorShape(TypedDict, total=False):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    name: Required[str]
+    texture_length_cm: Positive
+    grey_length_cm: NonNegative
+    rewarded: bool
+    probe: bool
+
+
+class StageShape(TypedDict, total=False):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    name: Required[str]
+
+
+class ProtocolShape(TypedDict, total=False):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    name: str
+    kind: str
+    corridors: Annotated[list[CorridorShape], Field(min_length=1)]
+    stages: list[StageShape]
+
+
+class DriverShape(TypedDict, total=False):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    type: str
+    counts_per_cm: Positive
+    sample_rate_hz: Positive
+    rate_hz: Positive
+    max_open_ms: Positive
+
+
+class ConfigShape(TypedDict, total=False):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    name: str
+    frame_rate_hz: Positive
+    min_free_disk_mb: NonNegative
+    drivers: dict[str, DriverShape]
+    valve_calibration: dict[str, Any]
+
+
+class HeaderShapes(TypedDict):
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    protocol: ProtocolShape
+    config: ConfigShape
+
+
 # ---- footer.json, clock.json -----------------------------------------------------------------------
 
 
@@ -183,6 +237,17 @@ class ClockOrigin(TypedDict):
     unix_s: Finite
 
 
+class SyncReport(TypedDict, total=False):
+    """sync_report.json (rig.mesoscope.session_hook): the keys `rig info` reports, checked when present."""
+
+    __pydantic_config__ = _OPEN  # type: ignore[misc]
+    frames: Annotated[int, Field(ge=0, lt=2**63)]
+    frames_dropped: Annotated[int, Field(ge=0, lt=2**63)]
+    counts_agree: bool | None
+    flag_counts: dict[str, Any]
+    imaging_gaps: list[Any]
+
+
 LINE_SCHEMAS: dict[str, TypeAdapter[Any]] = {
     "events.jsonl": TypeAdapter(EventRecord),
     "commands.jsonl": TypeAdapter(CommandRecord),
@@ -192,4 +257,6 @@ LINE_SCHEMAS: dict[str, TypeAdapter[Any]] = {
     "clocks.jsonl": TypeAdapter(ClockRecord),
 }
 FOOTER_SCHEMA: TypeAdapter[Any] = TypeAdapter(Footer)
+HEADER_SHAPES: TypeAdapter[Any] = TypeAdapter(HeaderShapes)
+SYNC_REPORT_SCHEMA: TypeAdapter[Any] = TypeAdapter(SyncReport)
 CLOCK_SCHEMA: TypeAdapter[Any] = TypeAdapter(ClockOrigin)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rig.datalog.reader import Session, SessionError
+from rig.datalog.reader import DEFAULT_INPUT_RATE_HZ, Session, SessionError, read_table
 from rig.engine.records import EventKind
 from rig.loading import LoadError, protocol_from_dict
 from rig.protocol import Protocol
@@ -166,15 +166,9 @@ def _median_period(t: np.ndarray) -> float:
 def _frame_rows(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Frame times, frame numbers and mesoscope-derived flags, from the mesoscope table when present."""
     table_path = session.path / MESOSCOPE_TABLE
-    if table_path.exists():
-        try:
-            rows = np.load(table_path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise SessionError(f"{table_path}: not a readable frame table ({e})") from None
-        need = ("time", "frame", *_MESO_FLAGS)
-        missing = [n for n in need if rows.dtype.names is None or n not in rows.dtype.names]
-        if missing:
-            raise SessionError(f"{table_path}: frame table lacks fields {missing}")
+    # Bounded, never unpickled, never blocking (a session folder is input like any other).
+    rows = read_table(table_path, session.plausible_records(DEFAULT_INPUT_RATE_HZ), ("time", "frame", *_MESO_FLAGS))
+    if rows is not None:
         rows = rows[np.argsort(rows["time"], kind="stable")]
         flags = np.zeros(len(rows), np.uint16)
         for name in _MESO_FLAGS:
