@@ -88,8 +88,9 @@ def session_info(session: Session) -> dict[str, Any]:
             imaging_gaps=sync.get("imaging_gaps"),
         )
     if len(session.timing):
-        work_ms = session.timing["work_s"] * 1e3
-        latency_ms = session.timing["latency_s"] * 1e3
+        with np.errstate(over="ignore"):  # a damaged huge value becomes inf, not a warning
+            work_ms = session.timing["work_s"] * 1e3
+            latency_ms = session.timing["latency_s"] * 1e3
         latency_ms = latency_ms[np.isfinite(latency_ms)]
         t_wall = session.timing["t_wall"]
         rate = h.frame_rate_hz

@@ -278,6 +278,19 @@ def _check_finite(arr: np.ndarray, name: str, path: Path) -> None:
                                "not a finite number")
 
 
+def _check_order(arr: np.ndarray, path: Path) -> None:
+    """Records are written in iteration order: `i` never decreases, and is never negative."""
+    i = arr["i"]
+    if not len(i):
+        return
+    back = np.flatnonzero(i[1:] < i[:-1])
+    if len(back) or i[0] < 0:
+        k = int(back[0]) + 1 if len(back) else 0
+        after = f" after {int(i[k - 1])}" if k else ""
+        raise SessionError(f"{path}: record {k}: iteration {int(i[k])}{after}: records are written in iteration "
+                           "order")
+
+
 def _check_corridors(frames: np.ndarray, header: SessionHeader, path: Path) -> None:
     """frames.bin's corridor is an index into the header's protocol corridors (readers index with it)."""
     corridors = header.protocol.get("corridors")
@@ -499,6 +512,7 @@ class Session:
                 trimmed.append(name)
         for name, arr in arrays.items():
             _check_finite(arr, name, path / name)
+            _check_order(arr, path / name)
         _check_corridors(frames, header, frames_path)
 
         jsonl_limit = min(MAX_JSONL_BYTES, JSONL_MARGIN_BYTES + int(JSONL_BYTES_PER_S * (extent + MARGIN_S)))

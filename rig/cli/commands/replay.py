@@ -175,7 +175,8 @@ def _replay_with(
         with signals.installed():
             result = replay_session(path, options, hooks=all_hooks)
     except (ReplayError, SessionError, ValueError) as e:
-        print(f"rig replay: {e}", file=sys.stderr)
+        where = "" if str(path) in str(e) else f"{path}: "  # name the session when the message does not
+        print(f"rig replay: {where}{e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"rig replay: {e}", file=sys.stderr)
