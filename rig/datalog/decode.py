@@ -128,7 +128,14 @@ def decode_json(text: str, where: str, brackets: int | None = None, what: str = 
     {what}" when it is not JSON at all). `brackets` (the count of '[' and '{' in the text, when the caller
     has it) skips the depth walk when it cannot exceed MAX_DEPTH."""
     try:
-        value = _DECODER.decode(text)
+        try:
+            # The scanner alone (what decode() runs after two whitespace matches): the writer's lines have
+            # no surrounding whitespace. Anything else takes the full path, for its verdict and message.
+            value, end = _DECODER.scan_once(text, 0)
+            if end != len(text):
+                raise StopIteration(end)
+        except StopIteration:
+            value = _DECODER.decode(text)
     except RecursionError:
         raise SessionError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
     except _TooLarge as e:

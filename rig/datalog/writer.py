@@ -322,7 +322,7 @@ class SessionWriter:
         self._closed = True
         if self._failed is not None:
             complete = False
-            reason = reason if reason.startswith("error") else f"error: {self._failed}"
+            reason = reason if reason.startswith("error") else f"error: {type(self._failed).__name__}: {self._failed}"
         footer = {
             "complete": bool(complete),
             "reason": str(reason),

@@ -30,12 +30,16 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def _config(tmp_path: Path) -> Path:
-    """The sim rig with no free-space margin, so a small disk is accepted at the start."""
+def _config(tmp_path: Path, sync: bool = False) -> Path:
+    """The sim rig with no free-space margin, so a small disk is accepted at the start; with `sync`, also
+    the sync-pulse output, whose hook attaches files at the end (after the disk is full)."""
     text = (REPO / "config" / "sim.yaml").read_text()
-    assert "min_free_disk_mb: 200" in text
+    assert "min_free_disk_mb: 200" in text and "\n  display:\n    type: sim\n" in text
+    text = text.replace("min_free_disk_mb: 200", "min_free_disk_mb: 0")
+    if sync:
+        text = text.replace("\n  display:\n    type: sim\n", "\n  display:\n    type: sim\n  sync:\n    type: sim\n")
     path = tmp_path / "sim-nomargin.yaml"
-    path.write_text(text.replace("min_free_disk_mb: 200", "min_free_disk_mb: 0"))
+    path.write_text(text)
     return path
 
 
@@ -52,9 +56,10 @@ def _rig(*args: str, preexec: Callable[[], None] | None = None) -> subprocess.Co
 
 
 def _run_until_full(data: Path, config: Path, preexec: Callable[[], None] | None = None) -> tuple[str, Path]:
-    # 120 s of session writes ~4.7 MB (ball.bin alone 32 kB/s): more than the disk or file limit allows.
-    done = _rig("run", "demo", "--fast", "--duration", "120", "--config", str(config), "--data", str(data), "-q",
-                preexec=preexec)
+    # 400 s of session write ~16 MB (ball.bin alone 32 kB/s), in flushes of ~1 MB on a virtual clock (one
+    # every 50 ms of wall time): several whole flushes, then more than the disk or the file limit allows.
+    done = _rig("run", "demo", "--fast", "--duration", "400", "--max-trials", "100000", "--seed", "3", "--config",
+                str(config), "--data", str(data), "-q", preexec=preexec)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -79,15 +84,17 @@ def _check_cut_cleanly(folder: Path) -> Session:
     return s
 
 
-def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", [False, True], ids=["sim", "sim+sync"])
+def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path, sync: bool) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True,
+    # 8 MB: room for the session's own estimate (6.1 MB for 400 s), not for what it really writes.
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True,
                              text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
-        line, folder = _run_until_full(disk, _config(tmp_path))
+        line, folder = _run_until_full(disk, _config(tmp_path, sync))
         assert line.startswith("rig run: cannot write ") and "No space left on device" in line
         assert "the session log ends at its last complete flush" in line
         _check_cut_cleanly(folder)
@@ -97,7 +104,7 @@ def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path) -> None:
 
 
 def test_a_refused_write_ends_the_session_cleanly(tmp_path: Path) -> None:
-    line, folder = _run_until_full(tmp_path / "data", _config(tmp_path), _limit_file_size(1 << 20))
+    line, folder = _run_until_full(tmp_path / "data", _config(tmp_path), _limit_file_size(4 << 20))
     assert line.startswith("rig run: cannot write ") and "File too large" in line
     s = _check_cut_cleanly(folder)
     assert s.footer is not None  # the footer is small: it still fits under the limit
