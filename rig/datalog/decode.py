@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import errno
 import json
+import json.scanner
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -107,6 +109,7 @@ def _bounded_int(text: str) -> int:
 
 # Python's json (exact float round trip, NaN and Infinity read), with integers bounded before conversion.
 _DECODER = json.JSONDecoder(parse_int=_bounded_int)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def deeper_than(value: Any, limit: int) -> bool:
@@ -131,7 +134,7 @@ def decode_json(text: str, where: str, brackets: int | None = None, what: str = 
         try:
             # The scanner alone (what decode() runs after two whitespace matches): the writer's lines have
             # no surrounding whitespace. Anything else takes the full path, for its verdict and message.
-            value, end = _DECODER.scan_once(text, 0)
+            value, end = _SCAN(text, 0)
             if end != len(text):
                 raise StopIteration(end)
         except StopIteration:

@@ -443,7 +443,7 @@ class SessionWriter:
     def timing(self, i: int, t_wall: float, work_s: float, latency_s: float) -> None:
         self._bin["timing.bin"] += self._pack_timing(i, t_wall, work_s, latency_s)
 
-    def _line(self, name: str, record: dict) -> None:
+    def _line(self, name: str, record: dict[str, Any]) -> None:
         try:
             self._lines[name].append(self._encode(record))
         except (TypeError, ValueError) as e:

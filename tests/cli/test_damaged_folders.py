@@ -664,3 +664,26 @@ def test_a_pickle_inside_a_session_folder_is_never_loaded(pristine: Path) -> Non
         (session / "frame_table.npy").unlink()
         assert run_in_process(COMMANDS["export --mouseland"].argv(session, out)).code == 0
         assert not marker.exists()
+
+
+# ---- valid, if short: sessions killed early --------------------------------------------------------------
+
+
+def _killed(keep_events: int) -> Callable[[Path], None]:
+    """The session as killed early: no footer, events.jsonl holding its first `keep_events` lines."""
+    def apply(s: Path) -> None:
+        (s / "footer.json").unlink()
+        _put_lines(s / "events.jsonl", _lines(s / "events.jsonl")[:keep_events])
+    return apply
+
+
+_NO_TRIALS = pytest.mark.xfail(strict=True, reason="rig/export/nwb.py builds the trials table from empty lists "
+                                                   "(pynwb: cannot infer the dtype of 'corridor'); not this branch's")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_NO_TRIALS) if n == "export --nwb" else n for n in COMMANDS])
+def test_a_session_killed_before_its_first_trial_reads(name: str, pristine: Path) -> None:
+    with fresh_copy(pristine) as (session, out):
+        _killed(1)(session)  # session_start only
+        outcome = run_in_process(COMMANDS[name].argv(session, out))
+    assert outcome.code == 0 and outcome.traceback is None, outcome.stderr + (outcome.traceback or "")
