@@ -458,7 +458,7 @@ class Session:
     footer: dict[str, Any] | None
     complete: bool
     trimmed: list[str]  # files whose partial tail record/line was dropped (and a damaged footer)
-    warnings: list[str]  # other anomalies (missing files, counts short of the footer, bad footer)
+    warnings: list[str]  # other anomalies (counts short of the footer, a damaged footer or clock.json)
     frames: np.ndarray
     ball: np.ndarray
     licks: np.ndarray
