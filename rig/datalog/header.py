@@ -93,7 +93,7 @@ class SessionFacts(_Model):
     config: dict[str, Any]  # the rig config as run (rig.config.RigConfig dumped as JSON)
     seed: int
     fast: bool
-    frame_rate_hz: float = Field(gt=0)
+    frame_rate_hz: float = Field(gt=0, le=1000)  # the config bounds it so; a reader sizes streams by it
     experimenter: str = ""
     notes: str = ""
     options: dict[str, Any] = Field(default_factory=dict)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from rig.datalog.reader import HEADER, Session
+from rig.datalog.reader import HEADER, Session, SessionError, read_document
+from rig.datalog.schema import SYNC_REPORT_SCHEMA
 from rig.datalog.water import session_water
 from rig.engine.records import EventKind
 
@@ -34,9 +35,10 @@ def missing_in_gaps(times: np.ndarray, period: float | None = None) -> int:
     return int(np.sum(np.maximum(np.rint(gaps / period) - 1, 1))) if len(gaps) else 0
 
 
-def _stage_names(protocol: dict) -> list[str]:
+def _stage_names(protocol: dict[str, Any]) -> list[str]:
     stages = protocol.get("stages") or ()
-    return [str(s.get("name", f"stage {k}")) for k, s in enumerate(stages)] or ["main"]
+    return [str(s.get("name", f"stage {k}")) if isinstance(s, dict) else f"stage {k}"
+            for k, s in enumerate(stages)] or ["main"]
 
 
 def session_info(session: Session) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def session_info(session: Session) -> dict[str, Any]:
         "warnings": list(session.warnings) + water.warnings(),
         "faults": len(session.faults),
     }
-    sync = _sync_report(session.path)
+    sync = _sync_report(session.path, info["warnings"])
     if sync is not None:
         # The reconciled frame table (TTL + mesoscope messages) is the better count when it exists.
         info.update(
@@ -91,8 +93,9 @@ def session_info(session: Session) -> dict[str, Any]:
             imaging_gaps=sync.get("imaging_gaps"),
         )
     if len(session.timing):
-        work_ms = session.timing["work_s"] * 1e3
-        latency_ms = session.timing["latency_s"] * 1e3
+        with np.errstate(over="ignore"):  # a damaged huge value becomes inf, not a warning
+            work_ms = session.timing["work_s"] * 1e3
+            latency_ms = session.timing["latency_s"] * 1e3
         latency_ms = latency_ms[np.isfinite(latency_ms)]
         t_wall = session.timing["t_wall"]
         rate = h.frame_rate_hz
@@ -107,15 +110,25 @@ def session_info(session: Session) -> dict[str, Any]:
     return info
 
 
-def _sync_report(folder: Path) -> dict | None:
+def _sync_report(folder: Path, warnings: list[str]) -> dict[str, Any] | None:
+    """sync_report.json when present and sound; a damaged one is left out with a warning (the session's own
+    streams still give the frame counts)."""
     path = Path(folder) / "sync_report.json"
-    if not path.exists():
-        return None
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
+        report = read_document(path)
+        if report is None:
+            return None
+        if not isinstance(report, dict):
+            raise SessionError(f"{path}: not a JSON object")
+        SYNC_REPORT_SCHEMA.validate_python(report)
+    except SessionError as e:
+        warnings.append(f"sync_report.json left out: {e}")
         return None
-    return report if isinstance(report, dict) else None
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        warnings.append(f"sync_report.json left out: {'.'.join(map(str, err['loc']))}: {err['msg']}")
+        return None
+    return report
 
 
 def find_sessions(animal_dir: str | Path) -> list[Path]:
@@ -124,7 +137,10 @@ def find_sessions(animal_dir: str | Path) -> list[Path]:
     if not animal_dir.is_dir():
         raise FileNotFoundError(f"{animal_dir}: no such animal folder")
     found = []
-    for day in sorted(p for p in animal_dir.iterdir() if p.is_dir() and _DATE_RE.match(p.name)):
-        numbered = [p for p in day.iterdir() if p.is_dir() and _SESSION_RE.match(p.name)]
-        found += [p for p in sorted(numbered, key=lambda p: int(p.name)) if (p / HEADER).is_file()]
+    try:
+        for day in sorted(p for p in animal_dir.iterdir() if p.is_dir() and _DATE_RE.match(p.name)):
+            numbered = [p for p in day.iterdir() if p.is_dir() and _SESSION_RE.match(p.name)]
+            found += [p for p in sorted(numbered, key=lambda p: int(p.name)) if (p / HEADER).is_file()]
+    except OSError as e:  # a folder that cannot be listed (permissions)
+        raise SessionError(f"{e.filename or animal_dir}: cannot be listed: {e.strerror or e}") from None
     return found

@@ -6,6 +6,11 @@ chunks by flush(); the runner calls tick(wall_time) every iteration, which flush
 flush; the reader (rig.datalog.reader) drops a partial tail. The footer is written only by close(); a
 folder without one is an incomplete session. The layout is documented in docs/data-format.md.
 
+A write that fails (disk full, I/O error) raises LogWriteError: every file is cut back to the end of the
+last complete flush (so no stream holds a partial chunk, and the streams agree on where the log ends),
+nothing more is written, and close() still tries to write the footer. The folder then reads, and
+`rig replay --verify` verifies, up to that last complete flush. No temporary file is ever left behind.
+
 Data files hold no wall-clock values, and JSON is written with sorted keys, fixed separators and
 repr-exact floats, so the same records written twice give byte-identical files (all but header.json,
 footer.json and timing.bin).
@@ -14,6 +19,7 @@ footer.json and timing.bin).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,7 +46,10 @@ from rig.datalog.reader import (
 )
 from rig.engine.records import Command, Event, State
 
-__all__ = ["SessionWriter", "Session", "SessionError", "LowDiskSpaceError", "frame_flag", "DEFAULT_FLUSH_S"]
+__all__ = ["SessionWriter", "Session", "SessionError", "LowDiskSpaceError", "LogWriteError", "frame_flag",
+           "DEFAULT_FLUSH_S"]
+
+log = logging.getLogger(__name__)
 
 # Half the 100 ms contract: tick() runs once per loop iteration, so a flush can come up to one
 # display frame after the interval has elapsed.
@@ -54,6 +63,18 @@ _STRUCT_CODES = {"<i8": "q", "<f8": "d", "<i4": "i", "<i2": "h", "<u1": "B"}
 
 class LowDiskSpaceError(OSError):
     """The data disk has less free space than the session needs; nothing was created."""
+
+
+class LogWriteError(OSError):
+    """Writing the session folder failed (disk full, I/O error). The message names the file and says where
+    the log now ends; `errno` is the cause's."""
+
+    def __init__(self, message: str, cause: OSError) -> None:
+        super().__init__(cause.errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def json_default(obj: Any) -> Any:
@@ -87,12 +108,28 @@ def _dump_document(obj: Any) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file, fsynced, renamed into place; the temporary file is
+    removed when anything fails (a full disk leaves no leftovers)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_all(f: BinaryIO, data: bytes | bytearray) -> None:
+    """All of `data` to an unbuffered file: os-level writes may be partial (a disk filling up)."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:  # a raw file returns None/0 only when nothing can be written
+            raise OSError(28, os.strerror(28))
+        view = view[n:]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -148,6 +185,8 @@ class SessionWriter:
         self._files = files
         self.flush_interval_s = flush_interval_s
         self._closed = False
+        self._failed: LogWriteError | None = None  # set by the first failed write: nothing more is written
+        self._sizes = {name: 0 for name in files}  # bytes of each file at the end of the last complete flush
         self._last_flush: float | None = None
         self._frame_count = 0  # running imaging frame index for frame_clock()
         self._counts = {name: 0 for name in files}
@@ -207,7 +246,9 @@ class SessionWriter:
         files: dict[str, BinaryIO] = {}
         try:
             for name in (*BINARY_FIELDS, *JSONL_FILES):
-                files[name] = open(path / name, "xb")  # noqa: SIM115 - closed by close()
+                # Unbuffered: flush() writes each chunk with its own os-level writes, so a failed write
+                # leaves nothing in a hidden buffer to be written later (after the log was cut back).
+                files[name] = open(path / name, "xb", buffering=0)  # noqa: SIM115 - closed by close()
             full = dict(header)
             if not full.get("start_time"):
                 full["start_time"] = datetime.now().astimezone().isoformat(timespec="microseconds")
@@ -238,30 +279,56 @@ class SessionWriter:
     ) -> None:
         if self._closed:
             return
+        reason = "writer left without close()" if exc_type is None else f"error: {exc_type.__name__}: {exc}"
         if exc_type is None:
-            self.close(False, "writer left without close()")
-        else:
-            self.close(False, f"error: {exc_type.__name__}: {exc}")
+            self.close(False, reason)
+            return
+        try:
+            self.close(False, reason)
+        except OSError as e:  # the error already on its way out is the one to report
+            if e is not exc:
+                log.warning("%s", e)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def close(self, complete: bool, reason: str, summary: dict | None = None) -> None:
-        """Flush everything, write footer.json (complete or not) and close the files. Idempotent."""
+    @property
+    def failed(self) -> LogWriteError | None:
+        """The write error that stopped the log, if one did."""
+        return self._failed
+
+    def close(self, complete: bool, reason: str, summary: dict[str, Any] | None = None) -> None:
+        """Flush everything, write footer.json (complete or not) and close the files. Idempotent.
+
+        After a failed write (LogWriteError) nothing more is flushed; the footer (not complete) is still
+        attempted. Raises LogWriteError when the final flush, a sync or the footer fails; the folder then
+        reads up to the last complete flush."""
         if self._closed:
             return
-        self.flush()
-        for f in self._files.values():
-            os.fsync(f.fileno())
-            f.close()
+        if self._failed is None:
+            try:
+                self.flush()
+            except LogWriteError:
+                pass  # recorded in self._failed; the footer below says so
+        for name, f in self._files.items():
+            try:
+                if self._failed is None:
+                    os.fsync(f.fileno())
+            except OSError as e:  # e.g. delayed allocation finding the disk full at sync time
+                self._failed = LogWriteError(f"cannot sync {self.path / name} to disk: {e.strerror or e}", e)
+            finally:
+                f.close()
         self._closed = True
+        if self._failed is not None:
+            complete = False
+            reason = reason if reason.startswith("error") else f"error: {type(self._failed).__name__}: {self._failed}"
         footer = {
             "complete": bool(complete),
             "reason": str(reason),
             "end_time": datetime.now().astimezone().isoformat(timespec="microseconds"),
             "counts": dict(self._counts),
-            "imaging_frames": self._frame_count,
+            "imaging_frames": self._counts.get("frame_clock.bin", 0),  # on disk (a failed flush wrote none)
             "summary": summary or {},
         }
         try:
@@ -270,22 +337,41 @@ class SessionWriter:
             # A bad summary must not lose the footer: keep the facts, say what was wrong.
             footer["summary"] = {"error": f"summary was not JSON-serializable: {e}"}
             data = _dump_document(footer)
-        _write_atomic(self.path / FOOTER, data)
-        _fsync_dir(self.path)
+        try:
+            _write_atomic(self.path / FOOTER, data)
+            _fsync_dir(self.path)
+        except OSError as e:
+            footer_error = LogWriteError(
+                f"cannot write {self.path / FOOTER}: {e.strerror or e}; the session reads as killed, up to its "
+                "last complete flush", e)
+            if self._failed is None:
+                self._failed = footer_error
+            else:
+                log.warning("%s", footer_error)
+        if self._failed is not None:
+            raise self._failed
 
     def clock_origin(self, monotonic_s: float, unix_s: float) -> None:
         """Record where session time 0 lies on the host's monotonic clock (time.monotonic/perf_counter
         on Linux) and on the Unix clock, in clock.json. Call once, when the session clock starts."""
         data = {"monotonic_s": float(monotonic_s), "unix_s": float(unix_s)}
-        _write_atomic(self.path / CLOCK, _dump_document(data))
+        self._write_document(CLOCK, _dump_document(data))
 
     def attach(self, name: str, data: bytes) -> Path:
         """Write an extra file into the session folder atomically (a sync report, a frame table, ...).
         Names of the session's own streams are refused, so nothing logged can be overwritten."""
         if "/" in name or name.startswith(".") or name in self._files or name in (HEADER, FOOTER, CLOCK):
             raise ValueError(f"cannot attach {name!r}: reserved or not a plain file name")
+        return self._write_document(name, data)
+
+    def _write_document(self, name: str, data: bytes) -> Path:
+        if self._failed is not None:
+            raise self._failed
         target = self.path / name
-        _write_atomic(target, data)
+        try:
+            _write_atomic(target, data)
+        except OSError as e:
+            raise LogWriteError(f"cannot write {target}: {e.strerror or e}", e) from e
         return target
 
     # ---- records ---------------------------------------------------------------------------------
@@ -357,7 +443,7 @@ class SessionWriter:
     def timing(self, i: int, t_wall: float, work_s: float, latency_s: float) -> None:
         self._bin["timing.bin"] += self._pack_timing(i, t_wall, work_s, latency_s)
 
-    def _line(self, name: str, record: dict) -> None:
+    def _line(self, name: str, record: dict[str, Any]) -> None:
         try:
             self._lines[name].append(self._encode(record))
         except (TypeError, ValueError) as e:
@@ -407,21 +493,45 @@ class SessionWriter:
             self._last_flush = wall_now
 
     def flush(self) -> None:
-        """Write every buffered record to the OS (survives a killed process; not fsynced until close)."""
+        """Write every buffered record to the OS (survives a killed process; not fsynced until close).
+
+        All or nothing: when a write fails, every file is cut back to where the last complete flush left
+        it, the buffered records are dropped, the writer stops writing, and LogWriteError is raised (again
+        by every later flush)."""
         if self._closed:
             raise ValueError(f"session {self.path} is closed")
+        if self._failed is not None:
+            raise self._failed
         self._pack_columns()
+        chunks: list[tuple[str, bytes | bytearray, int]] = []  # file, bytes, records
         for name, buf in self._bin.items():
             if buf:
-                f = self._files[name]
-                f.write(buf)
-                f.flush()
-                self._counts[name] += len(buf) // self._dtypes[name].itemsize
+                chunks.append((name, buf, len(buf) // self._dtypes[name].itemsize))
                 self._bin[name] = bytearray()
         for name, lines in self._lines.items():
             if lines:
-                f = self._files[name]
-                f.write(("\n".join(lines) + "\n").encode("ascii"))
-                f.flush()
-                self._counts[name] += len(lines)
+                chunks.append((name, ("\n".join(lines) + "\n").encode("ascii"), len(lines)))
                 self._lines[name] = []
+        for k, (name, data, _) in enumerate(chunks):
+            try:
+                _write_all(self._files[name], data)
+            except OSError as e:
+                self._fail(name, e, [c[0] for c in chunks[: k + 1]])
+        for name, data, records in chunks:
+            self._sizes[name] += len(data)
+            self._counts[name] += records
+
+    def _fail(self, name: str, error: OSError, written: list[str]) -> None:
+        """Cut the files this flush wrote back to the last complete flush, stop writing, raise."""
+        kept = self._counts.get("frames.bin", 0)
+        problems = []
+        for n in written:
+            try:
+                os.ftruncate(self._files[n].fileno(), self._sizes[n])
+            except OSError as e:  # cannot happen on a working disk; the reader drops a partial tail anyway
+                problems.append(f"{n} not cut back: {e.strerror or e}")
+        more = f" ({'; '.join(problems)})" if problems else ""
+        self._failed = LogWriteError(
+            f"cannot write {self.path / name}: {error.strerror or error}; the session log ends at its last "
+            f"complete flush ({kept} records in frames.bin){more}", error)
+        raise self._failed from error

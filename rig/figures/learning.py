@@ -6,14 +6,13 @@ so summarising weeks of 2-hour sessions stays quick.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rig.datalog.info import find_sessions
-from rig.datalog.reader import FOOTER, HEADER, SessionError, read_header, read_jsonl
+from rig.datalog.reader import HEADER, SessionError, read_footer, read_header, read_jsonl
 from rig.datalog.water import water_from_records
 from rig.figures.trials import TrialDataError, trial_data
 
@@ -90,18 +89,11 @@ class DayRecord:
         return out
 
 
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SessionError(f"{path}: cannot read ({e})") from None
-
-
 def session_record(path: str | Path) -> SessionRecord:
     """The per-session learning facts of one session folder."""
     path = Path(path)
     header = read_header(path)
-    footer = _read_json(path / FOOTER) if (path / FOOTER).exists() else None
+    footer, _ = read_footer(path)  # bounded like every session read; a damaged footer: not complete
     events, _ = read_jsonl(path / "events.jsonl")
     commands, _ = read_jsonl(path / "commands.jsonl")
     valve, _ = read_jsonl(path / "valve.jsonl")
@@ -153,5 +145,6 @@ def animal_days(animal_dir: str | Path, skipped: list[str] | None = None) -> lis
             continue
         days.setdefault(rec.date, DayRecord(rec.date)).sessions.append(rec)
     if not days:
-        raise SessionError(f"{animal_dir}: none of its {len(paths)} session(s) could be read")
+        first = f"; the first: {skipped[0]}" if skipped else ""
+        raise SessionError(f"{animal_dir}: none of its {len(paths)} session(s) could be read{first}")
     return [days[d] for d in sorted(days)]

@@ -422,6 +422,9 @@ def verify_session(path: str | Path) -> VerifyReport:
     found: list[Divergence] = []
     notes: list[str] = []
     truncated = s.footer is None
+    if s.footer_error is not None:  # the reader reads on without it; the log is not intact all the same
+        found.append(Divergence("footer.json", None, None, "footer", message=f"damaged ({s.footer_error}): the "
+                                "session's end and record counts cannot be checked; verified as if killed"))
     footer = s.footer or {}
     logged_counts = footer.get("counts")
     counts: dict[str, Any] = logged_counts if isinstance(logged_counts, dict) else {}

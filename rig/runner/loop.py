@@ -121,8 +121,11 @@ class Runner:
             for hook in reversed(started):
                 try:
                     hook.end(self, result)
-                except Exception:  # one failing hook must not keep the others from ending; it is logged
-                    log.exception("ending %s failed", type(hook).__name__)
+                except Exception as e:  # one failing hook must not keep the others from ending; it is logged
+                    if e is getattr(self.writer, "failed", None):  # the log's own failure (a full disk): it is
+                        log.debug("ending %s: %s", type(hook).__name__, e)  # reported once, as the session's end
+                    else:
+                        log.exception("ending %s failed", type(hook).__name__)
         assert result is not None
         self._check_health()
         if self._health and result.complete:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rig.datalog.reader import Session, SessionError
+from rig.datalog.reader import DEFAULT_INPUT_RATE_HZ, Session, SessionError, read_table
 from rig.engine.records import EventKind
 from rig.loading import LoadError, protocol_from_dict
 from rig.protocol import Protocol
@@ -179,16 +179,13 @@ def _frame_rows(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     """Frame times, ScanImage frame and acquisition numbers (-1 unknown) and mesoscope-derived flags,
     from the mesoscope table when present, in time order."""
     table_path = session.path / MESOSCOPE_TABLE
-    if table_path.exists():
-        try:
-            rows = np.load(table_path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise SessionError(f"{table_path}: not a readable frame table ({e})") from None
+    # Bounded, never unpickled, never blocking (a session folder is input like any other).
+    rows = read_table(table_path, session.plausible_records(DEFAULT_INPUT_RATE_HZ), ("time", *_MESO_FLAGS))
+    if rows is not None:
         names = rows.dtype.names or ()
         # Tables written before the numbering convention call ScanImage's number `frame`.
         number = "scanimage_frame" if "scanimage_frame" in names else "frame"
-        need = ("time", number, "acquisition", *_MESO_FLAGS)
-        missing = [n for n in need if n not in names]
+        missing = [n for n in (number, "acquisition") if n not in names]
         if missing:
             raise SessionError(f"{table_path}: frame table lacks fields {missing}")
         rows = rows[np.argsort(rows["time"], kind="stable")]

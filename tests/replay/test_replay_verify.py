@@ -279,11 +279,11 @@ def test_removed_frame_record_is_named(copy):
     assert not report.ok and report.first.iteration == 2001 and report.first.file == "frames.bin"
 
 
-def test_garbled_json_line_is_corruption_exit_1(copy, capsys):
+def test_garbled_json_line_is_corruption_exit_2(copy, capsys):
     lines = (copy / "events.jsonl").read_bytes().split(b"\n")
     lines[10] = b"#" + lines[10][1:]  # no longer JSON
     (copy / "events.jsonl").write_bytes(b"\n".join(lines))
-    assert rig_replay(str(copy), "--verify") == 1
+    assert rig_replay(str(copy), "--verify") == 2
     assert "CORRUPTED" in capsys.readouterr().err
 
 

@@ -41,7 +41,8 @@ def _sample(data_dir: Path) -> Path:
             w.mesoscope(k, t, "frame", n=k)
             w.fault(k, t, "ball", "crc", "checksum error")
             w.clock_map(k, t, "ball", 0.5, 1.0)
-            w.valve(k, "open", {"t": t, "source": "task", "sent_ms": 25.0, "volume_ul": 2.5})
+            w.valve(k, "open", {"t": t, "source": "task", "requested_ms": 25.0, "sent_ms": 25.0, "volume_ul": 2.5,
+                                "requested_ul": 2.5, "outcome": "delivered", "reason": ""})
             w.timing(k, t, 0.001, 0.01)
         w.close(True, "done", {"note": "x"})
     return w.path

@@ -69,6 +69,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail("export", f"{args.nwb}: an NWB file name ends in .nwb")
     if args.mouseland and not args.mouseland.endswith(".npy"):
         return _fail("export", f"{args.mouseland}: a MouseLand file is a .npy pickle; name it *.npy")
+    for session in args.sessions:
+        # Only session folders: a file given as SESSION is never opened, so a pickle (a .npy of Python
+        # objects, which can run code when loaded) can never be loaded from a path on the command line.
+        if not Path(session).is_dir():
+            return _fail("export", f"{session}: not a session folder (DATA/ANIMAL/DATE/NNN); rig export reads "
+                                   "session folders only and never loads a file given as SESSION")
     try:
         if args.mouseland:
             from rig.export.mouseland import merge

@@ -1,7 +1,7 @@
 """`rig replay SESSION [--verify] [--speed X | --fast] [--protocol OTHER]`.
 
 --verify      re-run the engine from the logged inputs and compare every output; exit 0 when identical,
-              1 naming the first divergence (or corruption), 2 when SESSION is not a session folder.
+              1 naming the first divergence, 2 when SESSION is not a readable session folder (damaged).
 (default)     replay through the live runner in real time (--speed X: X times faster; --fast: virtual
               clock) into a new session folder marked as a replay; the last stdout line is its path.
 --protocol P  what-if: the logged running and licking through protocol P (virtual clock unless --speed).
@@ -74,9 +74,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         try:
             report = verify_session(path)
-        except SessionError as e:
+        except SessionError as e:  # unreadable (damaged) is bad input, like any damaged folder
             print(f"rig replay: CORRUPTED: {e}", file=sys.stderr)
-            return ExitCode.FAULT
+            return ExitCode.BAD_INPUT
         _print_report(report, args.json)
         return ExitCode.OK if report.ok else ExitCode.FAULT
     if args.speed is not None and not args.speed > 0:
@@ -181,7 +181,8 @@ def _replay_with(
         with signals.installed():
             result = replay_session(path, options, hooks=all_hooks)
     except (ReplayError, SessionError, ValueError) as e:
-        print(f"rig replay: {e}", file=sys.stderr)
+        where = "" if str(path) in str(e) else f"{path}: "  # name the session when the message does not
+        print(f"rig replay: {where}{e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"rig replay: {e}", file=sys.stderr)
