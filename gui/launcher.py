@@ -48,7 +48,7 @@ def runner_log_path(lock_dir: Path, rig_name: str) -> Path:
     return Path(lock_dir) / f"corridor-rig-{rig_name}-runner.log"
 
 
-def start_runner(setup: SessionSetup, lock_dir: Path) -> tuple[subprocess.Popen, Path]:
+def start_runner(setup: SessionSetup, lock_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the session's own process (detached from the app: its own session and process group, output
     to a log file, so closing the app or its terminal never reaches it). Raises RigBusy if the rig runs
     a session already (the runner checks again itself; this gives the message before spawning)."""

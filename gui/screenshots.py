@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PyQt5 import QtWidgets
 
 from gui.testing import qt_display
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _spin(app, seconds: float, until=None) -> None:
+def _spin(app: QtWidgets.QApplication, seconds: float, until: Callable[[], bool] | None = None) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         app.processEvents()
