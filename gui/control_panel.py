@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from PyQt5 import QtWidgets
+from PyQt5 import QtCore, QtWidgets
 
 from gui.inputs import NumberField
 from gui.text import Message
@@ -22,15 +22,16 @@ class ControlPanel(QtWidgets.QGroupBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Control", parent)
         grid = QtWidgets.QGridLayout(self)
-        grid.setVerticalSpacing(4)
+        grid.setVerticalSpacing(3)
+        grid.setContentsMargins(6, 4, 6, 4)
         self.start = QtWidgets.QPushButton("▶  Start session")
         self.start.setObjectName("start")
-        self.start.setFixedHeight(34)
+        self.start.setFixedHeight(30)
         self.pause = QtWidgets.QPushButton("❚❚  Pause")
         self.stop = QtWidgets.QPushButton("■  Stop")
         self.stop.setObjectName("stop")
         for b in (self.pause, self.stop):
-            b.setFixedHeight(30)
+            b.setFixedHeight(28)
         grid.addWidget(self.start, 0, 0, 1, 4)
         grid.addWidget(self.pause, 1, 0, 1, 2)
         grid.addWidget(self.stop, 1, 2, 1, 2)
@@ -57,10 +58,12 @@ class ControlPanel(QtWidgets.QGroupBox):
         self.take_control.setEnabled(False)
         grid.addWidget(self.control_line, 5, 0, 1, 3)
         grid.addWidget(self.take_control, 5, 3)
-        self.message = Message(3)
+        self.message = Message(2)
         grid.addWidget(self.message, 6, 0, 1, 4)
         self.log = QtWidgets.QListWidget()
-        self.log.setFixedHeight(72)
+        self.log.setFixedHeight(54)
+        self.log.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.log.setTextElideMode(QtCore.Qt.ElideRight)
         grid.addWidget(self.log, 7, 0, 1, 4)
         self._session = False
         self._controller = True

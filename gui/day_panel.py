@@ -16,7 +16,7 @@ from gui.text import Message
 
 
 def water_text(w: WaterDay) -> str:
-    total = f"rig {w.rig_ul:.0f} µl + supplement {w.supplement_ul:.0f} µl = {w.total_ul:.0f} µl"
+    total = f"rig {w.rig_ul:.1f} µl + supplement {w.supplement_ul:.0f} µl = {w.total_ul:.1f} µl"
     if w.target_ul is None:
         return f"{total} (no daily target in the animal's record)"
     short = w.short_ul or 0.0

@@ -114,8 +114,8 @@ class PlotPanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
-        lay.addWidget(self.traces, 4)
-        lay.addWidget(self.events, 6)
+        lay.addWidget(self.traces, 2)
+        lay.addWidget(self.events, 3)
         self._corridors: list[str] = []
         self._rewarded: list[bool] = []
         self._lengths: list[float] = []
@@ -150,7 +150,8 @@ class PlotPanel(QtWidgets.QWidget):
 
         t = self.traces
         self.speed = t.addPlot(row=0, col=0)
-        _quiet(self.speed, "Running speed", "cm/s")
+        _quiet(self.speed, "", "cm/s")
+        self.speed.setTitle(None)
         self.speed.setXRange(-WINDOW_S, 0, padding=0)
         self.speed.setYRange(0, self._speed_top, padding=0)
         self.speed.getAxis("bottom").setStyle(showValues=False)
@@ -158,7 +159,8 @@ class PlotPanel(QtWidgets.QWidget):
                                            skipFiniteCheck=True)
         self.position = t.addPlot(row=1, col=0)
         names = "  ".join(f"■ {n}" for n in corridors)
-        _quiet(self.position, f"Position in corridor: {names}  ■ grey  ┆ trial start", "cm", self.x_label)
+        _quiet(self.position, f"Running speed (above) · position in corridor (cm): {names}  ■ grey  ┆ trial start",
+               "cm", self.x_label)
         self.position.setXRange(-WINDOW_S, 0, padding=0)
         self.position.setYRange(0, max(self._lengths or [100.0]), padding=0.02)
         self.position.setXLink(self.speed)
@@ -179,7 +181,7 @@ class PlotPanel(QtWidgets.QWidget):
         for k, name in enumerate(corridors[:MAX_RASTER_PLOTS]):
             p = v.addPlot(row=0, col=k, axisItems={"left": IntegerAxis("left")})
             tag = " (rewarded)" if self._rewarded[k] else ""
-            _quiet(p, f"Licks: {name}{tag}", "trial" if k == 0 else "", "position (cm)")
+            _quiet(p, "", "trial" if k == 0 else "")
             p.setTitle(f"Licks: {name}{tag}", color=style.corridor_colour(k), size="9pt")
             p.showGrid(x=True, y=False, alpha=0.15)
             p.setXRange(0, self._lengths[k] if k < len(self._lengths) and self._lengths[k] > 0 else 100, padding=0.02)
@@ -198,16 +200,16 @@ class PlotPanel(QtWidgets.QWidget):
             self.cue_marks.append(cues)
             self.reward_marks.append(rewards)
             self.manual_marks.append(manual)
-        self.legend = pg.LabelItem("● lick   ■ cue   ▼ task reward   ◇ manual reward", color=style.MUTED, size="8pt")
-        v.addItem(self.legend, row=1, col=0, colspan=ncols)
 
+        self.legend = pg.LabelItem("lick raster by position (cm):  ● lick   ■ cue   ▼ task reward   ◇ manual reward",
+                                   color=style.MUTED, size="8pt")
+        v.addItem(self.legend, row=2, col=0, colspan=ncols)
         self.anticipation: pg.PlotItem | None = None
         self.anticipation_curves: list[pg.PlotDataItem] = []
         half = max(1, ncols // 2) if self._anticipation else 0
         if self._anticipation:
-            a = v.addPlot(row=2, col=0, colspan=half, axisItems={"bottom": IntegerAxis("bottom")})
-            _quiet(a, f"Anticipatory licking: trials with a lick {self._anticipation} (running mean of 10)",
-                   "fraction", "trial")
+            a = v.addPlot(row=1, col=0, colspan=half, axisItems={"bottom": IntegerAxis("bottom")})
+            _quiet(a, f"Anticipatory licking by trial: a lick {self._anticipation} (running mean of 10)", "fraction")
             a.setYRange(-0.05, 1.05, padding=0)
             a.setXRange(0, 10, padding=0.02)
             self.anticipation = a
@@ -215,15 +217,14 @@ class PlotPanel(QtWidgets.QWidget):
                 a.plot(pen=pg.mkPen(style.corridor_colour(k), width=2), symbol="o", symbolSize=4,
                        symbolBrush=style.corridor_colour(k), symbolPen=None, name=name)
                 for k, name in enumerate(corridors)]
-        self.water = v.addPlot(row=2, col=half, colspan=max(1, ncols - half))
-        _quiet(self.water, "Water given", "µl", self.x_label.replace("before now", "of session"))
-        self.water.setLabel("bottom", "session time (s)")
+        self.water = v.addPlot(row=1, col=half, colspan=max(1, ncols - half))
+        _quiet(self.water, "Water given (µl) by session time (s)", "")
         self.water.setYRange(0, 5, padding=0)
         self.water.setXRange(0, WINDOW_S, padding=0)
         self.water_curve = self.water.plot(pen=pg.mkPen(style.REWARD, width=2), fillLevel=0,
                                            brush=(79, 163, 247, 50))
         v.ci.layout.setRowStretchFactor(0, 3)
-        v.ci.layout.setRowStretchFactor(2, 2)
+        v.ci.layout.setRowStretchFactor(1, 2)
 
     # ---- drawing -----------------------------------------------------------------------------------
 

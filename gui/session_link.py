@@ -59,6 +59,7 @@ BACKFILL_DELAY_S = 0.25  # wait past one runner flush after the first telemetry,
 END_WAIT_S = 10.0  # after `end`, how long to wait for the footer before judging the folder as it is
 MAX_MESSAGES_PER_POLL = 5000
 MAX_PENDING = 256  # commands awaiting a reply; more are refused at once (a flood must not grow memory)
+I_SLACK = 600  # loop iterations a state batch may run ahead of what the frame rate allows since the last one
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -164,6 +165,7 @@ class SessionLink(QtCore.QObject):
         self._next_tail = 0.0
         self._next_pid = 0.0
         self._ended_at: float | None = None
+        self._i_seen: tuple[int, float] | None = None  # (last loop iteration accepted, when)
         self._closed = False
         self._hello_id = self.send("hello", callback=self._on_hello)
         self._timer = QtCore.QTimer(self)
@@ -222,6 +224,9 @@ class SessionLink(QtCore.QObject):
                          animal=hello.animal)
         if hello.pid is not None:
             self._pid = hello.pid
+        st = reply.body.get("status")
+        if self._i_seen is None and isinstance(st, dict) and type(st.get("i")) is int and st["i"] >= 0:
+            self._i_seen = (st["i"], time.monotonic())
         if first or was != hello.controller:
             self.control.emit(hello.controller, hello.controlled_by)
 
@@ -298,6 +303,8 @@ class SessionLink(QtCore.QObject):
 
     def _dispatch(self, topic: str, msg: object) -> None:
         if isinstance(msg, StateBatch):
+            if not self._plausible(msg):
+                return
             if self.live is None:
                 self._buffer.append(msg)
                 del self._buffer[:-2000]  # bounded while waiting for the hello
@@ -312,6 +319,22 @@ class SessionLink(QtCore.QObject):
             self.finished = msg
             self._ended_at = time.monotonic()
             self.ended.emit(msg)
+
+    def _plausible(self, batch: StateBatch) -> bool:
+        """A batch's loop iterations cannot run ahead of the frame rate (a hostile i = 10**12 would otherwise
+        make every later frame look old)."""
+        if not len(batch):
+            return True
+        now = time.monotonic()
+        last = int(batch.columns["i"][-1])
+        if self._i_seen is not None:
+            rate = self.hello.frame_rate_hz if self.hello is not None and self.hello.frame_rate_hz else 60.0
+            limit = self._i_seen[0] + 2 * rate * (now - self._i_seen[1]) + I_SLACK
+            if last > limit:
+                self._bad(f"state.i jumps to {last}, beyond the {int(limit)} the frame rate allows")
+                return False
+        self._i_seen = (max(last, self._i_seen[0]) if self._i_seen is not None else last, now)
+        return True
 
     def _backfill(self) -> None:
         hello = self.hello

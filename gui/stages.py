@@ -47,6 +47,8 @@ class StageProgress:
     last_advance: Advance | None
 
     def text(self) -> str:
+        if self.n_stages == 1 and self.rule is None and self.name == "main":
+            return "no stages: one reward rule for the whole session"
         head = f"stage {self.index + 1} of {self.n_stages}: {self.name} · {self.trials_in_stage} trials in it"
         r = self.rule
         if r is None:

@@ -82,10 +82,9 @@ class StatusPanel(QtWidgets.QWidget):
         self.link = plain_label("", "muted")
         for label in (self.loop, self.missed_label, self.disk, self.drivers, self.valve, self.link):
             health.addWidget(label)
-        health.addStretch(1)
-        lay.addLayout(health)
         self.mesoscope = Message(1)
-        lay.addWidget(self.mesoscope)
+        health.addWidget(self.mesoscope, 1)
+        lay.addLayout(health)
         self.phase = Phase.IDLE
         self.show_phase(Phase.IDLE)
 
@@ -134,7 +133,8 @@ class StatusPanel(QtWidgets.QWidget):
         disk = st.free_disk_mb
         self.disk.setText(f"{disk / 1000:.1f} GB free" if disk is not None else "disk –")
         _tone(self.disk, "error" if disk is not None and disk < 1000 else "")
-        self.drivers.setText("drivers: " + ", ".join(f"{k} {v}" for k, v in st.drivers.items()) if st.drivers else "")
+        self.drivers.setText(f"{len(st.drivers)} drivers" if st.drivers else "")
+        self.drivers.setToolTip("\n".join(f"{k}: {v}" for k, v in st.drivers.items()))
         self.valve.setText("VALVE OPEN (flushing)" if st.valve_open else "")
         _tone(self.valve, "warn" if st.valve_open else "")
         text, tone = mesoscope_text(st.mesoscope)
@@ -171,16 +171,21 @@ class FaultPanel(QtWidgets.QGroupBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Faults", parent)
         lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(3)
+        row = QtWidgets.QHBoxLayout()
         self.banner = Message(2)
         self.banner.setObjectName("banner")
-        lay.addWidget(self.banner)
-        self.list = QtWidgets.QListWidget()
-        self.list.setFixedHeight(84)
-        lay.addWidget(self.list)
-        self.ack = QtWidgets.QPushButton("Acknowledge all")
+        row.addWidget(self.banner, 1)
+        self.ack = QtWidgets.QPushButton("Acknowledge")
+        self.ack.setFixedSize(112, self.banner.height())
         self.ack.clicked.connect(self.acknowledge)
         self.ack.setEnabled(False)
-        lay.addWidget(self.ack)
+        row.addWidget(self.ack)
+        lay.addLayout(row)
+        self.list = QtWidgets.QListWidget()
+        self.list.setFixedHeight(62)
+        lay.addWidget(self.list)
         self.unacknowledged = 0
         self.total = 0
         self._quiet_banner()

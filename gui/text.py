@@ -18,18 +18,20 @@ def one_paragraph(text: str) -> str:
 
 
 class Message(QtWidgets.QLabel):
-    """A plain-text label of `lines` lines, whatever it is given."""
+    """A plain-text label of `lines` lines, whatever it is given. It wraps the text itself (a word-wrapping
+    QLabel has a height-for-width, which would make the layouts around it grow with its text)."""
 
     def __init__(self, lines: int = 2, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTextFormat(QtCore.Qt.PlainText)
-        self.setWordWrap(True)
+        self.setWordWrap(False)
         self.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
         self.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         self.lines = lines
         self.full_text = ""
         self.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Fixed)
-        self.setFixedHeight(self.fontMetrics().lineSpacing() * lines + 6)
+        self.setMinimumWidth(40)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * lines + 4)
         self.setProperty("tone", "")
 
     def show_text(self, text: str, error: bool = False, ok: bool = False, warn: bool = False) -> None:
@@ -46,14 +48,30 @@ class Message(QtWidgets.QLabel):
         self.show_text("")
 
     def _fit(self) -> None:
-        text = one_paragraph(self.full_text) if self.lines == 1 or "\n" in self.full_text else self.full_text
-        width = max(self.width() - 8, 40)
-        fm = self.fontMetrics()
-        room = width * self.lines - fm.averageCharWidth() * 3 * self.lines  # wrapping wastes line ends
-        if fm.horizontalAdvance(text) > room or text.count("\n") >= self.lines:
-            text = fm.elidedText(text.replace("\n", " · "), QtCore.Qt.ElideRight, int(room))
-        super().setText(text)
+        super().setText("\n".join(wrap(self.full_text, self.fontMetrics(), max(self.width() - 6, 40), self.lines)))
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._fit()
+
+
+def wrap(text: str, fm: QtGui.QFontMetrics, width: int, lines: int) -> list[str]:
+    """Greedy word wrap into at most `lines` lines of `width` pixels; the last one ends in "…" when the
+    text does not fit. A text of more lines than fit is joined into one paragraph first."""
+    if text.count("\n") >= lines:
+        text = one_paragraph(text)
+    out: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if fm.horizontalAdvance(candidate) <= width or not line:
+                line = candidate
+            else:
+                out.append(line)
+                line = word
+        out.append(line)
+    if len(out) > lines:
+        out = out[: lines - 1] + [" ".join(out[lines - 1:])]
+    out = [fm.elidedText(x, QtCore.Qt.ElideRight, width) if fm.horizontalAdvance(x) > width else x for x in out]
+    return out
