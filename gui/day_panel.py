@@ -68,7 +68,7 @@ class DayPanel(QtWidgets.QWidget):
 
         form = QtWidgets.QFormLayout()
         row = QtWidgets.QHBoxLayout()
-        self.weight_field = NumberField("weight", "g", 25.0, 0.0, MAX_WEIGHT_G)
+        self.weight_field = NumberField("weight", "g", 25.0, 0.0, MAX_WEIGHT_G, above="a mouse weighs")
         self.record_weight = QtWidgets.QPushButton("Record weight")
         row.addWidget(self.weight_field)
         row.addWidget(self.record_weight)
@@ -85,7 +85,8 @@ class DayPanel(QtWidgets.QWidget):
         self.water_bar.setFixedHeight(8)
         form.addRow("", self.water_bar)
         row = QtWidgets.QHBoxLayout()
-        self.supplement_field = NumberField("supplement", "µl", 500.0, 0.0, MAX_SUPPLEMENT_UL)
+        self.supplement_field = NumberField("supplement", "µl", 500.0, 0.0, MAX_SUPPLEMENT_UL,
+                                            above="one supplement entry takes")
         self.add_supplement = QtWidgets.QPushButton("Add supplement")
         row.addWidget(self.supplement_field)
         row.addWidget(self.add_supplement)

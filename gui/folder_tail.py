@@ -141,10 +141,13 @@ class FolderTail:
         raw = self._licks.read()
         if raw:
             c.licks += int(np.count_nonzero(np.frombuffer(raw, self._dtypes["licks.bin"])["onset"]))
+        try:  # iterations: whole frames.bin records, as session_info counts them
+            c.iterations = os.stat(self.folder / "frames.bin").st_size // self._dtypes["frames.bin"].itemsize
+        except FileNotFoundError:
+            pass
         raw = self._timing.read()
         if raw:
             wall = np.frombuffer(raw, self._dtypes["timing.bin"])["t_wall"]
-            c.iterations += len(wall)
             if not self._fast:
                 joined = wall if self._last_wall is None else np.concatenate([[self._last_wall], wall])
                 c.missed_display_frames = (c.missed_display_frames or 0) + missing_in_gaps(joined, self._period)

@@ -14,8 +14,10 @@ from PyQt5 import QtCore, QtWidgets
 from gui.text import Message
 
 
-def number_problem(text: str, lo: float, hi: float, unit: str, what: str, lo_inclusive: bool = False) -> str | None:
-    """Why `text` is not an acceptable value in (lo, hi] (or [lo, hi]), or None when it is."""
+def number_problem(text: str, lo: float, hi: float, unit: str, what: str, lo_inclusive: bool = False,
+                   above: str = "") -> str | None:
+    """Why `text` is not an acceptable value in (lo, hi] (or [lo, hi]), or None when it is. `above` says
+    whose limit `hi` is (default: the rig's for `what`)."""
     s = text.strip().replace(",", ".")
     if not s:
         return f"enter the {what} in {unit}"
@@ -26,7 +28,7 @@ def number_problem(text: str, lo: float, hi: float, unit: str, what: str, lo_inc
     if not math.isfinite(v):
         return f"{text.strip()[:20]!r} is not a number"
     if v > hi:
-        return f"{v:g} {unit} is more than the rig allows for the {what} ({hi:g} {unit} at most)"
+        return f"{v:g} {unit} is more than {above or f'the rig allows for the {what}'} ({hi:g} {unit} at most)"
     if v < lo or (v == lo and not lo_inclusive):
         bound = f"at least {lo:g}" if lo_inclusive else f"more than {lo:g}"
         return f"{v:g} {unit}: the {what} must be {bound} {unit}"
@@ -37,9 +39,9 @@ class NumberField(QtWidgets.QWidget):
     changed = QtCore.pyqtSignal()
 
     def __init__(self, what: str, unit: str, value: float, lo: float, hi: float,
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, above: str = "") -> None:
         super().__init__(parent)
-        self.what, self.unit, self.lo, self.hi = what, unit, lo, hi
+        self.what, self.unit, self.lo, self.hi, self.above = what, unit, lo, hi, above
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
@@ -63,7 +65,7 @@ class NumberField(QtWidgets.QWidget):
         return None if self.problem is not None else float(self.edit.text().strip().replace(",", "."))
 
     def _check(self) -> None:
-        self.problem = number_problem(self.edit.text(), self.lo, self.hi, self.unit, self.what)
+        self.problem = number_problem(self.edit.text(), self.lo, self.hi, self.unit, self.what, above=self.above)
         self.edit.setProperty("invalid", self.problem is not None)
         self.edit.style().unpolish(self.edit)
         self.edit.style().polish(self.edit)

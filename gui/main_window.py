@@ -438,8 +438,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_status(self, st: Status) -> None:
         self.status_panel.show_status(st)
-        if self.link is not None and self.link.live is not None:
-            self.link.live.stages.from_status(st)
+        live = self.link.live if self.link is not None else None
+        if live is not None and st.stage is not None:
+            live.stages.from_status(st)
+            self.stage.show_progress(live.stages.progress(), st.t)
         if st.running and st.paused != self._paused:
             self._set_paused(st.paused)
 

@@ -150,17 +150,17 @@ class PlotPanel(QtWidgets.QWidget):
 
         t = self.traces
         self.speed = t.addPlot(row=0, col=0)
-        _quiet(self.speed, "", "cm/s")
-        self.speed.setTitle(None)
+        names = "  ".join(f"■ {n}" for n in corridors)
+        _quiet(self.speed, f"Speed (cm/s) and position (cm), {self.x_label} (s): {names}  ■ grey  ┆ trial start",
+               "cm/s")
         self.speed.setXRange(-WINDOW_S, 0, padding=0)
         self.speed.setYRange(0, self._speed_top, padding=0)
-        self.speed.getAxis("bottom").setStyle(showValues=False)
+        self.speed.hideAxis("bottom")
         self.speed_curve = self.speed.plot(pen=pg.mkPen(style.ACCENT, width=1.5), connect="finite",
                                            skipFiniteCheck=True)
         self.position = t.addPlot(row=1, col=0)
-        names = "  ".join(f"■ {n}" for n in corridors)
-        _quiet(self.position, f"Running speed (above) · position in corridor (cm): {names}  ■ grey  ┆ trial start",
-               "cm", self.x_label)
+        _quiet(self.position, "", "cm")
+        self.position.setTitle(None)
         self.position.setXRange(-WINDOW_S, 0, padding=0)
         self.position.setYRange(0, max(self._lengths or [100.0]), padding=0.02)
         self.position.setXLink(self.speed)
@@ -171,6 +171,8 @@ class PlotPanel(QtWidgets.QWidget):
         self.trial_lines = pg.PlotCurveItem(pen=pg.mkPen(style.WARN, width=1, style=QtCore.Qt.DashLine),
                                             connect="pairs")
         self.position.addItem(self.trial_lines)
+        t.ci.layout.setRowStretchFactor(0, 2)
+        t.ci.layout.setRowStretchFactor(1, 3)
 
         v = self.events
         self.rasters: list[pg.PlotItem] = []
@@ -262,8 +264,13 @@ class PlotPanel(QtWidgets.QWidget):
         else:
             self.trial_lines.setData([], [])
 
+    def raster_trials(self) -> int:
+        """Trials shown in the raster: RASTER_TRIALS, fewer when it is short (at least 4 px per trial)."""
+        h = float(self.rasters[0].vb.height()) if self.rasters else 0.0
+        return int(min(RASTER_TRIALS, max(10, h // 4)))
+
     def _draw_events(self, snap: Snapshot) -> None:
-        lo = max(snap.trial - RASTER_TRIALS + 1, 0)
+        lo = max(snap.trial - self.raster_trials() + 1, 0)
         for k, p in enumerate(self.rasters):
             self.lick_dots[k].setData(*_recent(snap.licks.get(k), lo))
             self.cue_marks[k].setData(*_recent(snap.cues.get(k), lo))

@@ -44,13 +44,15 @@ class BigNumber(QtWidgets.QWidget):
         self.value = plain_label("–", "big")
         self.value.setAlignment(QtCore.Qt.AlignCenter)
         self.value.setMinimumWidth(60)
-        cap = plain_label(caption, "bigcaption")
-        cap.setAlignment(QtCore.Qt.AlignCenter)
+        self.caption = plain_label(caption, "bigcaption")
+        self.caption.setAlignment(QtCore.Qt.AlignCenter)
         lay.addWidget(self.value)
-        lay.addWidget(cap)
+        lay.addWidget(self.caption)
 
-    def set(self, text: str) -> None:
+    def set(self, text: str, caption: str | None = None) -> None:
         self.value.setText(text)
+        if caption is not None:
+            self.caption.setText(caption)
 
 
 class StatusPanel(QtWidgets.QWidget):
@@ -62,10 +64,10 @@ class StatusPanel(QtWidgets.QWidget):
         row = QtWidgets.QHBoxLayout()
         self.state = plain_label("IDLE", "state")
         self.state.setAlignment(QtCore.Qt.AlignCenter)
-        self.state.setFixedWidth(150)
+        self.state.setFixedSize(150, 50)
         row.addWidget(self.state)
         self.trials = BigNumber("TRIALS")
-        self.rewards = BigNumber("REWARDS (MANUAL)")
+        self.rewards = BigNumber("REWARDS")
         self.water = BigNumber("WATER (µl)")
         self.licks = BigNumber("LICKS")
         self.elapsed = BigNumber("ELAPSED")
@@ -104,6 +106,7 @@ class StatusPanel(QtWidgets.QWidget):
         """No numbers from an earlier session."""
         for w in (self.trials, self.rewards, self.water, self.licks, self.elapsed):
             w.set("–")
+        self.rewards.set("–", "REWARDS")
         self.loop.setText("loop –")
         self.missed_label.setText("missed frames –")
         _tone(self.missed_label, "")
@@ -115,7 +118,7 @@ class StatusPanel(QtWidgets.QWidget):
     def show_counts(self, trials: int, rewards: int, manual: int, water_ul: float, licks: int,
                     elapsed_s: float) -> None:
         self.trials.set(str(trials))
-        self.rewards.set(f"{rewards} ({manual})")
+        self.rewards.set(str(rewards), f"REWARDS · {manual} MANUAL")
         self.water.set(f"{water_ul:.1f}")
         self.licks.set(str(licks))
         m, s = divmod(int(max(elapsed_s, 0)), 60)

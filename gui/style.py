@@ -38,7 +38,7 @@ QPushButton#stop {{ background: #8a3434; border-color: #a84444; font-weight: bol
 QPushButton#stop:disabled {{ background: #2a2d33; }}
 QPushButton#reward {{ background: #2c5f8f; border-color: #3a78b0; }}
 QPushButton#reward:disabled {{ background: #2a2d33; }}
-QLabel#big {{ font-size: 20pt; font-weight: bold; }}
+QLabel#big {{ font-size: 18pt; font-weight: bold; }}
 QLabel#bigcaption {{ color: {MUTED}; font-size: 8pt; }}
 QLabel#muted {{ color: {MUTED}; }}
 QLabel[tone="ok"] {{ color: {OK}; }}

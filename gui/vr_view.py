@@ -132,6 +132,7 @@ class VRPreview(QtWidgets.QGroupBox):
         self.caption.setObjectName("muted")
         self.caption.setTextFormat(QtCore.Qt.PlainText)
         self.caption.setAlignment(QtCore.Qt.AlignCenter)
+        self.caption.hide()  # its text goes into the box's title (saves a line of height)
         lay.addWidget(self.caption)
         self.renderer: PreviewRenderer | None = None
         self.renders = 0  # pictures drawn (for tests and the benchmark)
@@ -199,6 +200,7 @@ class VRPreview(QtWidgets.QGroupBox):
         self.image.clear()
         self.image.setText("no session")
         self.caption.setText("")
+        self.setTitle("What the mouse sees")
 
     def show_view(self, corridor: int, position_cm: float, ahead: int = -1) -> None:
         self._wanted = ViewPoint(int(corridor), round(float(position_cm), 1), int(ahead))
@@ -229,6 +231,7 @@ class VRPreview(QtWidgets.QGroupBox):
         self.image.setPixmap(QtGui.QPixmap.fromImage(qimg))
         name = self.renderer.protocol.corridors[view.corridor].name
         self.caption.setText(f"{name} · {view.position_cm:.0f} cm")
+        self.setTitle(f"What the mouse sees: {self.caption.text()}")
 
     def pixmap_size(self) -> tuple[int, int]:
         pm = self.image.pixmap()

@@ -89,7 +89,8 @@ def test_manual_reward_is_acknowledged_and_logged(qtbot, window):
     w.controls.reward.click()
     wait_for(qtbot, lambda: any("✔ manual_reward" in w.controls.log.item(k).text()
                                 for k in range(w.controls.log.count())))
-    wait_for(qtbot, lambda: w.status_panel.rewards.value.text() not in ("–", "0 (0)"))
+    wait_for(qtbot, lambda: w.status_panel.rewards.value.text() not in ("–", "0"))
+    assert "1 MANUAL" in w.status_panel.rewards.caption.text()
     wait_for(qtbot, lambda: any(o["action"] == "manual_reward" for o in Session.open(w.session_path).operator))
     op = next(o for o in Session.open(w.session_path).operator if o["action"] == "manual_reward")
     assert op["data"]["volume_ul"] == 4.0

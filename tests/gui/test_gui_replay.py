@@ -44,7 +44,8 @@ def test_seek_shows_the_session_up_to_the_playhead(viewer, finished):
     viewer.seek(t)
     assert viewer.status_panel.trials.value.text() == "3"
     rewards = sum(1 for e in s.events if e["kind"] == "reward" and e["t"] <= t)
-    assert viewer.status_panel.rewards.value.text() == f"{rewards} (0)"
+    assert viewer.status_panel.rewards.value.text() == str(rewards)
+    assert viewer.status_panel.rewards.caption.text() == "REWARDS · 0 MANUAL"
     xs, _ = viewer.plots.speed_curve.getData()
     # x is seconds before the playhead: the speed trace ends there
     assert np.nanmax(xs) <= 0 and np.nanmax(xs) > -0.1

@@ -60,7 +60,7 @@ def start(qtbot, w, animal: str, duration_s: float = 120) -> int:
 
 def shown_counts(w) -> dict:
     sp = w.status_panel
-    rewards, manual = sp.rewards.value.text().replace("(", "").replace(")", "").split()
+    rewards, manual = sp.rewards.value.text(), sp.rewards.caption.text().split()[2]
     return {"trials": int(sp.trials.value.text()), "rewards": int(rewards), "rewards_manual": int(manual),
             "water_ul": float(sp.water.value.text()), "licks": int(sp.licks.value.text())}
 
