@@ -188,7 +188,8 @@ def test_the_interim_file_records_keep_weights_supplements_notes_and_take_the_ri
     rig = sum(session_info(Session.open(f))["water_ul"] for f in (data / "A1" / day.isoformat()).iterdir())
     w = lab.water("A1", day)
     assert (w.rig_ul, w.supplement_ul, w.target_ul, w.sessions) == (round(rig, 6), 400.0, 1000.0, 2)
-    assert [(n.text, n.during) for n in lab.notes("A1", session)] == [("first note", True), ("after the session", False)]
+    assert [(n.text, n.during) for n in lab.notes("A1", session)] == [("first note", True),
+                                                                    ("after the session", False)]
     assert lab.subject("A1").restricted and lab.subject("A1").baseline_weight_g == 25.0
     for bad, call in (("weight 0 g", lambda: lab.record_weight("A1", 0, when)),
                       ("the note is empty", lambda: lab.add_note("A1", "  ", when, None, False)),

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from gui.session_state import Phase
 from gui.testing import qt_display
 from tests.support.paths import REPO
@@ -40,7 +41,8 @@ def sessions(tmp_path_factory):
     small_valve.write_text((REPO / "config" / "sim.yaml").read_text().replace("max_open_ms: 1000",
                                                                               "max_open_ms: 400"))
     return {"data": data, "demo": run("demo", "M1", 6, (script,)), "nocue": run("nocue_task", "Z1", 4),
-            "exposure": run("train1_exposure", "E1", 4), "small_valve": run("demo", "V1", 1, cfg=load_config(small_valve))}
+            "exposure": run("train1_exposure", "E1", 4),
+            "small_valve": run("demo", "V1", 1, cfg=load_config(small_valve))}
 
 
 @pytest.fixture
