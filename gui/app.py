@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PyQt5 import QtWidgets
 
 from gui import style
+from gui.launcher import Spawner, lower_gui_priority
 
 if TYPE_CHECKING:
     from gui.main_window import MainWindow
@@ -40,12 +41,13 @@ def make_app(argv: Sequence[str] = ()) -> QtWidgets.QApplication:
     return app
 
 
-def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None) -> MainWindow:
+def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None,
+                     spawner: Spawner | None = None) -> MainWindow:
     from gui.main_window import MainWindow
     from gui.replay_viewer import ReplayWindow
     from rig.datalog.reader import SessionError
 
-    win = MainWindow(config, data_dir, lock_dir)
+    win = MainWindow(config, data_dir, lock_dir, spawner=spawner)
     replays: list[ReplayWindow] = []
 
     def open_replay() -> None:
@@ -87,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(config: Path, data_dir: Path | None, lock_dir: Path | None, replay: Path | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.excepthook = _keep_running
+    spawner = Spawner()  # before the GUI thread yields: runners keep the priority the app was started with
+    niceness = lower_gui_priority()
+    if niceness is not None:
+        log.info("the app runs at niceness %d below its runners", niceness)
     app = make_app()
     if replay is not None:
         from gui.replay_viewer import ReplayWindow
@@ -100,9 +106,12 @@ def run(config: Path, data_dir: Path | None, lock_dir: Path | None, replay: Path
         replay_win.resize(1400, 900)
         replay_win.show()
     else:
-        win = open_main_window(config, data_dir, lock_dir)
+        win = open_main_window(config, data_dir, lock_dir, spawner)
         win.show()
-    return app.exec_()
+    try:
+        return app.exec_()
+    finally:
+        spawner.close()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The day at the rig for one animal: weight before the start, water today against the target, notes during
-and after the session, and the end-of-session summary. Reads and writes through gui.lab_view.LabRecords."""
+and after the session (DayPanel), and the end-of-session summary with the session's notes (SummaryPanel).
+Both read and write through gui.lab_view.LabRecords."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class DayPanel(QtWidgets.QWidget):
         nl = QtWidgets.QVBoxLayout(notes_box)
         self.notes = QtWidgets.QListWidget()
         self.notes.setWordWrap(True)
-        self.notes.setMinimumHeight(60)
+        self.notes.setFixedHeight(84)
         nl.addWidget(self.notes, 1)
         row = QtWidgets.QHBoxLayout()
         self.note_edit = QtWidgets.QLineEdit()
@@ -112,19 +113,9 @@ class DayPanel(QtWidgets.QWidget):
         nl.addLayout(row)
         self.note_msg = Message(1)
         nl.addWidget(self.note_msg)
-        lay.addWidget(notes_box, 1)
+        lay.addWidget(notes_box)
 
-        self.summary_box = QtWidgets.QGroupBox("End of session")
-        sl = QtWidgets.QVBoxLayout(self.summary_box)
-        self.summary = QtWidgets.QLabel("no session has ended in this window yet")
-        self.summary.setTextFormat(QtCore.Qt.PlainText)
-        self.summary.setWordWrap(True)
-        self.summary.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
-        self.summary.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
-        self.summary.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
-        sl.addWidget(self.summary)
-        self.summary_lines: list[str] = []
-        lay.addWidget(self.summary_box)
+        lay.addStretch(1)
 
         self.record_weight.clicked.connect(self._record_weight)
         self.add_supplement.clicked.connect(self._add_supplement)
@@ -262,11 +253,93 @@ class DayPanel(QtWidgets.QWidget):
         if self.running:
             self.note_added.emit(text)
 
-    def show_summary(self, out: Outcome, learning: str | None, faults: int) -> None:
-        self.summary_lines = summary_lines(out, self.weight_today(), learning, faults)
-        self.summary.setText("\n".join(self.summary_lines))
+
+class SummaryPanel(QtWidgets.QWidget):
+    """The end of the last session: how it ended, its counts (the folder's, as `rig info`), weight, learning,
+    faults, and its notes, with a field for notes after the session."""
+
+    note_added = QtCore.pyqtSignal()
+
+    def __init__(self, day: DayPanel, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.day = day
+        self.outcome: Outcome | None = None
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.box = QtWidgets.QGroupBox("End of session")
+        bl = QtWidgets.QVBoxLayout(self.box)
+        self.text = QtWidgets.QLabel("no session has ended in this window yet")
+        self.text.setTextFormat(QtCore.Qt.PlainText)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.text.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        self.text.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        bl.addWidget(self.text)
+        lay.addWidget(self.box)
+        notes = QtWidgets.QGroupBox("Notes on this session")
+        nl = QtWidgets.QVBoxLayout(notes)
+        self.notes = QtWidgets.QListWidget()
+        self.notes.setWordWrap(True)
+        self.notes.setFixedHeight(84)
+        nl.addWidget(self.notes)
+        row = QtWidgets.QHBoxLayout()
+        self.note_edit = QtWidgets.QLineEdit()
+        self.note_edit.setPlaceholderText("a note after the session (Enter to add)")
+        self.add_note = QtWidgets.QPushButton("Add note")
+        row.addWidget(self.note_edit, 1)
+        row.addWidget(self.add_note)
+        nl.addLayout(row)
+        self.note_msg = Message(1)
+        nl.addWidget(self.note_msg)
+        lay.addWidget(notes)
+        lay.addStretch(1)
+        self.lines: list[str] = []
+        self.add_note.clicked.connect(self._add_note)
+        self.note_edit.returnPressed.connect(self._add_note)
+        self._enable()
+
+    def _enable(self) -> None:
+        on = self.outcome is not None and self.outcome.folder is not None and self.day.lab is not None
+        self.add_note.setEnabled(on)
+        self.note_edit.setEnabled(on)
+
+    def show_outcome(self, out: Outcome, learning: str | None, faults: int) -> None:
+        self.outcome = out
+        self.lines = summary_lines(out, self.day.weight_today(), learning, faults)
+        self.text.setText("\n".join(self.lines))
         tone = {Phase.FINISHED: "ok", Phase.STOPPED_EARLY: "warn", Phase.CRASHED: "error"}.get(out.phase, "")
-        self.summary.setProperty("tone", tone)
-        self.summary.style().unpolish(self.summary)
-        self.summary.style().polish(self.summary)
-        self.summary_box.setTitle(f"End of session: {out.phase.value}")
+        self.text.setProperty("tone", tone)
+        self.text.style().unpolish(self.text)
+        self.text.style().polish(self.text)
+        self.box.setTitle(f"End of session: {out.phase.value}")
+        self._enable()
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.notes.clear()
+        lab, out = self.day.lab, self.outcome
+        if lab is None or out is None or out.folder is None or not self.day.animal:
+            return
+        try:
+            notes = lab.notes(self.day.animal, out.folder)
+        except LabError as e:
+            self.note_msg.show_text(f"lab records: {e}", error=True)
+            return
+        for n in notes:
+            self.notes.addItem(f"{n.when:%H:%M:%S} ({'during' if n.during else 'after'}) {n.text}")
+
+    def _add_note(self) -> None:
+        text = self.note_edit.text().strip()
+        lab, out = self.day.lab, self.outcome
+        if lab is None or out is None or out.folder is None or not text:
+            return
+        try:
+            lab.add_note(self.day.animal, text, datetime.now(), out.folder, during=False)
+        except LabError as e:
+            self.note_msg.show_text(str(e), error=True)
+            return
+        self.note_edit.clear()
+        self.note_msg.show_text("note saved in the lab records", ok=True)
+        self.refresh()
+        self.day.refresh()
+        self.note_added.emit()

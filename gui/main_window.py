@@ -23,9 +23,9 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from gui.check_panel import CheckPanel
 from gui.control_panel import ControlPanel
-from gui.day_panel import DayPanel
+from gui.day_panel import DayPanel, SummaryPanel
 from gui.lab_view import FileLabRecords, LabRecords
-from gui.launcher import start_runner, tail
+from gui.launcher import Spawner, start_runner, tail
 from gui.plots import PlotPanel, anticipation_label
 from gui.session_link import SessionLink
 from gui.session_state import Outcome, Phase
@@ -86,8 +86,11 @@ class StageBox(QtWidgets.QGroupBox):
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, config_path: Path, data_dir: Path | None = None, lock_dir: Path | None = None,
-                 lab_factory: LabFactory | None = FileLabRecords) -> None:
+                 lab_factory: LabFactory | None = FileLabRecords, spawner: Spawner | None = None) -> None:
+        """spawner: starts runners at the app's original priority (gui.launcher); without one they are
+        started from the GUI thread and inherit its priority."""
         super().__init__()
+        self.spawner = spawner
         self.setWindowTitle("corridor-rig")
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
         self.link: SessionLink | None = None
@@ -110,11 +113,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.checks = CheckPanel()
         self.faults = FaultPanel()
         self.day = DayPanel(self._make_lab())
+        self.summary = SummaryPanel(self.day)
 
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(_scrolled(self.setup_panel), "Setup")
         self.tabs.addTab(_scrolled(self.checks), "Checks")
-        self.tabs.addTab(_scrolled(self.day), "Animal's day")
+        self.day_scroll = _scrolled(self.day)
+        self.tabs.addTab(self.day_scroll, "Animal's day")
+        self.summary_scroll = _scrolled(self.summary)
+        self.tabs.addTab(self.summary_scroll, "End of session")
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -210,6 +217,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.checks.reset(config)
         self.day.lab = self._make_lab()
         self.day.refresh()
+        self.summary.refresh()
 
     def _animal_changed(self, animal: str) -> None:
         if not self.attached:
@@ -223,7 +231,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         try:
             setup = self.setup_panel.setup()
-            self.proc, self._runner_log = start_runner(setup, self.lock_dir)
+            self.proc, self._runner_log = start_runner(setup, self.lock_dir, self.spawner)
         except (ValueError, RigBusy, OSError) as e:
             self._say(f"Not started: {e}", error=True)
             return
@@ -419,9 +427,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.controls.add_log(f"✔ {action} (iteration {reply.body.get('i')})")
             if action in ("pause", "resume"):
                 self._set_paused(action == "pause")
+        elif action == "note":  # said in the Day panel; here only the gist
+            self.controls.add_log("note kept in the lab records only: the runner did not log it")
         else:
             self.controls.add_log(f"✖ {action}: {reply.error}")
-            if action not in ("note", "take_control"):  # these say so where they were asked for
+            if action != "take_control":  # said where it was asked for
                 self.faults.add(Fault("COMMAND", f"{action}: {reply.error}", "app", time.time()))
                 self._say(f"{action} refused: {reply.error}", error=True)
 
@@ -481,8 +491,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                   time.time()))
         learning = _learning(out)
         self.day.set_session(self.session_path, running=False)
-        self.day.show_summary(out, learning, self.faults.total - self._faults_base)
-        self.tabs.setCurrentWidget(self.tabs.widget(2))
+        self.summary.show_outcome(out, learning, self.faults.total - self._faults_base)
+        self.tabs.setCurrentWidget(self.summary_scroll)
         self.setup_panel.refresh_animals()
         if self.proc is not None:
             self.proc.poll()  # reap a runner we started

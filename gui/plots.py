@@ -30,7 +30,7 @@ RASTER_TRIALS = 40  # trials visible in the raster (it scrolls)
 _I, _T, _POS, _SPEED, _CORRIDOR, _GREY = (FRAME_COLUMNS.index(c) for c in ("i", "t", "pos", "speed", "corridor",
                                                                            "grey"))
 WINDOW_S = 60.0
-MAX_POINTS = 900  # per trace: about one point per horizontal pixel at the widths the app runs at
+MAX_POINTS = 600  # per trace (min/max pairs): finer than the eye follows at the widths the app runs at
 GAP_S = 0.25  # frames further apart than this (or with loop iterations missing) are not joined
 MANUAL = "#ff9466"
 
@@ -70,6 +70,7 @@ def _view() -> pg.GraphicsLayoutWidget:
     v.ci.setSpacing(4)
     v.ci.setContentsMargins(2, 2, 2, 2)
     v.setViewportUpdateMode(QtWidgets.QGraphicsView.MinimalViewportUpdate)
+    v.setOptimizationFlags(QtWidgets.QGraphicsView.DontAdjustForAntialiasing)
     return v
 
 
@@ -153,6 +154,7 @@ class PlotPanel(QtWidgets.QWidget):
         names = "  ".join(f"■ {n}" for n in corridors)
         _quiet(self.speed, f"Speed (cm/s) and position (cm), {self.x_label} (s): {names}  ■ grey  ┆ trial start",
                "cm/s")
+        self.speed.showGrid(x=False, y=False)  # the grid is drawn by the axes: it would repaint them every time
         self.speed.setXRange(-WINDOW_S, 0, padding=0)
         self.speed.setYRange(0, self._speed_top, padding=0)
         self.speed.hideAxis("bottom")
@@ -161,6 +163,7 @@ class PlotPanel(QtWidgets.QWidget):
         self.position = t.addPlot(row=1, col=0)
         _quiet(self.position, "", "cm")
         self.position.setTitle(None)
+        self.position.showGrid(x=False, y=False)
         self.position.setXRange(-WINDOW_S, 0, padding=0)
         self.position.setYRange(0, max(self._lengths or [100.0]), padding=0.02)
         self.position.setXLink(self.speed)
@@ -253,10 +256,18 @@ class PlotPanel(QtWidgets.QWidget):
         if top > self._speed_top or top < self._speed_top / 3:  # change the axis rarely
             self._speed_top = max(10.0, float(np.ceil(top * 1.25 / 10) * 10))
             self.speed.setYRange(0, self._speed_top, padding=0)
+        # Position is smooth: every n-th point is enough (and one decimation serves every corridor's curve).
+        step = max(1, int(np.ceil(len(x) / MAX_POINTS)))
+        if step > 1:
+            keep = np.zeros(len(x), bool)
+            keep[::step] = True
+            keep[-1] = True
+            keep |= ~np.isfinite(x)  # the breaks stay
+            x, pos, corridor, grey = x[keep], pos[keep], corridor[keep], grey[keep]
         is_grey = grey > 0
         for k, curve in enumerate(self.position_curves):
-            curve.setData(*decimate(x, np.where((corridor == k) & ~is_grey, pos, np.nan)))
-        self.grey_curve.setData(*decimate(x, np.where(is_grey, pos, np.nan)))
+            curve.setData(x, np.where((corridor == k) & ~is_grey, pos, np.nan))
+        self.grey_curve.setData(x, np.where(is_grey, pos, np.nan))
         starts = snap.trial_starts[snap.trial_starts >= snap.t - WINDOW_S] - snap.t
         if len(starts):
             top_pos = float(self.position.vb.viewRange()[1][1])

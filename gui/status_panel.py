@@ -188,6 +188,8 @@ class FaultPanel(QtWidgets.QGroupBox):
         lay.addLayout(row)
         self.list = QtWidgets.QListWidget()
         self.list.setFixedHeight(62)
+        self.list.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(QtCore.Qt.ElideRight)
         lay.addWidget(self.list)
         self.unacknowledged = 0
         self.total = 0

@@ -45,7 +45,7 @@ QLabel[tone="ok"] {{ color: {OK}; }}
 QLabel[tone="warn"] {{ color: {WARN}; }}
 QLabel[tone="error"] {{ color: {FAULT}; }}
 QLabel#banner {{ color: {MUTED}; padding: 2px 4px; border-radius: 4px; }}
-QLabel#banner[tone="error"] {{ background: {FAULT}; color: white; font-weight: bold; }}
+QLabel#banner[tone="error"] {{ background: {FAULT}; color: white; }}
 QLineEdit[invalid="true"] {{ border: 1px solid {FAULT}; }}
 QTabWidget::pane {{ border: 1px solid #33373f; }}
 QTabBar::tab {{ background: #2a2d33; padding: 4px 10px; border: 1px solid #33373f; }}

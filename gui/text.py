@@ -35,8 +35,10 @@ class Message(QtWidgets.QLabel):
         self.setProperty("tone", "")
 
     def show_text(self, text: str, error: bool = False, ok: bool = False, warn: bool = False) -> None:
-        self.full_text = text
         tone = "error" if error else "ok" if ok else "warn" if warn else ""
+        if text == self.full_text and tone == self.property("tone"):
+            return  # unchanged (status lines are set several times a second)
+        self.full_text = text
         if self.property("tone") != tone:
             self.setProperty("tone", tone)
             self.style().unpolish(self)

@@ -154,18 +154,23 @@ def test_the_end_of_session_summary(panel, folders):
     p.weight_field.set_text("24.5")
     p.record_weight.click()
     p.set_session(folders["manual_stop"], running=False)
-    p.note_edit.setText("licked the spout dry")
-    p.add_note.click()
-    assert lab.note_list[0][1].during is False  # typed after the session
+    from gui.day_panel import SummaryPanel
+
+    s = SummaryPanel(p)
+    assert not s.add_note.isEnabled()  # no session has ended yet
     out = outcome(folders["manual_stop"], None, runner_gone=True)
-    p.show_summary(out, "anticipatory licking 50% of the last 4 rewarded trials", faults=1)
+    s.show_outcome(out, "anticipatory licking 50% of the last 4 rewarded trials", faults=1)
+    s.note_edit.setText("licked the spout dry")
+    s.add_note.click()
+    assert lab.note_list[0][1].during is False  # typed after the session
     info = out.info
-    text = p.summary.text()
-    assert p.summary_box.title() == "End of session: STOPPED EARLY"
+    text = s.text.text()
+    assert s.box.title() == "End of session: STOPPED EARLY"
     assert f"{info['trials']} trials · {info['rewards']} rewards (2 manual) · {info['water_ul']:.1f} µl water" in text
     assert "weight before the start: 24.5 g" in text and "anticipatory licking 50%" in text
     assert f"faults: {info['faults']} in the session log, 1 seen by the app" in text
-    assert p.notes.count() == 1 and "licked the spout dry" in p.notes.item(0).text()
+    assert s.notes.count() == 1 and "(after) licked the spout dry" in s.notes.item(0).text()
+    assert p.notes.count() == 1  # the day's list shows it too
 
 
 def test_the_interim_file_records_keep_weights_supplements_notes_and_take_the_rigs_water_from_the_folders(

@@ -85,7 +85,7 @@ def test_a_killed_runner_is_crashed_with_the_folders_counts_and_a_fault_until_ac
     assert shown_counts(w) == want
     assert "None" not in w.controls.message.full_text and f"{info['trials']} trials" in w.controls.message.full_text
     assert w.faults.unacknowledged >= 1 and "crashed" in w.faults.banner.full_text
-    assert "CRASHED" in w.day.summary_box.title() and f"{info['trials']} trials" in w.day.summary.text()
+    assert "CRASHED" in w.summary.box.title() and f"{info['trials']} trials" in w.summary.text.text()
     # The fault stays (the window keeps watching) until someone acknowledges it.
     for _ in range(3):
         w.watch()
@@ -138,7 +138,7 @@ def test_a_session_that_reaches_its_end_is_finished_and_the_animal_list_is_read_
     assert info["complete"] and info["end_reason"] == "max_duration"
     assert shown_counts(w) == want
     assert w.setup_panel.animal.findText("N1") >= 0  # the new animal is offered now
-    assert "FINISHED" in w.day.summary.text() and str(folder) in w.day.summary.text()
+    assert "FINISHED" in w.summary.text.text() and str(folder) in w.summary.text.text()
     deadline = time.monotonic() + 10
     while read_lock("sim", w.lock_dir) is not None and time.monotonic() < deadline:
         qtbot.wait(50)
