@@ -123,11 +123,15 @@ def main() -> int:
         done.setSingleShot(True)
         done.timeout.connect(app.quit)
         done.start(int(args.minutes * 60 * 1000))
+        def report() -> None:
+            elapsed = time.monotonic() - wall0
+            app_pct = 100 * (sum(os.times()[:2]) - cpu_app0) / elapsed
+            missed = win.link.counts.missed_display_frames if win.link and win.link.counts else "-"
+            print(f"  {elapsed:6.0f} s, app {app_pct:.1f} %, missed frames {missed}, load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr)
+
         progress = QtCore.QTimer()
-        progress.timeout.connect(lambda: print(
-            f"  {time.monotonic() - wall0:6.0f} s, app {100 * (sum(os.times()[:2]) - cpu_app0) / (time.monotonic() - wall0):.1f} %"
-            f", missed frames {win.link.counts.missed_display_frames if win.link and win.link.counts else '-'}"
-            f", load {os.getloadavg()[0]:.1f}", file=sys.stderr))
+        progress.timeout.connect(report)
         progress.start(30_000)
         prof = cProfile.Profile() if args.profile else None
         if prof is not None:
