@@ -111,7 +111,7 @@ class DayPanel(QtWidgets.QWidget):
         row.addWidget(self.note_edit, 1)
         row.addWidget(self.add_note)
         nl.addLayout(row)
-        self.note_msg = Message(1)
+        self.note_msg = Message(2)
         nl.addWidget(self.note_msg)
         lay.addWidget(notes_box)
 

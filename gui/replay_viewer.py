@@ -124,6 +124,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
                             f"{info['rewards']} rewards · {info['water_ul']:.1f} µl")
         self.setWindowTitle(f"corridor-rig · replay · {h.animal} · {protocol.get('name')} · {path.name}")
         self.status_panel.show_phase(Phase.FINISHED if session.complete else Phase.STOPPED_EARLY)
+        self.status_panel.show_missed(info.get("missed_display_frames"))  # the session's, as `rig info`
         self.vr.set_protocol(_protocol(session))
         self.exports.set_session(path)
         self.seek(self.t0)

@@ -179,3 +179,24 @@ def test_vr_preview_draws_the_next_trials_corridor_beyond_the_grey_part(qtbot, v
     grey_ahead = r.render(ViewPoint(start["data"]["corridor_index"], near_end))
     textured_ahead = r.render(ViewPoint(start["data"]["corridor_index"], near_end, ahead=nxt))
     assert textured_ahead.std() > grey_ahead.std() + 5  # textured walls ahead instead of grey
+
+
+def test_the_replay_header_gives_rig_infos_counts_for_a_session_cut_mid_trial(qtbot, qapp, tmp_path):
+    """A session ended by its time limit has a trial that started and never ended: it is not a trial."""
+    from gui.replay_viewer import ReplayWindow
+    from rig.datalog.info import session_info
+
+    folder = api.run(REPO / "protocols" / "demo.yaml", fast=True, duration_s=45, data_dir=tmp_path, animal="R2",
+                     seed=3)
+    s = Session.open(folder)
+    info = session_info(s)
+    starts = sum(1 for e in s.events if e["kind"] == "trial_start")
+    assert starts == info["trials"] + 1  # the case of issue 15: 14 started, 13 trials
+    w = ReplayWindow(folder)
+    qtbot.addWidget(w)
+    text = w.info.full_text
+    assert f"· {info['trials']} trials ·" in text and f"{starts} trials" not in text
+    assert f"{info['rewards']} rewards · {info['water_ul']:.1f} µl" in text
+    w.seek(w.t_end)
+    assert w.status_panel.trials.value.text() == str(info["trials"])
+    assert w.status_panel.licks.value.text() == str(info["licks"])
