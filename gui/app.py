@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PyQt5 import QtWidgets
 
 from gui import style
+from gui.launcher import Spawner, lower_gui_priority
+
+if TYPE_CHECKING:
+    from gui.main_window import MainWindow
+
+log = logging.getLogger("gui")
+
+
+def _keep_running(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """An exception escaping a Qt slot would make PyQt abort the app (and leave the operator blind while the
+    session runs on): log it, with its traceback, and carry on."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    log.error("unexpected error in the app (it keeps running): %s",
+              "".join(traceback.format_exception(kind, value, tb)))
 
 
 def make_app(argv: Sequence[str] = ()) -> QtWidgets.QApplication:
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["corridor-rig", *argv])
+    existing = QtWidgets.QApplication.instance()
+    app = existing if isinstance(existing, QtWidgets.QApplication) else QtWidgets.QApplication(
+        ["corridor-rig", *argv])
     app.setApplicationName("corridor-rig")
     style.apply(app)
     return app
 
 
-def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None):
+def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path | None = None,
+                     spawner: Spawner | None = None) -> MainWindow:
     from gui.main_window import MainWindow
     from gui.replay_viewer import ReplayWindow
     from rig.datalog.reader import SessionError
 
-    win = MainWindow(config, data_dir, lock_dir)
+    win = MainWindow(config, data_dir, lock_dir, spawner=spawner)
     replays: list[ReplayWindow] = []
 
     def open_replay() -> None:
@@ -43,8 +66,10 @@ def open_main_window(config: Path, data_dir: Path | None = None, lock_dir: Path 
 
     menu = win.menuBar().addMenu("&Session")
     menu.addAction("Open session for &replay…", open_replay)
-    menu.addAction("&Quit (the session keeps running)", win.close)
-    win.resize(1600, 1000)
+    menu.addAction("&Quit (the session keeps running)", lambda: None if win.close() else None)
+    screen = QtWidgets.QApplication.primaryScreen()
+    avail = screen.availableGeometry() if screen is not None else None
+    win.resize(min(1600, avail.width()) if avail else 1600, min(1000, avail.height()) if avail else 1000)
     return win
 
 
@@ -62,21 +87,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(config: Path, data_dir: Path | None, lock_dir: Path | None, replay: Path | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.excepthook = _keep_running
+    spawner = Spawner()  # before the GUI thread yields: runners keep the priority the app was started with
+    niceness = lower_gui_priority()
+    if niceness is not None:
+        log.info("the app runs at niceness %d below its runners", niceness)
     app = make_app()
     if replay is not None:
         from gui.replay_viewer import ReplayWindow
         from rig.datalog.reader import SessionError
 
         try:
-            win = ReplayWindow(replay)
+            replay_win = ReplayWindow(replay)
         except SessionError as e:
             print(f"rig gui: {e}", file=sys.stderr)
             return 2
-        win.resize(1400, 900)
+        replay_win.resize(1400, 900)
+        replay_win.show()
     else:
-        win = open_main_window(config, data_dir, lock_dir)
-    win.show()
-    return app.exec_()
+        win = open_main_window(config, data_dir, lock_dir, spawner)
+        win.show()
+    try:
+        return app.exec_()
+    finally:
+        spawner.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from gui import style
+from gui.text import Message
 
 CHECK_SECONDS = 2.0  # how long each input is watched
 CHECK_TIMEOUT_MS = 60_000
@@ -52,8 +53,8 @@ class CheckPanel(QtWidgets.QGroupBox):
         row = QtWidgets.QHBoxLayout()
         self.button = QtWidgets.QPushButton("Check rig")
         self.button.setToolTip("rig check: driver self-tests, encoder, lick line, valve, frame clock, cue")
-        self.summary = QtWidgets.QLabel("not checked yet", objectName="muted")
-        self.summary.setWordWrap(True)
+        self.summary = Message(2)
+        self.summary.show_text("not checked yet")
         row.addWidget(self.button)
         row.addWidget(self.summary, 1)
         lay.addLayout(row)
@@ -66,12 +67,26 @@ class CheckPanel(QtWidgets.QGroupBox):
         self.ok: bool | None = None
         self._proc: QtCore.QProcess | None = None
         self._config: Path | None = None
-        self._deadline = QtCore.QTimer(self, singleShot=True)
+        self._deadline = QtCore.QTimer(self)
+        self._deadline.setSingleShot(True)
         self._deadline.timeout.connect(self._timed_out)
 
     @property
     def running(self) -> bool:
         return self._proc is not None
+
+    def reset(self, config: str) -> None:
+        """Another config was chosen: the results shown were for the previous one."""
+        if self._proc is not None:
+            self._deadline.stop()
+            proc, self._proc = self._proc, None
+            proc.kill()
+            proc.deleteLater()
+            self.button.setEnabled(True)
+        self.list.clear()
+        self.results, self.ok = [], None
+        self._config = Path(config)
+        self.summary.show_text(f"not checked yet for {self._config.name}")
 
     def run(self, config: Path, seconds: float = CHECK_SECONDS) -> None:
         if self._proc is not None:
@@ -79,7 +94,7 @@ class CheckPanel(QtWidgets.QGroupBox):
         self._config = Path(config)
         self.list.clear()
         self.results, self.ok = [], None
-        self.summary.setText(f"checking {self._config.name}…")
+        self.summary.show_text(f"checking {self._config.name}…")
         self.button.setEnabled(False)
         proc = QtCore.QProcess(self)
         proc.finished.connect(self._done)
@@ -89,15 +104,15 @@ class CheckPanel(QtWidgets.QGroupBox):
                                     "--seconds", f"{seconds:g}"])
         self._deadline.start(CHECK_TIMEOUT_MS)
 
-    def _done(self, exit_code: int, _status) -> None:
+    def _done(self, exit_code: int, _status: QtCore.QProcess.ExitStatus) -> None:
         proc = self._proc
-        if proc is None:
+        if proc is None or proc is not self.sender():
             return
         out = bytes(proc.readAllStandardOutput()).decode(errors="replace")
         err = bytes(proc.readAllStandardError()).decode(errors="replace")
         self._finish(*parse_check_output(out, err, exit_code))
 
-    def _error(self, error) -> None:
+    def _error(self, error: QtCore.QProcess.ProcessError) -> None:
         if error == QtCore.QProcess.FailedToStart and self._proc is not None:
             self._finish(False, [], f"rig check could not start: {self._proc.errorString()}")
 
@@ -116,8 +131,7 @@ class CheckPanel(QtWidgets.QGroupBox):
             item = QtWidgets.QListWidgetItem(f"{'✔' if c.ok else '✖'} {c.name}: {c.message}")
             item.setForeground(QtGui.QBrush(QtGui.QColor(style.OK if c.ok else style.FAULT)))
             self.list.addItem(item)
-        colour = style.OK if ok else style.FAULT
-        self.summary.setText(f"<span style='color:{colour}'>{summary}</span> "
-                             f"<span style='color:{style.MUTED}'>({time.strftime('%H:%M:%S')})</span>")
+        name = self._config.name if self._config is not None else "?"
+        self.summary.show_text(f"{summary} for {name} ({time.strftime('%H:%M:%S')})", ok=ok, error=not ok)
         self.button.setEnabled(True)
         self.finished.emit(ok)

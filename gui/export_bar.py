@@ -50,14 +50,17 @@ class ExportBar(QtWidgets.QWidget):
         super().__init__(parent)
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(QtWidgets.QLabel("Export:", objectName="muted"))
+        caption = QtWidgets.QLabel("Export:")
+        caption.setObjectName("muted")
+        lay.addWidget(caption)
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
         for kind, (label, _) in KINDS.items():
             b = QtWidgets.QPushButton(label)
             b.clicked.connect(lambda _=False, k=kind: self._ask(k))
             self.buttons[kind] = b
             lay.addWidget(b)
-        self.message = QtWidgets.QLabel(objectName="muted")
+        self.message = QtWidgets.QLabel()
+        self.message.setObjectName("muted")
         self.message.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         lay.addWidget(self.message, 1)
         self.session: Path | None = None

@@ -10,14 +10,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets
 
 from gui.export_bar import ExportBar
 from gui.live_data import LiveData
-from gui.plots import PlotPanel
+from gui.plots import PlotPanel, anticipation_label
+from gui.session_state import Phase
 from gui.status_panel import StatusPanel
+from gui.text import Message
 from gui.vr_view import VRPreview
 from rig.datalog.reader import Session, SessionError
+from rig.protocol import Protocol
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
 TICK_MS = 50
@@ -50,19 +53,20 @@ class ReplayWindow(QtWidgets.QMainWindow):
         for s in SPEEDS:
             self.speed.addItem(f"{s:g}×", s)
         self.speed.setCurrentIndex(SPEEDS.index(1.0))
-        self.trial_box = QtWidgets.QSpinBox(minimum=0, maximum=0, prefix="trial ")
+        self.trial_box = QtWidgets.QSpinBox()
+        self.trial_box.setRange(0, 0)
+        self.trial_box.setPrefix("trial ")
         self.go_button = QtWidgets.QPushButton("Go")
         self.go_button.clicked.connect(lambda: self.jump_to_trial(self.trial_box.value()))
         for w in (self.open_button, self.play_button):
             bar.addWidget(w)
         bar.addWidget(self.slider, 1)
-        for w in (self.time_label, self.speed, self.trial_box, self.go_button):
-            bar.addWidget(w)
+        for widget in (self.time_label, self.speed, self.trial_box, self.go_button):
+            bar.addWidget(widget)
 
         self.status_panel = StatusPanel()
-        self.info = QtWidgets.QLabel(objectName="muted")
-        self.info.setWordWrap(True)
-        self.plots = PlotPanel()
+        self.info = Message(2)
+        self.plots = PlotPanel(x_label="s before the playhead")
         self.vr = VRPreview()
         self.exports = ExportBar()
         central = QtWidgets.QWidget()
@@ -104,21 +108,24 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.session, self.live = session, live
         t = session.frames["t"]
         self.t0, self.t_end = (float(t[0]), float(t[-1])) if len(t) else (0.0, 0.0)
-        self.plots.set_corridors(corridors, rewarded, lengths)
+        self.plots.set_corridors(corridors, rewarded, lengths, anticipation_label(protocol))
         self.slider.blockSignals(True)
         self.slider.setRange(0, int(np.ceil((self.t_end - self.t0) * SLIDER_STEPS_PER_S)))
         self.slider.blockSignals(False)
-        ntrials = live.trial_starts.n
-        self.trial_box.setMaximum(max(ntrials - 1, 0))
-        h = session.header
-        state = "complete" if session.complete else "INCOMPLETE"
-        self.info.setText(f"{path} · {h.animal} · {protocol.get('name')} ({protocol.get('kind')}) · seed "
-                          f"{h.seed} · {h.start_time[:19]} · {state} · {ntrials} trials")
-        self.setWindowTitle(f"corridor-rig · replay · {h.animal} · {protocol.get('name')} · {path.name}")
-        self.status_panel.show_state("FINISHED" if session.complete else "STOPPED")
-        from gui.main_window import session_protocol
+        from rig.datalog.info import session_info
 
-        self.vr.set_protocol(session_protocol(path))
+        info = session_info(session)
+        self.trial_box.setMaximum(max(live.trial_starts.n - 1, 0))
+        h = session.header
+        state = "complete" if session.complete else f"INCOMPLETE ({info['end_reason']})"
+        # The counts are `rig info`'s: trials ended (a trial cut short by the end is not one), not started.
+        self.info.show_text(f"{path} · {h.animal} · {protocol.get('name')} ({protocol.get('kind')}) · seed "
+                            f"{h.seed} · {h.start_time[:19]} · {state} · {info['trials']} trials · "
+                            f"{info['rewards']} rewards · {info['water_ul']:.1f} µl")
+        self.setWindowTitle(f"corridor-rig · replay · {h.animal} · {protocol.get('name')} · {path.name}")
+        self.status_panel.show_phase(Phase.FINISHED if session.complete else Phase.STOPPED_EARLY)
+        self.status_panel.show_missed(info.get("missed_display_frames"))  # the session's, as `rig info`
+        self.vr.set_protocol(_protocol(session))
         self.exports.set_session(path)
         self.seek(self.t0)
 
@@ -180,18 +187,29 @@ class ReplayWindow(QtWidgets.QMainWindow):
             self.vr.show_view(int(snap.frames[5, -1]), float(snap.frames[2, -1]), snap.next_corridor)
             if not self.playing:  # a seek while paused shows its picture at once
                 self.vr.draw_now()
-        self.status_panel.show_counts(snap.trials, snap.rewards_n, snap.water_ul, snap.licks_n, self.t - self.t0)
+        manual = sum(len(p[0]) for p in snap.manual_rewards.values())
+        self.status_panel.show_counts(snap.trials, snap.rewards_n, manual, snap.water_ul, snap.licks_n,
+                                      self.t - self.t0)
         self.time_label.setText(f"{_mmss(self.t - self.t0)} / {_mmss(self.t_end - self.t0)}")
         if self.trial_box.maximum() and not self.trial_box.hasFocus():
             self.trial_box.blockSignals(True)
             self.trial_box.setValue(snap.trial)
             self.trial_box.blockSignals(False)
 
-
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
         self._timer.stop()
         self.vr.clear()
         super().closeEvent(event)
+
+
+def _protocol(session: Session) -> Protocol | None:
+    """The protocol a session was run with (from its header), for the VR preview; None if it is invalid."""
+    from rig.loading import LoadError, protocol_from_dict
+
+    try:
+        return protocol_from_dict(session.header.protocol, source=str(session.path))
+    except LoadError:
+        return None
 
 
 def _mmss(s: float) -> str:

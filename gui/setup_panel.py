@@ -1,16 +1,26 @@
-"""Session setup: rig config, animal (with its history), protocol (validated inline), experimenter, notes."""
+"""Session setup: rig config, animal (with its history), protocol (validated inline), experimenter, notes.
+
+Nothing shown here outlives what it describes: the protocol is checked again when its file changes or
+disappears (and at start), the animal's history is that of exactly the ID typed (no inline completion
+turning "M" into "M1"), the animal list is read again after each session, and a change of rig config
+says so (`config_changed`) so the window can drop the previous config's check results.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 from PyQt5 import QtCore, QtWidgets
 
-from gui import style
 from gui.launcher import SessionSetup
-from gui.suggest import shipped, suggest_next
+from gui.suggest import Suggestion, shipped, suggest_next
+from gui.text import Message
+from rig.config import RigConfig
 from rig.loading import LoadError, load_config, load_protocol, validate_files
+from rig.protocol import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +32,7 @@ def shipped_protocols() -> list[Path]:
     return sorted((REPO / "protocols").glob("*.yaml"))
 
 
-def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> list[dict]:
+def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> list[dict[str, Any]]:
     """The animal's last n sessions (newest first) as rig.datalog.info dicts; unreadable ones are noted."""
     from rig.datalog.info import find_sessions, session_info
     from rig.datalog.reader import Session, SessionError
@@ -40,7 +50,7 @@ def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> li
     return out
 
 
-def _suggest(last: dict):
+def _suggest(last: dict[str, Any]) -> Suggestion | None:
     """gui.suggest.suggest_next for the newest history entry (opening its folder to judge learning)."""
     from rig.datalog.reader import Session, SessionError
 
@@ -55,13 +65,17 @@ def _suggest(last: dict):
 
 class SetupPanel(QtWidgets.QGroupBox):
     changed = QtCore.pyqtSignal()
+    config_changed = QtCore.pyqtSignal(str)  # the config file now chosen
+    animal_changed = QtCore.pyqtSignal(str)
 
     def __init__(self, config_path: Path, data_dir: Path | None = None,
                  parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Session setup", parent)
         self._data_override = data_dir
-        self.config = None
-        self.protocol = None
+        self.config: RigConfig | None = None
+        self.protocol: Protocol | None = None
+        self._config_loaded = ""
+        self._protocol_stamp: tuple[str, float | None] | None = None
         form = QtWidgets.QFormLayout(self)
         form.setLabelAlignment(QtCore.Qt.AlignRight)
 
@@ -73,19 +87,34 @@ class SetupPanel(QtWidgets.QGroupBox):
         row.addWidget(self.config_edit)
         row.addWidget(browse_cfg)
         form.addRow("Rig config", row)
-        self.config_msg = QtWidgets.QLabel(wordWrap=True)
+        self.config_msg = Message(2)
         form.addRow("", self.config_msg)
 
-        self.animal = QtWidgets.QComboBox(editable=True)
+        self.animal = QtWidgets.QComboBox()
+        self.animal.setEditable(True)
         self.animal.setInsertPolicy(QtWidgets.QComboBox.NoInsert)
-        self.animal.lineEdit().setPlaceholderText("animal ID")
+        line = self.animal.lineEdit()
+        assert line is not None
+        line.setPlaceholderText("animal ID")
+        completer = self.animal.completer()
+        if completer is not None:
+            # Suggest known animals in a popup, never by completing the text typed (M would become M1).
+            completer.setCompletionMode(QtWidgets.QCompleter.PopupCompletion)
+            completer.setCaseSensitivity(QtCore.Qt.CaseSensitive)
         form.addRow("Animal", self.animal)
-        self.history = QtWidgets.QLabel(wordWrap=True, objectName="muted")
-        self.history.setTextFormat(QtCore.Qt.RichText)
+        self.history = QtWidgets.QLabel()
+        self.history.setObjectName("muted")
+        self.history.setTextFormat(QtCore.Qt.PlainText)
+        self.history.setWordWrap(True)
+        self.history.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        self.history.setFixedHeight(self.history.fontMetrics().lineSpacing() * (HISTORY_SESSIONS + 3) + 4)
+        self.history.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Fixed)
         form.addRow("", self.history)
-        self.suggestion = None
+        self.suggestion: Suggestion | None = None
+        self.suggested: str | None = None
         self.use_suggested = QtWidgets.QPushButton()
-        self.use_suggested.hide()
+        self.use_suggested.setEnabled(False)
+        self.use_suggested.setText("no suggestion")
         self.use_suggested.clicked.connect(self._use_suggested)
         form.addRow("", self.use_suggested)
 
@@ -99,23 +128,29 @@ class SetupPanel(QtWidgets.QGroupBox):
         row.addWidget(self.protocol_box, 1)
         row.addWidget(browse_p)
         form.addRow("Protocol", row)
-        self.protocol_msg = QtWidgets.QLabel(wordWrap=True)
-        self.protocol_msg.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.protocol_msg = Message(3)
         form.addRow("", self.protocol_msg)
 
         limits = QtWidgets.QHBoxLayout()
-        self.max_trials = QtWidgets.QSpinBox(minimum=0, maximum=100000, specialValueText="protocol")
-        self.duration = QtWidgets.QDoubleSpinBox(minimum=0, maximum=7 * 24 * 3600, decimals=0,
-                                                 specialValueText="protocol", suffix=" s")
+        self.max_trials = QtWidgets.QSpinBox()
+        self.max_trials.setRange(0, 100000)
+        self.max_trials.setSpecialValueText("protocol")
+        self.duration = QtWidgets.QDoubleSpinBox()
+        self.duration.setRange(0, 7 * 24 * 3600)
+        self.duration.setDecimals(0)
+        self.duration.setSpecialValueText("protocol")
+        self.duration.setSuffix(" s")
         limits.addWidget(QtWidgets.QLabel("trials"))
         limits.addWidget(self.max_trials)
         limits.addWidget(QtWidgets.QLabel("time"))
         limits.addWidget(self.duration)
         form.addRow("Limits", limits)
 
-        self.experimenter = QtWidgets.QLineEdit(placeholderText="who runs the session")
+        self.experimenter = QtWidgets.QLineEdit()
+        self.experimenter.setPlaceholderText("who runs the session")
         form.addRow("Experimenter", self.experimenter)
-        self.notes = QtWidgets.QPlainTextEdit(placeholderText="notes stored in the session header")
+        self.notes = QtWidgets.QPlainTextEdit()
+        self.notes.setPlaceholderText("notes stored in the session header")
         self.notes.setFixedHeight(54)
         form.addRow("Notes", self.notes)
 
@@ -139,6 +174,10 @@ class SetupPanel(QtWidgets.QGroupBox):
     def rig_name(self) -> str | None:
         return self.config.name if self.config is not None else None
 
+    @property
+    def animal_id(self) -> str:
+        return self.animal.currentText().strip()
+
     def protocol_path(self) -> Path:
         return Path(self.protocol_box.currentData())
 
@@ -148,14 +187,18 @@ class SetupPanel(QtWidgets.QGroupBox):
             self.protocol_box.addItem(Path(path).stem, str(path))
             i = self.protocol_box.count() - 1
         self.protocol_box.setCurrentIndex(i)
+        self._validate_protocol()
 
     def setup(self) -> SessionSetup:
-        """The session as set up; raises ValueError naming what is missing or invalid."""
+        """The session as set up; raises ValueError naming what is missing or invalid. The files are
+        checked again here: what was valid when chosen may have changed or gone since."""
+        self._load_config()
         if self.config is None:
-            raise ValueError(f"rig config: {self.config_msg.text()}")
+            raise ValueError(f"rig config: {self.config_msg.full_text}")
+        self._validate_protocol()
         if self.protocol is None:
-            raise ValueError("protocol: fix the problems shown under it first")
-        animal = self.animal.currentText().strip()
+            raise ValueError(f"protocol: {self.protocol_msg.full_text}")
+        animal = self.animal_id
         if not animal or "/" in animal or animal.startswith("."):
             raise ValueError("animal ID: enter a name (no '/', not starting with '.')")
         return SessionSetup(
@@ -179,18 +222,24 @@ class SetupPanel(QtWidgets.QGroupBox):
             self.set_protocol(Path(path))
 
     def _load_config(self) -> None:
+        text = self.config_edit.text()
+        changed = text != self._config_loaded
+        self._config_loaded = text
         try:
-            self.config = load_config(Path(self.config_edit.text()))
+            self.config = load_config(Path(text))
         except LoadError as e:
             self.config = None
-            _show(self.config_msg, False, "<br>".join(str(p) for p in e.problems))
+            self.config_msg.show_text("✖ " + "\n".join(str(p) for p in e.problems), error=True)
         else:
-            _show(self.config_msg, True, f"rig <b>{self.config.name}</b> · {self.config.frame_rate_hz:g} Hz · "
-                                         f"data in {self.data_dir}")
-            self._list_animals()
+            self.config_msg.show_text(f"✔ rig {self.config.name} · {self.config.frame_rate_hz:g} Hz · "
+                                      f"data in {self.data_dir}", ok=True)
+            self.refresh_animals()
+        if changed:
+            self.config_changed.emit(text)
         self.changed.emit()
 
-    def _list_animals(self) -> None:
+    def refresh_animals(self) -> None:
+        """The animals in the data folder, read again (a session may have added one); the text typed stays."""
         current = self.animal.currentText()
         self.animal.blockSignals(True)
         self.animal.clear()
@@ -203,13 +252,18 @@ class SetupPanel(QtWidgets.QGroupBox):
 
     def _animal_changed(self, animal: str) -> None:
         animal = animal.strip()
+        self.suggestion = None
+        self.suggested = None
+        self.use_suggested.setEnabled(False)
+        self.use_suggested.setText("no suggestion")
+        self.animal_changed.emit(animal)
         d = self.data_dir
         if not animal or d is None:
             self.history.setText("")
             return
         sessions = animal_history(d, animal)
         if not sessions:
-            self.history.setText("new animal: no sessions yet")
+            self.history.setText(f"{animal}: a new animal, no sessions yet")
             return
         lines = []
         for s in sessions:
@@ -217,36 +271,60 @@ class SetupPanel(QtWidgets.QGroupBox):
                 lines.append(f"{Path(s['path']).name}: unreadable")
                 continue
             when = (s.get("start_time") or "")[:10]
-            ok = "" if s.get("complete") else f" <span style='color:{style.WARN}'>incomplete</span>"
-            lines.append(f"{when} <b>{s.get('protocol')}</b> · {s.get('stage') or ''} · {s.get('trials')} trials · "
+            ok = "" if s.get("complete") else " · incomplete"
+            lines.append(f"{when} {s.get('protocol')} · {s.get('stage') or ''} · {s.get('trials')} trials · "
                          f"{s.get('water_ul', 0):.0f} µl{ok}")
         suggestion = _suggest(sessions[0])
-        hint = (f"<br>suggested next: <b>{suggestion.protocol}</b> ({suggestion.reason})"
-                if suggestion is not None else "")
-        self.history.setText("last sessions:<br>" + "<br>".join(lines) + hint)
-        self.suggested = suggestion.protocol if suggestion is not None else None
+        hint = f"\nsuggested next: {suggestion.protocol} ({suggestion.reason})" if suggestion is not None else ""
+        self.history.setText(f"{animal}, last sessions:\n" + "\n".join(lines) + hint)
+        self.history.setToolTip(self.history.text())
         self.suggestion = suggestion
+        self.suggested = suggestion.protocol if suggestion is not None else None
         path = shipped(suggestion.protocol, REPO / "protocols") if suggestion is not None else None
-        self.use_suggested.setVisible(path is not None)
-        self.use_suggested.setText(f"Use {suggestion.protocol}" if suggestion is not None else "")
+        if suggestion is not None and path is not None:
+            self.use_suggested.setEnabled(True)
+            self.use_suggested.setText(f"Use {suggestion.protocol}")
 
     def _use_suggested(self) -> None:
         path = shipped(self.suggestion.protocol, REPO / "protocols") if self.suggestion is not None else None
         if path is not None:
             self.set_protocol(path)
 
+    def _stamp(self, path: Path) -> tuple[str, float | None]:
+        try:
+            return str(path), os.stat(path).st_mtime
+        except OSError:
+            return str(path), None
+
+    def recheck(self) -> None:
+        """Validate the protocol again if its file changed or disappeared since it was last checked."""
+        if self.protocol_box.count() and self._stamp(self.protocol_path()) != self._protocol_stamp:
+            self._validate_protocol()
+
     def _validate_protocol(self) -> None:
         path = self.protocol_path() if self.protocol_box.count() else None
         if path is None:
             self.protocol = None
-            _show(self.protocol_msg, False, "no protocol chosen")
+            self.protocol_msg.show_text("✖ no protocol chosen", error=True)
+            return
+        self._protocol_stamp = self._stamp(path)
+        if self._protocol_stamp[1] is None:
+            self.protocol = None
+            self.protocol_msg.show_text(f"✖ {path}: the file does not exist (any more)", error=True)
+            self.changed.emit()
             return
         problems = validate_files([path])
         if problems:
             self.protocol = None
-            _show(self.protocol_msg, False, "<br>".join(str(p) for p in problems))
+            self.protocol_msg.show_text("✖ " + "\n".join(str(p) for p in problems), error=True)
         else:
-            self.protocol = load_protocol(path)
+            try:
+                self.protocol = load_protocol(path)
+            except LoadError as e:  # changed between the two reads
+                self.protocol = None
+                self.protocol_msg.show_text("✖ " + "\n".join(str(p) for p in e.problems), error=True)
+                self.changed.emit()
+                return
             p = self.protocol
             corridors = ", ".join(c.name + ("*" if c.rewarded else "") for c in p.corridors)
             end = []
@@ -254,12 +332,6 @@ class SetupPanel(QtWidgets.QGroupBox):
                 end.append(f"{p.end.max_trials} trials")
             if p.end.max_duration_s:
                 end.append(f"{p.end.max_duration_s / 60:g} min")
-            _show(self.protocol_msg, True, f"valid · {p.kind} · {corridors} · ends after {' or '.join(end) or '?'}")
+            self.protocol_msg.show_text(f"✔ valid · {p.kind} · {corridors} · ends after {' or '.join(end) or '?'}",
+                                        ok=True)
         self.changed.emit()
-
-
-def _show(label: QtWidgets.QLabel, ok: bool, text: str) -> None:
-    colour = style.OK if ok else style.FAULT
-    mark = "✔" if ok else "✖"
-    label.setText(f"<span style='color:{colour}'>{mark}</span> {text}")
-    label.setProperty("valid", ok)

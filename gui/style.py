@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PyQt5.QtWidgets import QApplication
+
 BACKGROUND = "#1b1d21"
 PANEL = "#24272d"
 TEXT = "#d7dae0"
@@ -33,12 +38,19 @@ QPushButton#stop {{ background: #8a3434; border-color: #a84444; font-weight: bol
 QPushButton#stop:disabled {{ background: #2a2d33; }}
 QPushButton#reward {{ background: #2c5f8f; border-color: #3a78b0; }}
 QPushButton#reward:disabled {{ background: #2a2d33; }}
-QLabel#big {{ font-size: 20pt; font-weight: bold; }}
+QLabel#big {{ font-size: 18pt; font-weight: bold; }}
 QLabel#bigcaption {{ color: {MUTED}; font-size: 8pt; }}
 QLabel#muted {{ color: {MUTED}; }}
-QLabel#banner_fault {{ background: {FAULT}; color: white; font-weight: bold; padding: 6px; border-radius: 4px; }}
-QLabel#banner_info {{ background: #2c4a6b; color: white; padding: 6px; border-radius: 4px; }}
-QLabel#state {{ font-size: 12pt; font-weight: bold; padding: 4px 10px; border-radius: 4px; }}
+QLabel[tone="ok"] {{ color: {OK}; }}
+QLabel[tone="warn"] {{ color: {WARN}; }}
+QLabel[tone="error"] {{ color: {FAULT}; }}
+QLabel#banner {{ color: {MUTED}; padding: 2px 4px; border-radius: 4px; }}
+QLabel#banner[tone="error"] {{ background: {FAULT}; color: white; }}
+QLineEdit[invalid="true"] {{ border: 1px solid {FAULT}; }}
+QTabWidget::pane {{ border: 1px solid #33373f; }}
+QTabBar::tab {{ background: #2a2d33; padding: 4px 10px; border: 1px solid #33373f; }}
+QTabBar::tab:selected {{ background: {PANEL}; color: {TEXT}; }}
+QLabel#state {{ font-size: 11pt; font-weight: bold; padding: 4px 6px; border-radius: 4px; }}
 QSlider::groove:horizontal {{ height: 6px; background: #3a3f48; border-radius: 3px; }}
 QSlider::handle:horizontal {{ background: {ACCENT}; width: 14px; margin: -5px 0; border-radius: 7px; }}
 QStatusBar {{ color: {MUTED}; }}
@@ -55,7 +67,7 @@ def setup_pyqtgraph() -> None:
     pg.setConfigOptions(background=BACKGROUND, foreground=TEXT, antialias=False)
 
 
-def apply(app) -> None:
+def apply(app: QApplication) -> None:
     """Theme a QApplication."""
     app.setStyle("Fusion")
     app.setStyleSheet(STYLESHEET)

@@ -17,11 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rig.engine.records import EventKind
+
+if TYPE_CHECKING:
+    from rig.datalog.reader import Session
 
 SEQUENCE = ("train1", "test1", "train2", "test2", "test3")
 ADVANCE_FRACTION = 0.7
@@ -37,7 +40,7 @@ class Suggestion:
     advance: bool  # moves to the next stage
 
 
-def anticipatory_fraction(session, window: int = ADVANCE_WINDOW) -> tuple[float | None, int]:
+def anticipatory_fraction(session: Session, window: int = ADVANCE_WINDOW) -> tuple[float | None, int]:
     """(fraction of the last `window` rewarded-corridor trials with a lick before the cue, trials counted);
     None when the session has no finished trial in a rewarded corridor. `session`: rig.datalog.reader.Session."""
     corridors = session.header.protocol.get("corridors") or []
@@ -63,7 +66,7 @@ def _criterion(protocol: dict[str, Any]) -> tuple[float, int]:
     return ADVANCE_FRACTION, ADVANCE_WINDOW
 
 
-def suggest_next(last_info: dict[str, Any], last_session=None) -> Suggestion | None:
+def suggest_next(last_info: dict[str, Any], last_session: Session | None = None) -> Suggestion | None:
     """The suggestion after the session `last_info` (a rig.datalog.info dict); `last_session` (its
     rig.datalog.reader.Session) is needed to judge a training stage of a task animal."""
     name = last_info.get("protocol")

@@ -120,13 +120,19 @@ class VRPreview(QtWidgets.QGroupBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("What the mouse sees", parent)
         lay = QtWidgets.QVBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        self.image = QtWidgets.QLabel("no session", objectName="muted")
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.setSpacing(0)
+        self.image = QtWidgets.QLabel("no session")
+        self.image.setObjectName("muted")
+        self.image.setTextFormat(QtCore.Qt.PlainText)
         self.image.setAlignment(QtCore.Qt.AlignCenter)
-        self.image.setMinimumHeight(SCREEN_H)
+        self.image.setFixedHeight(SCREEN_H)
         lay.addWidget(self.image)
-        self.caption = QtWidgets.QLabel(objectName="muted")
+        self.caption = QtWidgets.QLabel()
+        self.caption.setObjectName("muted")
+        self.caption.setTextFormat(QtCore.Qt.PlainText)
         self.caption.setAlignment(QtCore.Qt.AlignCenter)
+        self.caption.hide()  # its text goes into the box's title (saves a line of height)
         lay.addWidget(self.caption)
         self.renderer: PreviewRenderer | None = None
         self.renders = 0  # pictures drawn (for tests and the benchmark)
@@ -194,6 +200,7 @@ class VRPreview(QtWidgets.QGroupBox):
         self.image.clear()
         self.image.setText("no session")
         self.caption.setText("")
+        self.setTitle("What the mouse sees")
 
     def show_view(self, corridor: int, position_cm: float, ahead: int = -1) -> None:
         self._wanted = ViewPoint(int(corridor), round(float(position_cm), 1), int(ahead))
@@ -206,6 +213,10 @@ class VRPreview(QtWidgets.QGroupBox):
         if self.renderer is None or self._wanted is None or self._wanted == self._drawn:
             return
         view = self._wanted
+        n = len(self.renderer.protocol.corridors)
+        if not (0 <= view.corridor < n and -1 <= view.ahead < n):
+            self._drawn = view  # not a corridor of this protocol: nothing to draw
+            return
         try:
             img = self.renderer.render(view)
         except PreviewError as e:
@@ -216,16 +227,17 @@ class VRPreview(QtWidgets.QGroupBox):
         self.last_image = img
         self.renders += 1
         h, w = img.shape[:2]
-        qimg = QtGui.QImage(img.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()  # copy: img is freed
+        qimg = QtGui.QImage(img.tobytes(), w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()  # copy: img is freed
         self.image.setPixmap(QtGui.QPixmap.fromImage(qimg))
         name = self.renderer.protocol.corridors[view.corridor].name
         self.caption.setText(f"{name} · {view.position_cm:.0f} cm")
+        self.setTitle(f"What the mouse sees: {self.caption.text()}")
 
     def pixmap_size(self) -> tuple[int, int]:
         pm = self.image.pixmap()
         return (0, 0) if pm is None or pm.isNull() else (pm.width(), pm.height())
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
         self._timer.stop()
         self.clear()
         super().closeEvent(event)

@@ -283,8 +283,12 @@ class ControlServer(LoopHook):
     # ---- what is published ------------------------------------------------------------------------
 
     def hello(self) -> dict[str, Any]:
+        limits: dict[str, float] = {"manual_reward_ul_max": MAX_MANUAL_REWARD_UL}
+        if self._runner is not None:
+            limits["flush_s_max"] = self._runner.valve_guard.max_open_ms / 1000.0
+            limits["manual_rewards_per_minute"] = self._runner.valve_guard.safety.manual_rewards_per_minute
         return {**self.info, "pid": os.getpid(), "telemetry": self.telemetry_endpoint,
-                "commands": self.commands_endpoint}
+                "commands": self.commands_endpoint, "limits": limits}
 
     def status(self) -> dict[str, Any]:
         wall = time.perf_counter()

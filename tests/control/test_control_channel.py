@@ -23,7 +23,7 @@ from tests.support.paths import REPO
 
 
 class LiveSession:
-    """run_session in a thread with a TelemetryHook, real-time; a client and a subscriber attached."""
+    """run_session in a thread with a ControlServer, real-time; a client and a subscriber attached."""
 
     def __init__(self, tmp: Path, duration_s: float = 30.0) -> None:
         self.keys = SessionKeys.generate()

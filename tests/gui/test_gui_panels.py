@@ -28,7 +28,7 @@ def test_check_rig_lists_each_result_without_blocking_the_window(qtbot, qapp, tm
     names = [c.name for c in w.checks.results]
     assert "encoder moves" in names and "valve clicks" in names
     assert w.checks.list.count() == len(names) and w.checks.list.item(0).text().startswith("✔")
-    assert "all checks passed" in w.checks.summary.text() and w.checks.button.isEnabled()
+    assert "all checks passed" in w.checks.summary.full_text and w.checks.button.isEnabled()
 
 
 def test_check_rig_with_a_broken_config_says_what_is_wrong(qtbot, qapp, tmp_path):
@@ -41,7 +41,7 @@ def test_check_rig_with_a_broken_config_says_what_is_wrong(qtbot, qapp, tmp_path
     with qtbot.waitSignal(panel.finished, timeout=30_000) as got:
         panel.run(bad, seconds=0.2)
     assert got.args == [False] and panel.results == []
-    assert "exit code 2" in panel.summary.text() and "not_a_field" in panel.summary.text()
+    assert "exit code 2" in panel.summary.full_text and "not_a_field" in panel.summary.full_text
 
 
 def test_check_output_with_a_failure_is_reported_as_failed():
@@ -55,19 +55,19 @@ def test_check_output_with_a_failure_is_reported_as_failed():
 
 def test_status_line_shows_the_mesoscope_link(qtbot):
     from gui.status_panel import StatusPanel
+    from gui.wire import decode_status
 
     panel = StatusPanel()
     qtbot.addWidget(panel)
     base = {"period_ms_p50": 16.7, "period_ms_max": 18.0, "missed_frames": 0, "free_disk_mb": 5e4, "drivers": {}}
-    panel.show_status(base)
-    assert "mesoscope" not in panel.details.text()  # no mesoscope hook in the runner: nothing shown
-    panel.show_status(base | {"mesoscope": {"alive": True, "frames": 120, "rate_hz": 30.0, "drops": 2, "rejected": 0,
-                                            "last_frame_age_s": 0.03, "in_gap": False}})
-    text = panel.details.text()
-    assert "mesoscope imaging: 120 frames, 30.0 Hz, drops 2, last 0.0 s ago" in text
-    panel.show_status(base | {"mesoscope": {"alive": False, "frames": 120, "rate_hz": 0.0, "drops": 0,
-                                            "last_frame_age_s": 4.2, "in_gap": True}})
-    assert "mesoscope DOWN" in panel.details.text() and "last 4.2 s ago" in panel.details.text()
+    panel.show_status(decode_status(base))
+    assert "mesoscope" not in panel.details  # no mesoscope hook in the runner: nothing shown
+    panel.show_status(decode_status(base | {"mesoscope": {"alive": True, "frames": 120, "rate_hz": 30.0, "drops": 2,
+                                                          "rejected": 0, "last_frame_age_s": 0.03, "in_gap": False}}))
+    assert "mesoscope imaging: 120 frames, 30.0 Hz, drops 2, last 0.0 s ago" in panel.details
+    panel.show_status(decode_status(base | {"mesoscope": {"alive": False, "frames": 120, "rate_hz": 0.0, "drops": 0,
+                                                          "last_frame_age_s": 4.2, "in_gap": True}}))
+    assert "mesoscope DOWN" in panel.details and "last 4.2 s ago" in panel.details
 
 
 def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qapp, tmp_path):
@@ -92,10 +92,10 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
                         timeout=20_000)
         info = read_lock("sim", locks)
         assert info.replay_of == str(original.resolve()) and info.pid == proc.pid
-        assert "Reattached" in w.banner.text() and w.link.hello.get("replay_of") == str(original.resolve())
+        assert "Reattached" in w.banner.full_text and w.link.hello.replay_of == str(original.resolve())
         w.controls.stop.click()
         w.controls.stop.click()
-        qtbot.waitUntil(lambda: w.link.finished is not None, timeout=10_000)
+        qtbot.waitUntil(lambda: w.link.result is not None, timeout=10_000)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 1, err  # stopped early: an incomplete replay
         replay = Session.open(out.strip().splitlines()[-1])
@@ -166,7 +166,7 @@ def test_setup_panel_shows_the_suggestion_and_uses_it(qtbot, history):
     panel = SetupPanel(REPO / "config" / "sim.yaml", history["data"])
     qtbot.addWidget(panel)
     panel.animal.setEditText("L1")
-    assert "suggested next: <b>test1_task</b>" in panel.history.text()
-    assert not panel.use_suggested.isHidden() and panel.use_suggested.text() == "Use test1_task"
+    assert "suggested next: test1_task" in panel.history.text()
+    assert panel.use_suggested.isEnabled() and panel.use_suggested.text() == "Use test1_task"
     panel.use_suggested.click()
     assert panel.protocol_path().name == "test1_task.yaml" and panel.protocol is not None

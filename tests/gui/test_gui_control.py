@@ -1,0 +1,185 @@
+"""The window's side of session control, against a stand-in runner speaking the planned protocol (issue 11) on real
+ZeroMQ sockets (tests/gui/fake_runner.py), under a private Xvfb: one controlling window (others view only,
+or take control explicitly), notes during a session (sent to the runner and kept in the lab records), the
+stage and its criterion live, and a question before quitting mid-session."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from PyQt5 import QtCore, QtWidgets
+
+from gui.lab_view import Note, Subject, WaterDay, Weighing
+from gui.testing import qt_display
+from tests.gui.fake_runner import FakeRunner
+from tests.support.paths import REPO
+
+CORRIDORS = ["leaf1", "circle1"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xvfb_display():
+    with qt_display() as display:
+        yield display
+
+
+class FakeLab:
+    """gui.lab_view.LabRecords in memory."""
+
+    def __init__(self) -> None:
+        self.weights: list[tuple[str, float, datetime]] = []
+        self.supplements: list[tuple[str, float, datetime]] = []
+        self.note_list: list[tuple[str, Note]] = []
+
+    def subject(self, animal: str) -> Subject | None:
+        return Subject(animal, restricted=True, baseline_weight_g=25.0, water_target_ul=1000.0)
+
+    def weight(self, animal: str, day: date) -> Weighing | None:
+        mine = [Weighing(g, t) for a, g, t in self.weights if a == animal and t.date() == day]
+        return mine[-1] if mine else None
+
+    def record_weight(self, animal: str, grams: float, when: datetime) -> None:
+        self.weights.append((animal, grams, when))
+
+    def water(self, animal: str, day: date) -> WaterDay:
+        supp = sum(v for a, v, t in self.supplements if a == animal and t.date() == day)
+        return WaterDay(day, 300.0, supp, 1000.0, 1)
+
+    def add_supplement(self, animal: str, volume_ul: float, when: datetime) -> None:
+        self.supplements.append((animal, volume_ul, when))
+
+    def notes(self, animal: str, session: Path | None) -> list[Note]:
+        key = str(session) if session is not None else None
+        return [n for a, n in self.note_list if a == animal and n.session == key]
+
+    def add_note(self, animal: str, text: str, when: datetime, session: Path | None, during: bool) -> None:
+        self.note_list.append((animal, Note(when, text, str(session) if session is not None else None, during)))
+
+
+@pytest.fixture(scope="module")
+def staged_folder(tmp_path_factory):
+    """A real no-cue session whose first stage hands over after 3 trials (the advance of issue 15)."""
+    from rig import api
+
+    data = tmp_path_factory.mktemp("ctl")
+    text = (REPO / "protocols" / "nocue_task.yaml").read_text().replace("after_trials: 300", "after_trials: 3")
+    proto = data / "nocue_fast_advance.yaml"
+    proto.write_text(text)
+    return api.run(proto, fast=True, max_trials=6, data_dir=data / "data", animal="F1", seed=2)
+
+
+def attach(qapp, qtbot, runner: FakeRunner, tmp_path: Path, lab: FakeLab | None = None):
+    from gui import style
+    from gui.main_window import MainWindow
+
+    style.apply(qapp)
+    w = MainWindow(REPO / "config" / "sim.yaml", tmp_path / "data", tmp_path / "locks",
+                   lab_factory=(lambda d: lab) if lab is not None else None)
+    qtbot.addWidget(w)
+    w.confirm_quit = lambda: True
+    w.show()
+    w.attach(runner.info, reattached=True)  # a session this window did not start
+
+    def ready() -> bool:
+        runner.publish("status", {"i": 1, "running": True})
+        return w.link is not None and w.link.live is not None and w.link.hello is not None
+
+    qtbot.waitUntil(ready, timeout=10_000)
+    return w
+
+
+def test_a_second_window_is_view_only_until_it_takes_control(qapp, qtbot, staged_folder, tmp_path):
+    runner = FakeRunner(staged_folder, CORRIDORS, controller=False, controlled_by="the window of pid 4242 on rigpc")
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path)
+        c = w.controls
+        assert "view only: the session is controlled by the window of pid 4242 on rigpc" == c.control_line.full_text
+        assert not any(b.isEnabled() for b in (c.pause, c.stop, c.reward, c.valve_open, c.valve_close))
+        assert c.take_control.isEnabled()
+        w.command("pause")  # asked anyway (a script, a shortcut): refused in the window, nothing sent
+        assert "view only" in c.message.full_text and all(r["action"] != "pause" for r in runner.requests)
+        runner.grant_control = False
+        c.take_control.click()
+        qtbot.waitUntil(lambda: "could not take control" in c.message.full_text, timeout=5000)
+        assert "the controlling window refused" in c.message.full_text and not c.pause.isEnabled()
+        runner.grant_control = True
+        c.take_control.click()
+        qtbot.waitUntil(lambda: c.pause.isEnabled(), timeout=5000)
+        assert c.control_line.full_text == "this window controls the session" and not c.take_control.isEnabled()
+        assert runner.wait_request("take_control")
+        c.pause.click()
+        assert runner.wait_request("pause")
+    finally:
+        runner.close()
+
+
+def test_a_note_typed_during_the_session_goes_to_the_runner_and_the_lab_records(qapp, qtbot, staged_folder, tmp_path):
+    runner = FakeRunner(staged_folder, CORRIDORS)
+    lab = FakeLab()
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path, lab)
+        day = w.day
+        assert day.running and day.session == Path(staged_folder)
+        day.note_edit.setText("mouse groomed a lot <after the cue>")
+        day.add_note.click()
+        req = runner.wait_request("note")
+        assert req["text"] == "mouse groomed a lot <after the cue>"
+        (animal, note), = lab.note_list
+        assert animal == "F1" and note.during and note.session == str(Path(staged_folder))
+        qtbot.waitUntil(lambda: "logged by the runner" in day.note_msg.full_text, timeout=5000)
+        assert day.notes.count() == 1 and "<after the cue>" in day.notes.item(0).text()
+    finally:
+        runner.close()
+
+
+def test_the_stage_and_its_criterion_show_live(qapp, qtbot, staged_folder, tmp_path):
+    runner = FakeRunner(staged_folder, CORRIDORS)
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path)
+        # From the folder's events (the runner's status does not carry the stage yet): the advance at trial 3.
+        qtbot.waitUntil(lambda: "advanced passive → active at trial 3" in w.stage.advance.full_text, timeout=5000)
+        assert w.stage.text.full_text.startswith("stage 2 of 2: active")
+        # When the runner reports the stage (planned status fields), that is what is shown.
+        runner.publish("status", {"i": 2, "running": True, "stage": "passive", "stage_index": 0,
+                                  "criterion": {"after_trials": 300, "anticipatory_fraction": 0.6, "window": 30,
+                                                "trials_in_stage": 12, "fraction_now": 0.25}})
+        # (a planned report of an earlier stage than the folder's is ignored: the folder is newer)
+        runner.publish("status", {"i": 3, "running": True, "stage": "active", "stage_index": 1,
+                                  "criterion": {"trials_in_stage": 7}})
+        qtbot.waitUntil(lambda: "7 trials in it" in w.stage.text.full_text, timeout=5000)
+        assert w.stage.text.full_text.startswith("stage 2 of 2: active")
+    finally:
+        runner.close()
+
+
+def test_quitting_mid_session_asks_first(qapp, qtbot, staged_folder, tmp_path):
+    from gui.main_window import MainWindow
+
+    runner = FakeRunner(staged_folder, CORRIDORS)
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path)
+        w.confirm_quit = MainWindow._ask_quit.__get__(w)  # the real question
+        answers = iter(["Cancel", "Quit, keep the session running"])
+        asked: list[str] = []
+
+        def answer() -> None:
+            box = QtWidgets.QApplication.activeModalWidget()
+            if not isinstance(box, QtWidgets.QMessageBox):
+                QtCore.QTimer.singleShot(50, answer)
+                return
+            asked.append(box.text())
+            want = next(answers)
+            next(b for b in box.buttons() if b.text() == want).click()
+
+        QtCore.QTimer.singleShot(50, answer)
+        assert w.close() is False and w.isVisible()  # cancelled: still attached
+        assert w.attached and "A session is running" in asked[0]
+        QtCore.QTimer.singleShot(50, answer)
+        assert w.close() is True and len(asked) == 2
+        time.sleep(0.1)
+        assert w.link is None  # detached; the session itself is not touched
+    finally:
+        runner.close()
