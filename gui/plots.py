@@ -35,7 +35,7 @@ GAP_S = 0.25  # frames further apart than this (or with loop iterations missing)
 MANUAL = "#ff9466"
 
 
-class IntegerAxis(pg.AxisItem):  # type: ignore[misc]  # pyqtgraph has no type hints
+class IntegerAxis(pg.AxisItem):  # pyqtgraph has no type hints
     """Ticks on whole numbers only (trial numbers)."""
 
     def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802, N803
