@@ -173,7 +173,7 @@ def test_model_validator_errors_use_the_line_of_their_object(tmp_path: Path) -> 
         load_protocol(f)
     (p,) = ei.value.problems
     assert (p.line, p.field) == (22, "stages[0].advance")
-    assert "after_trials or anticipatory_fraction" in p.message
+    assert "after_trials or criterion" in p.message
 
 
 def test_zone_outside_texture_in_a_stage_points_at_that_stage(tmp_path: Path) -> None:
