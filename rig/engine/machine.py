@@ -64,6 +64,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ class Engine:
         self._end_at = INF
         self._pre = False
         self._task_at = t
-        self._advance_score: dict | None = None
+        self._advance_score: dict[str, Any] | None = None
         self._trials_ended = 0
         self._stage = 0
         self._stage_trials = 0
@@ -169,7 +170,7 @@ class Engine:
         self._set_stage(0)
         evs, cmds = self._begin_step()
         p = self._p
-        header: dict = {"protocol": p.name, "kind": p.kind, "seed": self._seed}
+        header: dict[str, Any] = {"protocol": p.name, "kind": p.kind, "seed": self._seed}
         if self._roll_logged:
             header["pre_roll_s"], header["post_roll_s"] = self._pre_s, self._post_s
         evs.append(Event(t, EventKind.SESSION_START, 0, 0.0, header))
