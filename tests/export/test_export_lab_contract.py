@@ -25,7 +25,7 @@ STIMULI = {
     "train2": ["circle1", "leaf1", "leaf2"], "test2": ["circle1", "leaf1", "leaf2", "leaf3"],
     "test3_swap1": ["circle1", "leaf1", "leaf1_swap1", "leaf2"],
     "test3_swap2": ["circle1", "leaf1", "leaf1_swap2", "leaf2"],
-    "grating_test1": ["circle1", "leaf1", "leaf2"], "nocue_passive": ["circle1", "leaf1"],
+    "grating_train1": ["circle1", "leaf1"], "grating_test1": ["circle1", "leaf1", "leaf2"], "nocue_passive": ["circle1", "leaf1"],
     "nocue_active": ["circle1", "leaf1"], "demo": ["circle1", "leaf1"],
 }
 PER_TRIAL = ["WallName", "WallType", "isRew", "StartFr", "SoundFr", "SoundPos", "SoundTime", "SoundDelPos", "RewTime",

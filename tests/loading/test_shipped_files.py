@@ -15,7 +15,7 @@ CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
 # Stages shipped as a task and an unrewarded-exposure twin (shared/PAPER.md; the lab's analysis code sets).
 PAIRED_STAGES = ("train1", "test1", "train2", "test2", "test3_swap1", "test3_swap2", "nocue_passive", "nocue_active")
-GRATING_COHORT = ("grating_train1_exposure", "grating_test1_exposure")  # never rewarded: exposure only
+GRATING_COHORT = ("grating_exposure", "grating_train1_exposure", "grating_test1_exposure")  # never rewarded
 PRETRAINING = ("pretrain_natural_exposure", "pretrain_grating_exposure", "pretrain_none_exposure")
 
 # stage -> {corridor: (rewarded, probe)}
@@ -35,7 +35,8 @@ CORRIDORS = {
                     "leaf1_swap2": (False, True)},
     "nocue_passive": {"leaf1": (True, False), "circle1": (False, False)},
     "nocue_active": {"leaf1": (True, False), "circle1": (False, False)},
-    "grating_train1": {"grating0": (False, False), "grating45": (False, False)},
+    "grating": {"grating0": (False, False), "grating45": (False, False)},
+    "grating_train1": {"leaf1": (False, False), "circle1": (False, False)},
     "grating_test1": {"leaf1": (False, False), "circle1": (False, False), "leaf2": (False, True)},
 }
 
@@ -101,7 +102,7 @@ def test_grating_cohort_sees_gratings_then_natural_corridors_and_is_never_reward
         p = load(stem)
         assert p.kind == "exposure" and p.cue is not None
         assert {c.name: (c.rewarded, c.probe) for c in p.corridors} == CORRIDORS[stem.removesuffix("_exposure")]
-    g = {c.name: c.texture for c in load("grating_train1_exposure").corridors}
+    g = {c.name: c.texture for c in load("grating_exposure").corridors}
     assert (g["grating0"].source, g["grating0"].angle_deg) == ("grating", 0)
     assert (g["grating45"].source, g["grating45"].angle_deg) == ("grating", 45)
 
