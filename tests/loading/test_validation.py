@@ -521,3 +521,28 @@ def test_the_api_refuses_booleans_as_numbers_too() -> None:
         protocol_from_dict(data)
     data["corridors"][0]["weight"] = 2  # an integer is a number
     assert protocol_from_dict(data).corridors[0].weight == 2.0
+
+
+def _numeric_keys(text: str) -> list[tuple[int, str, str]]:
+    """(line, key, number) for every `key: number` written in the text (block or flow style)."""
+    import re
+
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        for m in re.finditer(r"(\w+): (-?\d+(?:\.\d+)?)(?=[,}\s]|$)", line):
+            out.append((i, m.group(1), m.group(0)))
+    return out
+
+
+@pytest.mark.parametrize(("line", "key", "written"), _numeric_keys(VALID))
+def test_every_number_in_a_protocol_refuses_a_boolean_at_its_own_line(
+    tmp_path: Path, line: int, key: str, written: str
+) -> None:
+    lines = VALID.splitlines()
+    lines[line - 1] = lines[line - 1].replace(written, f"{key}: true", 1)
+    f = tmp_path / "p.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ProtocolError) as ei:
+        load_protocol(f)
+    (p,) = ei.value.problems
+    assert p.line == line and p.field.split(".")[-1] == key and "boolean is not a number" in p.message
