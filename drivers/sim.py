@@ -266,14 +266,16 @@ class SimCue(_SimDevice):
 @register("frame_clock", "sim")
 class SimFrameClock(_SimDevice):
     """Imaging frame clock: edges at rate_hz with a little Gaussian jitter, the first start_s after the
-    session starts (a mesoscope's rate depends on its scan layout; 3.17 Hz is the paper's)."""
+    session starts (a mesoscope's rate depends on its scan layout; 3.17 Hz is the paper's). By default
+    imaging runs from session time 0, the start of the engine's pre-roll (rig.protocol.Imaging); a later
+    start is added to the pre-roll when the session resolves it, so the frames before trial 0 stay."""
 
     role = "frame_clock"
 
     class Params(_Params):
         rate_hz: float = Field(3.17, gt=0, le=1000)
         jitter_ms: float = Field(0.1, ge=0, le=100)
-        start_s: float = Field(0.5, ge=0, le=3600)
+        start_s: float = Field(0.0, ge=0, le=3600)
 
     params: Params
 

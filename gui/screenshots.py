@@ -61,7 +61,7 @@ def main() -> int:
 
         data, locks = Path(tmp) / "data", Path(tmp) / "locks"
         for k in range(2):  # earlier sessions of the animal, for its history and today's water
-            api.run(REPO / "protocols" / "nocue_task.yaml", fast=True, max_trials=20 + 10 * k, data_dir=data,
+            api.run(REPO / "examples" / "staged_zone_task.yaml", fast=True, max_trials=20 + 10 * k, data_dir=data,
                     animal=ANIMAL, seed=k + 1)
         (data / ANIMAL / "subject.json").write_text(json.dumps(
             {"restricted": True, "baseline_weight_g": 25.0, "water_target_ul": 1000, "species": "Mus musculus",
@@ -69,7 +69,7 @@ def main() -> int:
         replay_session = api.run(REPO / "protocols" / "train1_task.yaml", fast=True, max_trials=80, data_dir=data,
                                  animal="M017", seed=7)
         protocol = Path(tmp) / "nocue_quick_advance.yaml"
-        text = (REPO / "protocols" / "nocue_task.yaml").read_text()
+        text = (REPO / "examples" / "staged_zone_task.yaml").read_text()
         protocol.write_text(text.replace("after_trials: 300", "after_trials: 2").replace("max_trials: 600",
                                                                                           "max_trials: 4"))
 

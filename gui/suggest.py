@@ -3,9 +3,9 @@ train1 -> test1 -> train2 -> test2 -> test3, keeping the animal's lane (task / e
 (natural / grating_).
 
 - An incomplete last session is repeated.
-- A training stage (train1, train2) is advanced from when the task animal has learned it: anticipatory
-  licking (a lick before the cue) in at least ADVANCE_FRACTION of the last ADVANCE_WINDOW trials in
-  rewarded corridors. The protocol's own last stage criterion is used instead when it has one. Exposure
+- A training stage (train1, train2) is advanced from when the task animal has learned it, by the learning
+  criterion of rig.engine.learning (anticipatory licking in rewarded against unrewarded corridors; the
+  protocol's own last stage criterion when it has one). Exposure
   animals have no learning readout: they follow the sequence after a complete session of at least
   MIN_EXPOSURE_TRIALS trials (their task cohort sets the days; the operator decides).
 - A probe stage (test1, test2) is one recording: the next stage follows. test3 is the last one.
@@ -92,15 +92,12 @@ def suggest_next(last_info: dict[str, Any], last_session: Session | None = None)
         return Suggestion(name, f"exposure lane: only {trials} trials of {stage} (< {MIN_EXPOSURE_TRIALS})", False)
     if last_session is None:
         return Suggestion(name, "the last session could not be read to judge learning: repeat it", False)
-    threshold, window = _criterion(last_session.header.protocol)
-    frac, n = anticipatory_fraction(last_session, window)
-    if frac is None:
-        return Suggestion(name, "no rewarded trial finished last session: repeat it", False)
-    if frac >= threshold and n >= window:
-        return Suggestion(following, f"learned {stage}: anticipatory licking {frac:.0%} of the last {n} rewarded "
-                                     f"trials (≥ {threshold:.0%})", True)
-    return Suggestion(name, f"not learned yet: anticipatory licking {frac:.0%} of the last {n} rewarded trials "
-                            f"(advance at ≥ {threshold:.0%} over {window})", False)
+    from rig.api import learning  # the one learning criterion (rig.engine.learning), as stage advance uses it
+
+    score = learning(last_session)
+    if score.learned:
+        return Suggestion(following, f"learned {stage}: {score.describe()}", True)
+    return Suggestion(name, f"not learned yet: {score.describe()}", False)
 
 
 def shipped(protocol: str, protocols_dir: Path) -> Path | None:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drivers.registry import Registry
-from rig.config import RigConfig
+from rig.config import DriverEntry, RigConfig, driver_registry
 from rig.protocol import FieldErrors, Protocol
 from rig.yamlload import (
     FILE_FIELD,
@@ -167,16 +167,21 @@ def _read(path: str | os.PathLike[str], error: type[LoadError]) -> Loaded:
 
 def _validate(loaded: Loaded, model: type[M], error: type[LoadError], registry: Registry | None = None) -> M:
     context = {"registry": registry} if registry is not None else None
+    refused = _scalar_type_issues(loaded.data, model, (), registry)
+    located: list[tuple[Path_, str]] = list(refused.items())
     try:
-        return model.model_validate(loaded.data, context=context)
+        # A refused value is replaced by one no field type accepts, so it fails its own field and nothing
+        # built on it (a cross-field check, e.g. a cue beyond a 1 cm texture) is reported at another line.
+        result = model.model_validate(_replace(loaded.data, refused) if refused else loaded.data, context=context)
     except ValidationError as e:
-        located = _locate(e, model, ())
-        problems = [
-            Problem(loaded.file, loaded.line_of(p), format_path(p) or "(top level)", m) for p, m in located
-        ]
-        # One line per problem, in file order; the same problem twice (e.g. via an alias) is said once.
-        unique = sorted(set(problems), key=lambda p: (p.line, p.field, p.message))
-        raise error(unique) from None
+        located += [(p, m) for p, m in _locate(e, model, ()) if p not in refused]
+    else:
+        if not located:
+            return result
+    problems = [Problem(loaded.file, loaded.line_of(p), format_path(p) or "(top level)", m) for p, m in located]
+    # One line per problem, in file order; the same problem twice (e.g. via an alias) is said once.
+    unique = sorted(set(problems), key=lambda p: (p.line, p.field, p.message))
+    raise error(unique) from None
 
 
 def _locate(err: ValidationError, model: type[BaseModel], prefix: Path_) -> list[tuple[Path_, str]]:
@@ -203,6 +208,165 @@ def _locate(err: ValidationError, model: type[BaseModel], prefix: Path_) -> list
             path = (*path, disc)
         out.append((path, _message(e, owner, at)))
     return out
+
+
+# -- booleans are never numbers, numbers never booleans -------------------------------------------------
+#
+# Pydantic's lax mode reads `true` as 1 for a number field and `1` (or "yes") as true for a boolean field:
+# `texture_length_cm: true` became a 1 cm texture, and the error a user then saw was a consequence found
+# at another line. Before validation the data is walked along the model's declared types (driver
+# parameters through the driver registry); a boolean where only numbers are allowed, a number or a string
+# where only a boolean is, and a string where only numbers are, is refused at its own key.
+
+
+class _Refused:
+    """Stands in for a refused value during validation: no field type accepts it."""
+
+    def __repr__(self) -> str:
+        return "<refused>"
+
+
+def _replace(data: Any, refused: dict[Path_, str]) -> Any:
+    def walk(value: Any, path: Path_) -> Any:
+        if path in refused:
+            return _Refused()
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    return walk(data, ())
+
+
+def _scalar_kinds(tp: Any) -> set[str] | None:
+    """{'int', 'number', 'bool', 'str', 'other'} a declared type accepts; None for models and containers."""
+    tp = _unwrap_annotated(tp)
+    if _is_union(tp):
+        kinds: set[str] = set()
+        for a in get_args(tp):
+            if a is type(None):
+                continue
+            k = _scalar_kinds(a)
+            if k is None:
+                return None
+            kinds |= k
+        return kinds
+    if tp is bool:
+        return {"bool"}
+    if tp is int:
+        return {"int"}
+    if tp is float:
+        return {"number"}
+    if tp is str:
+        return {"str"}
+    if get_origin(tp) is Literal:
+        return {"other"}
+    if _is_model(tp) or get_origin(tp) in (tuple, list, set, frozenset, dict):
+        return None
+    return {"other"}
+
+
+def _unwrap_annotated(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _scalar_message(value: Any, kinds: set[str]) -> str | None:
+    if "other" in kinds:
+        return None
+    numeric = kinds & {"int", "number"}
+    what = "a valid number" if "number" in kinds else "a valid integer"
+    if isinstance(value, bool):
+        if "bool" not in kinds and numeric:
+            return f"should be {what}, got {value!r} (a boolean is not a number)"
+        return None
+    if isinstance(value, int | float):
+        if kinds == {"bool"}:
+            return f"should be true or false, got {_short(value)} (a number is not a boolean)"
+        return None
+    if isinstance(value, str):
+        if numeric and kinds <= {"int", "number"}:
+            return f"should be {what}, got {_short(value)} (a string, not a number)"
+        if kinds == {"bool"}:
+            return f"should be true or false, got {_short(value)} (a string, not a boolean)"
+    return None
+
+
+def _scalar_type_issues(data: Any, tp: Any, path: Path_, registry: Registry | None) -> dict[Path_, str]:
+    """Every refused scalar under `data` declared as `tp`: {path: message}."""
+    out: dict[Path_, str] = {}
+
+    def walk(value: Any, tp: Any, path: Path_) -> None:
+        tp = _unwrap_annotated(tp)
+        kinds = _scalar_kinds(tp)
+        if kinds is not None:
+            msg = _scalar_message(value, kinds)
+            if msg is not None:
+                out[path] = msg
+            return
+        if _is_union(tp):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            models = [_unwrap(a) for a in members if _is_model(_unwrap(a))]
+            if isinstance(value, dict) and models:
+                chosen = _pick_member(value, models)
+                if chosen is not None:
+                    walk(value, chosen, path)
+            elif isinstance(value, list):
+                seqs = [a for a in members if get_origin(_unwrap_annotated(a)) in (tuple, list, set, frozenset)]
+                if len(seqs) == 1:
+                    walk(value, seqs[0], path)
+            return
+        if _is_model(tp):
+            if not isinstance(value, dict):
+                return
+            if tp is DriverEntry:
+                _driver_params(value, path)
+                return
+            for key, sub in value.items():
+                field = tp.model_fields.get(key) if isinstance(key, str) else None
+                if field is not None:
+                    walk(sub, field.annotation, (*path, key))
+            return
+        origin, args = get_origin(tp), get_args(tp)
+        if origin in (tuple, list, set, frozenset) and isinstance(value, list) and args:
+            for i, item in enumerate(value):
+                if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+                    if i >= len(args):
+                        return
+                    walk(item, args[i], (*path, i))
+                else:
+                    walk(item, args[0], (*path, i))
+        elif origin is dict and isinstance(value, dict) and len(args) == 2:
+            for key, sub in value.items():
+                walk(sub, args[1], (*path, key))
+
+    def _driver_params(value: dict[Any, Any], path: Path_) -> None:
+        role, kind = (path[-1] if path else None), value.get("type")
+        if not isinstance(role, str) or not isinstance(kind, str):
+            return
+        try:
+            reg = registry if registry is not None else driver_registry()
+            params = reg.spec(role, kind).params
+        except (KeyError, ImportError):
+            return  # the model's own validation reports an unknown role or type
+        walk({k: v for k, v in value.items() if k != "type"}, params, path)
+
+    walk(data, tp, path)
+    return out
+
+
+def _pick_member(value: dict[Any, Any], models: list[type[BaseModel]]) -> type[BaseModel] | None:
+    """The union member a mapping is meant for: the one whose tag it gives (e.g. movement `rule`)."""
+    if len(models) == 1:
+        return models[0]
+    for m in models:
+        for name, f in m.model_fields.items():
+            if get_origin(f.annotation) is Literal and len(get_args(f.annotation)) == 1:
+                if value.get(name) == get_args(f.annotation)[0]:
+                    return m
+    return None
 
 
 def _message(e: Any, owner: type[BaseModel] | None, at: Any) -> str:

@@ -69,7 +69,8 @@ class Texture(Frozen):
 
     source: Literal["circle", "leaf", "rock", "brick", "grating", "grey", "image"]
     exemplar: int = Field(1, ge=1, description="which random-crop draw of the source image")
-    swap: int | None = Field(None, ge=1, description="rearrangement of the exemplar's crops")
+    swap: int | None = Field(None, ge=1, le=3, description="the exemplar's four 1 m crops rotated by swap: "
+                             "metre m shows crop (m + swap) mod 4 (the lab's swap1 = crops 1, 2, 3, 0)")
     angle_deg: float = Field(0.0, description="grating orientation")
     period_cm: float = Field(10.0, gt=0, description="grating spatial period on the wall")
     path: str | None = Field(None, description="image file, for source: image")
@@ -191,19 +192,50 @@ class InterTrial(Frozen):
     show_next: bool = True
 
 
+class Criterion(Frozen):
+    """Learning: anticipatory licking in rewarded corridors against unrewarded ones (rig.engine.learning).
+
+    Over the last `window` finished non-probe trials of each kind (rewarded / unrewarded corridor), the
+    fraction with an anticipatory lick is computed for each; the mouse has learned when both kinds have at
+    least `min_trials` trials and the `measure` reaches `threshold`: `difference` = rewarded fraction minus
+    unrewarded fraction (the lab's measure), `dprime` = z(rewarded) - z(unrewarded) with the log-linear
+    correction. Spontaneous licking raises both fractions alike, so it does not pass."""
+
+    measure: Literal["difference", "dprime"] = "difference"
+    threshold: float = Field(0.3, gt=0, le=10, description="difference: 0..1; dprime: in z units")
+    window: int = Field(40, ge=1, le=10_000, description="latest trials of each kind considered")
+    min_trials: int = Field(20, ge=1, le=10_000, description="of each kind, before anything is judged")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Criterion:
+        if self.measure == "difference" and self.threshold > 1:
+            raise field_error(("threshold",), f"a difference of fractions is at most 1, got {self.threshold}")
+        if self.min_trials > self.window:
+            raise field_error(("min_trials",), f"{self.min_trials} is more than the window ({self.window} trials)")
+        return self
+
+
 class Advance(Frozen):
-    """When a stage hands over to the next: after a number of trials in the stage, or when the
-    anticipatory-lick fraction on rewarded corridors over the last `window` rewarded trials reaches
-    `anticipatory_fraction` (both given: whichever comes first)."""
+    """When a stage hands over to the next: after a number of trials in the stage, or when the learning
+    `criterion` is met (both given: whichever comes first).
+
+    `anticipatory_fraction` (with `window`) is the former rule, kept so that older protocols and the
+    session headers that hold them still load and replay exactly: the fraction of the last `window`
+    rewarded-corridor trials with an anticipatory lick. It passes a mouse that licks everywhere; new
+    protocols use `criterion`."""
 
     after_trials: int | None = Field(None, ge=1)
-    anticipatory_fraction: float | None = Field(None, gt=0, le=1)
-    window: int = Field(20, ge=1, le=10_000)
+    criterion: Criterion | None = None
+    anticipatory_fraction: float | None = Field(None, gt=0, le=1, description="deprecated: use criterion")
+    window: int = Field(20, ge=1, le=10_000, description="deprecated: the window of anticipatory_fraction")
 
     @model_validator(mode="after")
     def _some_criterion(self) -> Advance:
-        if self.after_trials is None and self.anticipatory_fraction is None:
-            raise ValueError("give after_trials or anticipatory_fraction")
+        if self.after_trials is None and self.criterion is None and self.anticipatory_fraction is None:
+            raise ValueError("give after_trials or criterion")
+        if self.criterion is not None and self.anticipatory_fraction is not None:
+            raise field_error(("anticipatory_fraction",), "give criterion or the deprecated "
+                              "anticipatory_fraction, not both")
         return self
 
 
@@ -214,8 +246,34 @@ class Stage(Frozen):
 
 
 class End(Frozen):
+    """When the task ends: after max_trials trials, or max_duration_s of task time (counted from the end
+    of the pre-roll), whichever comes first. The post-roll follows."""
+
     max_trials: int | None = Field(None, ge=1, le=1_000_000)
     max_duration_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+
+
+class Imaging(Frozen):
+    """Imaging before the first trial and after the task: a pre-roll and a post-roll (grey, no trial, no
+    cue, no reward, the corridor still).
+
+    The lab's analyses take windows of 15 imaging frames around cues and first licks, so imaging must run
+    well before trial 0 and past the last trial. The rolls are given in imaging frames; when a session
+    starts, the runner resolves them into seconds (`pre_roll_s`, `post_roll_s`) from the imaging frame rate
+    the rig expects and records both, with that rate, in the resolved protocol of the header: the engine
+    reads only the seconds, so a replay reproduces them exactly. Seconds given here are used as they are.
+    A protocol whose seconds are not resolved (an engine built without a runner, or a session recorded
+    before the rolls existed) runs with no roll at all."""
+
+    pre_roll_frames: int = Field(20, ge=0, le=100_000)
+    post_roll_frames: int = Field(20, ge=0, le=100_000)
+    pre_roll_s: float | None = Field(None, ge=0, le=3600, description="resolved by the runner; or given")
+    post_roll_s: float | None = Field(None, ge=0, le=3600, description="resolved by the runner; or given")
+    rate_hz: float | None = Field(None, gt=0, le=10_000, description="the imaging rate the seconds came from")
+
+    @property
+    def resolved(self) -> bool:
+        return self.pre_roll_s is not None and self.post_roll_s is not None
 
 
 class Protocol(Frozen):
@@ -230,6 +288,7 @@ class Protocol(Frozen):
     inter_trial: InterTrial = InterTrial()
     stages: tuple[Stage, ...] = ()
     end: End = End()
+    imaging: Imaging = Imaging()
 
     @model_validator(mode="after")
     def _consistent(self) -> Protocol:

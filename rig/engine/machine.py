@@ -25,16 +25,27 @@ Conventions (the details the protocol schema leaves open):
 - Anticipatory lick: a lick in the trial before the cue (active_after_cue), before cue + delay
   (passive_after_cue), or at a position before the zone start (zone modes). Licks during an operator
   pause count (they are licks); licks in an inter-trial pause belong to no trial (data ``iti: True``).
-- Stage advance by anticipatory fraction fires when the fraction reaches ``anticipatory_fraction``
-  (>=, so 1.0 means "every trial in the window"). The last stage never advances.
-- The step in which ``max_duration_s`` (counted from ``start(t)``) is reached is processed completely,
-  then the session ends. A trial cut short by the end of the session gets no ``trial_end``.
-  session_end reasons: "max_trials", "max_duration", or the reason given to ``stop``.
+- Stage advance by ``criterion`` (rig.engine.learning: rewarded against unrewarded corridors, over the
+  stage's finished non-probe trials) fires when the criterion is met; checked as each trial ends, the
+  advance takes effect at the next trial start. The deprecated ``anticipatory_fraction`` fires when the
+  fraction of the last ``window`` rewarded-corridor trials reaches it (>=). The last stage never advances.
+- Imaging rolls (``protocol.imaging``; only when resolved, i.e. ``pre_roll_s``/``post_roll_s`` given, else
+  none): the pre-roll runs from ``start(t)`` until the first unpaused step at or after ``t + pre_roll_s``,
+  which starts trial 0. During it the state has trial -1, the first trial's corridor, the position at that
+  corridor's end (in the grey, nothing drawn ahead: ``next_corridor`` -1), nothing moves, no cue, no
+  reward; licks are logged with ``iti: True``. When the task ends (the last trial's ``trial_end`` under
+  ``max_trials``, or ``max_duration_s``) a ``post_roll`` event starts the post-roll: the same grey, still
+  state (a trial cut short jumps to its corridor's end; the distance travelled is unchanged) until the
+  first step at or after ``post_roll_s`` later, which emits ``session_end``. With no post-roll the
+  session ends in the step the task ends, as before. ``stop`` ends at once (no post-roll).
+- The step in which ``max_duration_s`` (task time: counted from the end of the pre-roll) is reached is
+  processed completely, then the task ends. A trial cut short by the end of the task gets no
+  ``trial_end``. session_end reasons: "max_trials", "max_duration", or the reason given to ``stop``.
 - Lick times may arrive late (before the previous step; they keep their time) but never after ``t``
   (clamped to ``t``); several licks in one step are taken in time order.
 
 Event data (all JSON-ready; None where a value does not apply):
-  session_start: protocol, kind, seed
+  session_start: protocol, kind, seed (+ pre_roll_s, post_roll_s when the protocol's rolls are resolved)
   trial_start: corridor, corridor_index, rewarded, probe, cue_position_cm, zone_start_cm, stage, stage_name,
                next_corridor_index (the corridor of the trial after this one; None after the last trial)
   cue: position_cm, duration_ms, frequency_hz
@@ -42,7 +53,9 @@ Event data (all JSON-ready; None where a value does not apply):
   reward / reward_withheld: volume_ul, duration_ms, rule (None for manual), source ("task" | "manual")
   trial_end: corridor, corridor_index, rewarded, probe, anticipatory, rewards (delivered by the rule),
              rewards_due, manual_rewards, licks, stage
-  stage_advance: from, to, from_name, to_name, reason ("trials" | "anticipatory")
+  stage_advance: from, to, from_name, to_name, reason ("trials" | "criterion" | "anticipatory")
+                 (+ score: the criterion's rig.engine.learning.Score.as_dict() when reason is "criterion")
+  post_roll: reason (why the task ended), until (when the session will end), trials (trials ended)
   session_end: reason, trials (trials ended)
 """
 
@@ -51,9 +64,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from rig.engine.learning import Tracker
 from rig.engine.records import Command, Event, EventKind, Inputs, State, Step
 from rig.engine.trialorder import TrialOrder
 from rig.protocol import Protocol, Reward
@@ -71,11 +86,12 @@ class Engine:
         # configuration
         "_p", "_seed", "_ul_to_ms", "_exposure", "_gated", "_speed", "_thr", "_hold", "_gain", "_cap",
         "_continuous", "_iti_s", "_max_trials", "_max_dur", "_cue", "_stages", "_order", "_cue_rng",
-        "_zone_rng",
+        "_zone_rng", "_pre_s", "_post_s", "_roll_logged",
         # session
         "_started", "_done", "_t0", "_t_end", "_t_prev", "_last", "_end_reason", "_trials_ended",
         "_stage", "_stage_trials", "_stage_antic", "_pending_advance", "_rule", "_mode", "_max_rewards",
-        "_above_since", "_cum", "_evs", "_cmds", "_after_end",
+        "_above_since", "_cum", "_evs", "_cmds", "_after_end", "_pre", "_task_at", "_end_at", "_first_ci",
+        "_tracker", "_advance_score",
         # trial
         "_trial", "_ci", "_next_ci", "_cname", "_tex", "_len", "_rewarded", "_probe", "_pos", "_in_grey", "_iti",
         "_iti_until", "_cue_pos", "_cue_played", "_cue_t", "_zone", "_zone_end", "_zone_entered",
@@ -106,6 +122,10 @@ class Engine:
         self._max_dur = protocol.end.max_duration_s if protocol.end.max_duration_s is not None else INF
         self._cue = protocol.cue
         self._stages = protocol.stages
+        roll = protocol.imaging
+        self._roll_logged = roll.resolved  # sessions recorded before the rolls log exactly what they did then
+        self._pre_s = float(roll.pre_roll_s or 0.0)
+        self._post_s = float(roll.post_roll_s or 0.0)
         order_ss, cue_ss, zone_ss = np.random.SeedSequence(self._seed).spawn(3)
         self._order = TrialOrder(protocol.order, protocol.corridors, np.random.default_rng(order_ss))
         self._cue_rng = np.random.default_rng(cue_ss)
@@ -133,8 +153,12 @@ class Engine:
             raise ValueError(f"start time must be finite, got {t!r}")
         self._started = True
         self._t0 = self._t_prev = t
-        self._t_end = t + self._max_dur
+        self._t_end = t + self._pre_s + self._max_dur
         self._end_reason: str | None = None
+        self._end_at = INF
+        self._pre = False
+        self._task_at = t
+        self._advance_score: dict[str, Any] | None = None
         self._trials_ended = 0
         self._stage = 0
         self._stage_trials = 0
@@ -146,9 +170,14 @@ class Engine:
         self._set_stage(0)
         evs, cmds = self._begin_step()
         p = self._p
-        header = {"protocol": p.name, "kind": p.kind, "seed": self._seed}
+        header: dict[str, Any] = {"protocol": p.name, "kind": p.kind, "seed": self._seed}
+        if self._roll_logged:
+            header["pre_roll_s"], header["post_roll_s"] = self._pre_s, self._post_s
         evs.append(Event(t, EventKind.SESSION_START, 0, 0.0, header))
-        self._begin_trial(t)
+        if self._pre_s > 0:
+            self._begin_pre_roll(t)
+        else:
+            self._begin_trial(t)
         return self._finish(t, 0.0, 0.0, False, evs, cmds)
 
     def step(self, inputs: Inputs, t: float) -> Step:
@@ -180,7 +209,7 @@ class Engine:
             if disp > self._cap * dt:
                 disp = self._cap * dt
             go = disp > 0.0
-        if self._iti or self._end_reason is not None or inputs.paused:
+        if self._iti or self._pre or self._end_reason is not None or inputs.paused:
             disp, go = 0.0, False
         if (inputs.licks or inputs.manual_rewards_ul or t >= self._next_t
                 or self._pos + disp >= self._mark):
@@ -235,7 +264,10 @@ class Engine:
         if not paused and self._end_reason is None:
             if self._passive_due <= t:
                 self._rule_reward(t, self._pos)
-            if self._iti:
+            if self._pre:
+                if t >= self._task_at:
+                    self._end_pre_roll(t)
+            elif self._iti:
                 if t >= self._iti_until:
                     self._begin_trial(t)
             else:
@@ -246,8 +278,8 @@ class Engine:
         for ul in inputs.manual_rewards_ul:
             self._manual_reward(ul, t)
         if self._end_reason is None and t >= self._t_end:
-            self._end_reason = "max_duration"
-        if self._end_reason is not None:
+            self._task_over("max_duration", t)
+        if self._end_reason is not None and t >= self._end_at:
             self._emit(EventKind.SESSION_END, t, self._pos, {"reason": self._end_reason,
                                                        "trials": self._trials_ended})
             self._done = True
@@ -266,7 +298,7 @@ class Engine:
 
     def _update_thresholds(self) -> None:
         """Cache the next position and the next time at which something can happen (fast-path test)."""
-        if self._iti or self._end_reason is not None:
+        if self._iti or self._pre or self._end_reason is not None:
             self._mark = INF
         else:
             m = self._len if self._in_grey else self._tex
@@ -275,11 +307,13 @@ class Engine:
             if self._zone_pending() and self._zone < m:
                 m = self._zone
             self._mark = m
-        nt = self._t_end
+        nt = self._t_end if self._end_reason is None else self._end_at
         if self._passive_due < nt:
             nt = self._passive_due
         if self._iti and self._iti_until < nt:
             nt = self._iti_until
+        if self._pre and self._task_at < nt:
+            nt = self._task_at
         self._next_t = nt
 
     def _zone_pending(self) -> bool:
@@ -356,7 +390,7 @@ class Engine:
             raise ValueError(f"manual reward volume must be a positive number of ul, got {ul!r} at t={t}")
         ul = float(ul)
         ms = float(self._ul_to_ms(ul))
-        if not (self._iti or self._end_reason is not None):
+        if not (self._iti or self._pre or self._end_reason is not None):
             self._manual += 1
         self._emit(EventKind.REWARD, t, self._pos, {"volume_ul": ul, "duration_ms": ms, "rule": None,
                                             "source": "manual"})
@@ -364,7 +398,7 @@ class Engine:
 
     def _lick(self, tl: float, paused: bool) -> None:
         pos = self._pos
-        if self._iti or self._end_reason is not None:
+        if self._iti or self._pre or self._end_reason is not None:
             self._emit(EventKind.LICK, tl, pos, {"anticipatory": False, "iti": True})
             return
         self._licks += 1
@@ -394,6 +428,7 @@ class Engine:
         self._stage_trials = 0
         adv = self._stages[index].advance if self._stages else None
         self._stage_antic = deque(maxlen=adv.window if adv is not None else 1)
+        self._tracker = Tracker(adv.criterion) if adv is not None and adv.criterion is not None else None
         rule: Reward = self._p.stage_reward(index)
         self._rule = rule
         self._mode = rule.mode
@@ -406,8 +441,11 @@ class Engine:
             self._pending_advance = None
             frm = self._stage
             self._set_stage(to)
-            self._emit(EventKind.STAGE_ADVANCE, t, 0.0, {"from": frm, "to": to, "from_name": self._stages[frm].name,
-                                                  "to_name": self._stages[to].name, "reason": reason})
+            data = {"from": frm, "to": to, "from_name": self._stages[frm].name, "to_name": self._stages[to].name,
+                    "reason": reason}
+            if reason == "criterion":
+                data["score"] = self._advance_score
+            self._emit(EventKind.STAGE_ADVANCE, t, 0.0, data)
         # The order is drawn one trial ahead, so the display can show the corridor that follows. The
         # order stream is its own generator and is drawn in the same sequence, so the corridors are the
         # same as without the lookahead; no corridor is drawn for a trial that max_trials rules out.
@@ -450,6 +488,41 @@ class Engine:
             "next_corridor_index": self._next_ci if self._next_ci >= 0 else None,
         })
 
+    def _begin_pre_roll(self, t: float) -> None:
+        """Imaging before trial 0: grey and still at the first trial's corridor end; nothing drawn ahead."""
+        self._pre = True
+        self._task_at = t + self._pre_s
+        self._first_ci = next(self._order)  # the order stream draws the same sequence whenever it is drawn
+        c = self._p.corridors[self._first_ci]
+        self._ci, self._cname = self._first_ci, c.name
+        self._tex, self._len = c.texture_length_cm, c.length_cm
+        self._rewarded, self._probe = c.rewarded, c.probe
+        self._pos = self._len
+        self._in_grey = True
+        self._iti = False
+        self._iti_until = INF
+        self._cue_pos = self._cue_t = self._zone = self._zone_end = NAN
+        self._cue_played = self._zone_entered = self._antic = False
+        self._passive_due = INF
+        self._rewards = self._delivered = self._manual = self._licks = 0
+
+    def _end_pre_roll(self, t: float) -> None:
+        self._pre = False
+        self._next_ci = self._first_ci
+        self._begin_trial(t)
+
+    def _task_over(self, reason: str, t: float) -> None:
+        """No more trials, movement, cues or rule rewards; the session ends post_roll_s later."""
+        self._end_reason = reason
+        self._end_at = t + self._post_s
+        if self._post_s > 0:
+            self._passive_due = INF
+            self._pos = self._len  # a trial cut short is left for the grey at its end; no distance is added
+            self._in_grey = True
+            self._next_ci = -1
+            self._emit(EventKind.POST_ROLL, t, self._pos, {"reason": reason, "until": self._end_at,
+                                                           "trials": self._trials_ended})
+
     def _end_trial(self, t: float) -> None:
         self._passive_due = INF  # a passive reward not yet due is dropped with its trial
         self._emit(EventKind.TRIAL_END, t, self._len, {
@@ -462,9 +535,11 @@ class Engine:
         self._stage_trials += 1
         if self._rewarded:
             self._stage_antic.append(self._antic)
+        if self._tracker is not None and not self._probe:
+            self._tracker.add(self._rewarded, self._antic)
         self._check_advance()
         if self._max_trials is not None and self._trials_ended >= self._max_trials:
-            self._end_reason = "max_trials"
+            self._task_over("max_trials", t)
             return
         if not self._continuous:
             if self._iti_s > 0:
@@ -484,6 +559,12 @@ class Engine:
             return
         if adv.after_trials is not None and self._stage_trials >= adv.after_trials:
             self._pending_advance = (self._stage + 1, "trials")
+            return
+        if self._tracker is not None:
+            score = self._tracker.score()
+            if score.learned:
+                self._advance_score = score.as_dict()
+                self._pending_advance = (self._stage + 1, "criterion")
             return
         hist = self._stage_antic
         if adv.anticipatory_fraction is not None and len(hist) >= adv.window:

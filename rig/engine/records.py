@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     GREY_START = "grey_start"
     TRIAL_END = "trial_end"
     STAGE_ADVANCE = "stage_advance"
+    POST_ROLL = "post_roll"  # the task is over; imaging goes on until session_end
     SESSION_END = "session_end"
 
 
@@ -42,7 +43,7 @@ class Inputs:
 @dataclass(slots=True)  # not frozen: built every frame, and frozen construction costs ~2 us
 class State:
     t: float
-    trial: int  # 0-based trial index
+    trial: int  # 0-based trial index (-1 during the pre-roll)
     corridor: int  # index into protocol.corridors
     stage: int  # index into protocol.stages (0 when the protocol has none)
     position_cm: float  # within the current corridor, 0 .. corridor length
@@ -57,7 +58,7 @@ class State:
     rewards_in_trial: int
     done: bool
     # index of the next trial's corridor, known one trial ahead so the display can draw it beyond the
-    # grey part; -1 when there is none (the last trial under max_trials) or none is known yet
+    # grey part; -1 when there is none (the last trial under max_trials, the imaging rolls) or none is known yet
     next_corridor: int = -1
 
 

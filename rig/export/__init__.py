@@ -72,8 +72,8 @@ def session_key(session: Session) -> str:
 
 @dataclass(frozen=True)
 class Trials:
-    """One entry per trial that started (the last may be incomplete). Times are session seconds,
-    positions centimetres in the corridor; NaN where a trial has no such event."""
+    """One entry per trial that started (the last may be incomplete), in trial order (entry k is trial k).
+    Times are session seconds, positions centimetres in the corridor; NaN where a trial has no such event."""
 
     corridor: np.ndarray  # i8: index into protocol.corridors
     corridor_name: np.ndarray  # str
@@ -93,9 +93,11 @@ class Trials:
     manual_rewards: np.ndarray  # i8
     withheld_t: np.ndarray  # first reward_withheld (exposure: when reward would have been given)
     withheld_cm: np.ndarray
-    first_lick_t: np.ndarray  # first lick onset in the trial
-    licks: np.ndarray  # i8: lick onsets in the trial
+    first_lick_t: np.ndarray  # first lick onset in the trial (not counting licks after its end)
+    licks: np.ndarray  # i8: lick onsets in the trial (idem)
     complete: np.ndarray  # bool: the trial reached trial_end
+    anticipatory: np.ndarray  # bool: the trial had an anticipatory lick (trial_end's flag; False if incomplete)
+    stage_name: np.ndarray  # str: the stage in force ('' when the protocol has no stages)
 
     def __len__(self) -> int:
         return len(self.start_t)
@@ -113,6 +115,7 @@ def trials(session: Session) -> Trials:
         return np.full(n, fill, dtype=float)
 
     end_t, grey_t, cue_t, cue_cm = col(), col(), col(), col()
+    anticipatory = np.zeros(n, bool)
     reward_t, reward_cm, withheld_t, withheld_cm, first_lick = col(), col(), col(), col(), col()
     rewards, manual, licks = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     for e in session.events:
@@ -123,6 +126,7 @@ def trials(session: Session) -> Trials:
         data = e.get("data") or {}
         if kind == EventKind.TRIAL_END:
             end_t[k] = t
+            anticipatory[k] = bool(data.get("anticipatory"))
         elif kind == EventKind.GREY_START and np.isnan(grey_t[k]):
             grey_t[k] = t
         elif kind == EventKind.CUE and np.isnan(cue_t[k]):
@@ -136,7 +140,7 @@ def trials(session: Session) -> Trials:
                     reward_t[k], reward_cm[k] = t, pos
         elif kind == EventKind.REWARD_WITHHELD and np.isnan(withheld_t[k]):
             withheld_t[k], withheld_cm[k] = t, pos
-        elif kind == EventKind.LICK:
+        elif kind == EventKind.LICK and not data.get("iti"):  # a lick in the post-roll or a pause is in no trial
             licks[k] += 1
             if np.isnan(first_lick[k]):
                 first_lick[k] = t
@@ -157,17 +161,22 @@ def trials(session: Session) -> Trials:
         end_t=end_t, grey_t=grey_t, cue_t=cue_t, cue_cm=cue_cm, cue_planned_cm=num("cue_position_cm"),
         zone_start_cm=num("zone_start_cm"), reward_t=reward_t, reward_cm=reward_cm, rewards=rewards,
         manual_rewards=manual, withheld_t=withheld_t, withheld_cm=withheld_cm, first_lick_t=first_lick,
-        licks=licks, complete=~np.isnan(end_t),
+        licks=licks, complete=~np.isnan(end_t), anticipatory=anticipatory,
+        stage_name=np.array([str(v or "") for v in field("stage_name", "")]),
     )
 
 
 @dataclass(frozen=True)
 class Licks:
-    """Lick onsets as the engine saw them: time (session s), trial, position in the corridor (cm)."""
+    """Lick onsets as the engine saw them: time (session s), trial (-1 in the pre-roll), position in the
+    corridor (cm); `in_trial` is false for a lick that belongs to no trial (pre- and post-roll, an
+    inter-trial pause: the engine's `iti` flag)."""
 
     t: np.ndarray
     trial: np.ndarray
     position_cm: np.ndarray
+    in_trial: np.ndarray
+    anticipatory: np.ndarray
 
     def __len__(self) -> int:
         return len(self.t)
@@ -179,6 +188,8 @@ def licks(session: Session) -> Licks:
         t=np.array([float(e["t"]) for e in ev], dtype=float),
         trial=np.array([int(e["trial"]) for e in ev], dtype=np.int64),
         position_cm=np.array([float(e.get("position_cm", np.nan)) for e in ev], dtype=float),
+        in_trial=np.array([not (e.get("data") or {}).get("iti", False) for e in ev], dtype=bool),
+        anticipatory=np.array([bool((e.get("data") or {}).get("anticipatory", False)) for e in ev], dtype=bool),
     )
 
 

@@ -2,12 +2,26 @@
 
 One dict per session, keyed `<animal>_<YYYY_MM_DD>_<block>` inside a pickled .npy dict (a `Beh_*.npy`
 holds many). Positions are decimetres, times MATLAB datenums (days, UTC), `...Fr` fields 0-based
-fractional imaging-frame indices. Every field, its meaning and derivation: docs/export.md.
+fractional imaging-frame indices: row k of the frame table, in time order, is imaging frame k (never a
+frame *number*, which ScanImage counts from 1). Every field, its meaning and derivation: docs/export.md.
+
+What the lab's functions assume (MouseLand/zhong-et-al-2025, read for facts), and how this export meets it:
+- every trial in `ntrials` was imaged completely, with 15 frames to spare on each side (their windows
+  are +-15 frames around cues and first licks, with no guard): the trial arrays hold the complete trials
+  imaged so (normally all of them, thanks to the engine's pre- and post-roll); a trial cut short by the
+  end of the session, or not imaged so, is left out (`TrialIndex` maps exported trials to the session's);
+- `Reward_Mode` is exactly 'Passive' or 'Active after cue';
+- the lick arrays hold the licks of the exported trials only, so no `LickFr` is NaN (the lab's
+  `.astype(int)` would make it INT_MIN) and no `LickTrind` reaches `ntrials`; every lick is in our own
+  `LickTime_all`, `LickTrind_all`, `LickFr_all`;
+- frames outside the exported trials (the rolls, an excluded trial) match no corridor (`ft_WallID` ''),
+  are in neither the texture nor the grey and have trial index -1, so every analysis mask drops them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +34,20 @@ from rig.sync.frametable import FrameTable, frame_table, session_protocol
 
 CM_PER_DM = 10.0
 N_BINS = 60  # run_pos bins per corridor (the lab bins a 6 m corridor in decimetres)
+LAB_WINDOW_FRAMES = 15  # the lab's windows around cues and first licks (utils.py spk_2_cue / spk_2_firstLick)
 
 # The lab's stimulus codes (stim_id), as its analysis code indexes them; other corridors get -1.
-LAB_STIM_ID = {
-    "circle1": 0, "circle2": 1, "leaf1": 2, "leaf2": 3, "leaf3": 4, "leaf1_swap1": 5, "leaf1_swap2": 6,
-}
+LAB_STIMULI = ("circle1", "circle2", "leaf1", "leaf2", "leaf3", "leaf1_swap1", "leaf1_swap2")
+LAB_STIM_ID = {name: code for code, name in enumerate(LAB_STIMULI)}
+# Our reward modes in the lab's vocabulary, which has two words: 'Passive' (water without a lick; the
+# lab counts licks from trial start to cue + Reward_Delay_ms, i.e. before the water) and 'Active after
+# cue' (a lick earns the water; the lab counts licks from trial start to the grey part). A zone mode is
+# the same rule with the reward zone's start in place of the cue.
 REWARD_MODE = {
     "active_after_cue": "Active after cue",
     "passive_after_cue": "Passive",
     "zone_passive": "Passive",
-    "zone_active": "Active in zone",
+    "zone_active": "Active after cue",
 }
 # Texture categories as the lab names them (brick is "wood" in its data).
 CATEGORY = {"brick": "wood"}
@@ -51,30 +69,120 @@ def _wall_type(protocol: Protocol, name: str) -> str:
     return CATEGORY.get(src, src)
 
 
-def run_by_position(session: Session, ntrials: int, corridor_dm: float) -> np.ndarray:
-    """ntrials x 60: mean ball speed (cm/s) over the loop iterations in each decimetre bin (NaN: none)."""
+@dataclass(frozen=True)
+class Selection:
+    """Which of a session's trials the lab's arrays hold: trials first .. stop-1 (contiguous)."""
+
+    first: int
+    stop: int
+    excluded: np.ndarray  # session indices of the trials left out, ascending
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.first
+
+
+def select_trials(tr: Trials, ft: FrameTable) -> Selection:
+    """The complete trials imaged with LAB_WINDOW_FRAMES frames before their start and after their end
+    (all complete trials when the session has no imaging frames at all), as one contiguous run."""
+    ok = tr.complete.copy()
+    if len(ft):
+        start_fr, end_fr = ft.index_of(tr.start_t), ft.index_of(tr.end_t)
+        with np.errstate(invalid="ignore"):
+            ok &= (start_fr >= LAB_WINDOW_FRAMES) & (end_fr <= len(ft) - LAB_WINDOW_FRAMES)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return Selection(0, 0, np.arange(len(tr)))
+    first = int(idx[0])
+    holes = np.flatnonzero(~ok[first:])
+    stop = first + int(holes[0]) if len(holes) else len(tr)
+    keep = np.zeros(len(tr), bool)
+    keep[first:stop] = True
+    return Selection(first, stop, np.flatnonzero(~keep))
+
+
+def run_by_position(session: Session, tr: Trials, sel: Selection, corridor_dm: float) -> np.ndarray:
+    """n x 60: mean ball speed (cm/s) over the loop iterations of each exported trial, before its end, in
+    each decimetre bin (NaN: none)."""
+    n = sel.n
     loop = session.frames
-    out = np.full((ntrials, N_BINS), np.nan)
-    if len(loop) == 0 or ntrials == 0:
+    out = np.full((n, N_BINS), np.nan)
+    if len(loop) == 0 or n == 0:
         return out
-    keep = (loop["trial"] >= 0) & (loop["trial"] < ntrials)
-    loop = loop[keep]
+    j = loop["trial"].astype(np.int64) - sel.first
+    inside = (j >= 0) & (j < n)
+    end_t = tr.end_t[sel.first:sel.stop]
+    inside[inside] &= loop["t"][inside] < end_t[j[inside]]
+    loop, j = loop[inside], j[inside]
     bins = np.clip(np.floor(loop["position_cm"] / CM_PER_DM * N_BINS / corridor_dm), 0, N_BINS - 1).astype(int)
-    cell = loop["trial"].astype(np.int64) * N_BINS + bins
-    count = np.bincount(cell, minlength=ntrials * N_BINS)
-    total = np.bincount(cell, weights=loop["ball_speed_cm_s"], minlength=ntrials * N_BINS)
+    cell = j * N_BINS + bins
+    count = np.bincount(cell, minlength=n * N_BINS)
+    total = np.bincount(cell, weights=loop["ball_speed_cm_s"], minlength=n * N_BINS)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return mean.reshape(ntrials, N_BINS)
+    return mean.reshape(n, N_BINS)
 
 
-def _position_after(session: Session, t0: np.ndarray, pos0_cm: np.ndarray, delay_s: float) -> np.ndarray:
-    """Position (cm, may pass the corridor's end) reached delay_s after being at pos0_cm at t0."""
+def _cum_at(session: Session, t: np.ndarray) -> np.ndarray:
     loop = session.frames
     if len(loop) == 0:
+        return np.full(len(np.atleast_1d(t)), np.nan)
+    return np.asarray(np.interp(t, loop["t"], loop["position_cum_cm"]), dtype=float)
+
+
+def _position_after(session: Session, t0: np.ndarray, pos0_cm: np.ndarray, delay_s: np.ndarray | float
+                    ) -> np.ndarray:
+    """Position (cm, may pass the corridor's end) reached delay_s after being at pos0_cm at t0."""
+    if len(session.frames) == 0:
         return np.full(len(t0), np.nan)
-    cum = loop["position_cum_cm"]
-    return pos0_cm + np.interp(t0 + delay_s, loop["t"], cum) - np.interp(t0, loop["t"], cum)
+    return np.asarray(pos0_cm + _cum_at(session, t0 + delay_s) - _cum_at(session, t0), dtype=float)
+
+
+def _time_at_distance(session: Session, cum_cm: np.ndarray) -> np.ndarray:
+    """Session time at which the distance travelled first reached each cum_cm (linear between loop rows;
+    NaN when never reached)."""
+    loop = session.frames
+    out = np.full(len(cum_cm), np.nan)
+    if len(loop) == 0:
+        return out
+    t, cum = loop["t"], loop["position_cum_cm"]
+    k = np.searchsorted(cum, cum_cm, "left")  # first row at or past the distance (cum never decreases)
+    ok = np.isfinite(cum_cm) & (k < len(cum))
+    kk = k[ok]
+    prev = np.maximum(kk - 1, 0)
+    span = cum[kk] - cum[prev]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(span > 0, (cum_cm[ok] - cum[prev]) / span, 1.0)
+    out[ok] = np.where(kk == 0, t[0], t[prev] + frac * (t[kk] - t[prev]))
+    return out
+
+
+@dataclass(frozen=True)
+class _Sound:
+    """The lab's 'Sound' fields: the cue, or where a protocol has none, the reward zone's start."""
+
+    t: np.ndarray
+    cm: np.ndarray
+    source: str  # "cue" | "zone_start" | "none"
+
+
+def _sound(session: Session, protocol: Protocol, tr: Trials) -> _Sound:
+    if protocol.cue is not None:
+        return _Sound(tr.cue_t, tr.cue_cm, "cue")
+    if np.isfinite(tr.zone_start_cm).any():
+        # No sound in a zone task (the behaviour cohort's): the moment the mouse reaches the zone's start
+        # takes the cue's place, the event the lab's 'Passive' count and cue-aligned windows refer to.
+        t = _time_at_distance(session, _cum_at(session, tr.start_t) + tr.zone_start_cm)
+        return _Sound(t, np.where(np.isfinite(t), tr.zone_start_cm, np.nan), "zone_start")
+    return _Sound(np.full(len(tr), np.nan), np.full(len(tr), np.nan), "none")
+
+
+def _session_stage(stages: np.ndarray) -> int:
+    """The stage that held most exported trials (ties: the later); 0 without trials."""
+    if len(stages) == 0:
+        return 0
+    values, counts = np.unique(stages, return_counts=True)
+    return int(values[counts == counts.max()].max())
 
 
 def session_dict(session: Session | str | Path, table: FrameTable | None = None) -> dict[str, Any]:
@@ -84,7 +192,7 @@ def session_dict(session: Session | str | Path, table: FrameTable | None = None)
     protocol = session_protocol(session)
     corridor_dm, texture_dm, grey_dm = _lengths_dm(protocol, session.path)
     ft = table if table is not None else frame_table(session)
-    tr: Trials = trials(session)
+    tr_all: Trials = trials(session)
     lk = licks(session)
     origin, origin_source = time_origin(session)
     t0 = origin.timestamp()
@@ -92,70 +200,115 @@ def session_dict(session: Session | str | Path, table: FrameTable | None = None)
     def dn(t: np.ndarray) -> np.ndarray:
         return datenum(t0 + np.asarray(t, dtype=float))
 
-    n = len(tr)
-    first_stage = int(tr.stage[0]) if n else 0
-    rule = protocol.stage_reward(first_stage)  # validation guarantees every stage has a rule
-    delay_ms = float(rule.delay_ms)
-    mode = REWARD_MODE[rule.mode]
+    sel = select_trials(tr_all, ft)
+    cut = slice(sel.first, sel.stop)
+    n = sel.n
+    sound_all = _sound(session, protocol, tr_all)
 
-    wall = tr.corridor_name
-    uniq = np.unique(wall) if n else np.array([c.name for c in protocol.corridors])
-    sound_delay_t = tr.cue_t + delay_ms / 1000.0
+    def per_trial(a: np.ndarray) -> np.ndarray:
+        return a[cut]
+
+    stage = per_trial(tr_all.stage)
+    rules = [protocol.stage_reward(int(k)) for k in stage]
+    rule = protocol.stage_reward(_session_stage(stage))  # validation guarantees every stage has a rule
+    delay_ms = float(rule.delay_ms)
+    delays_s = np.array([r.delay_ms / 1000.0 for r in rules], dtype=float)
+
+    wall = per_trial(tr_all.corridor_name)
+    uniq = np.unique(wall) if n else np.unique(np.array([c.name for c in protocol.corridors]))
+    sound_t, sound_cm = per_trial(sound_all.t), per_trial(sound_all.cm)
+    sound_delay_t = sound_t + delays_s
+    start_t, end_t, grey_t = per_trial(tr_all.start_t), per_trial(tr_all.end_t), per_trial(tr_all.grey_t)
+    reward_t = per_trial(tr_all.reward_t)
+
+    # Licks: the lab's arrays hold the licks made in the exported trials, renumbered from 0.
+    lab_lick = lk.in_trial & (lk.trial >= sel.first) & (lk.trial < sel.stop)
+    lick_t, lick_trial = lk.t[lab_lick], lk.trial[lab_lick] - sel.first
+
+    # Frames: inside an exported trial's [start, end) or outside every trial.
+    ftr = ft.trial.astype(np.int64) - sel.first
+    inside = (ftr >= 0) & (ftr < n)
+    if n:
+        j = np.clip(ftr, 0, n - 1)
+        inside &= (ft.time >= start_t[j]) & (ft.time < end_t[j])
+    # Distance since the first exported trial's start (continuous corridors: trial * length + position),
+    # so ft_PosCum / Corridor_Length is the exported trial index plus the fraction of the corridor; what
+    # moved before that start does not count. Frames after the last trial keep counting, as the lab's.
+    cum0 = float(_cum_at(session, start_t[:1])[0]) if n else np.inf
+    cum_f = ft.position_cum_cm
+    pos_cum_dm = np.maximum(cum_f - cum0, 0.0) / CM_PER_DM if n else np.zeros(len(ft))
+    move_dm = np.maximum(cum_f + ft.moved_cm - np.maximum(cum_f, cum0), 0.0) / CM_PER_DM if n \
+        else np.zeros(len(ft))
+    in_grey = ft.in_grey & inside
+
     d: dict[str, Any] = {
         # session
         "Corridor_Length": corridor_dm,
         "Texture_Length": texture_dm,
         "Gray_Space_length": grey_dm,
         "Reward_Delay_ms": delay_ms,
-        "Reward_Mode": mode,
+        "Reward_Mode": REWARD_MODE[rule.mode],
         "ntrials": n,
         "UniqWalls": uniq,
         "stim_id": np.array([LAB_STIM_ID.get(str(w), -1) for w in uniq], dtype=np.int64),
         # per trial
         "WallName": wall,
         "WallType": np.array([_wall_type(protocol, str(w)) for w in wall]) if n else np.array([], dtype="<U1"),
-        "WallIsProbe": tr.probe,
-        "WallIsRewarded": tr.rewarded_corridor,
-        "isRew": tr.rewards > 0,
-        "StartFr": ft.index_of(tr.start_t),
-        "GrayFr": ft.index_of(tr.grey_t),
-        "EndFr": ft.index_of(tr.end_t),
-        "RewardFr": ft.index_of(tr.reward_t),
-        "RewPos": tr.reward_cm / CM_PER_DM,
-        "RewTime": dn(tr.reward_t),
-        "SoundFr": ft.index_of(tr.cue_t),
-        "SoundPos": tr.cue_cm / CM_PER_DM,
-        "SoundTime": dn(tr.cue_t),
+        "WallIsProbe": per_trial(tr_all.probe),
+        "WallIsRewarded": per_trial(tr_all.rewarded_corridor),
+        "isRew": per_trial(tr_all.rewards) > 0,
+        "StartFr": ft.index_of(start_t),
+        "GrayFr": ft.index_of(grey_t),
+        "EndFr": ft.index_of(end_t),
+        "RewardFr": ft.index_of(reward_t),
+        "RewPos": per_trial(tr_all.reward_cm) / CM_PER_DM,
+        "RewTime": dn(reward_t),
+        "SoundFr": ft.index_of(sound_t),
+        "SoundPos": sound_cm / CM_PER_DM,
+        "SoundTime": dn(sound_t),
         "SoundDelayFr": ft.index_of(sound_delay_t),
-        "SoundDelPos": _position_after(session, tr.cue_t, tr.cue_cm, delay_ms / 1000.0) / CM_PER_DM,
+        "SoundDelPos": _position_after(session, sound_t, sound_cm, delays_s) / CM_PER_DM,
         "SoundTimeDelay": dn(sound_delay_t),
-        "RewZonePos": tr.zone_start_cm / CM_PER_DM,
-        "Trial_start_time": dn(tr.start_t),
-        "Trial_end_time": dn(tr.end_t),
-        "Gray_space_time": dn(tr.grey_t),
-        "TrialComplete": tr.complete,
-        "Stage": tr.stage,
-        "run_pos": run_by_position(session, n, corridor_dm),
+        "Sound_source": sound_all.source,
+        "RewZonePos": per_trial(tr_all.zone_start_cm) / CM_PER_DM,
+        "Trial_start_time": dn(start_t),
+        "Trial_end_time": dn(end_t),
+        "Gray_space_time": dn(grey_t),
+        "TrialComplete": per_trial(tr_all.complete),
+        "TrialIndex": np.arange(sel.first, sel.stop, dtype=np.int64),
+        "Stage": stage,
+        "Stage_name": per_trial(tr_all.stage_name),
+        "Reward_Mode_trial": np.array([REWARD_MODE[r.mode] for r in rules], dtype="<U16"),
+        "Reward_Rule_trial": np.array([r.mode for r in rules], dtype="<U16"),
+        "Reward_Delay_ms_trial": np.array([r.delay_ms for r in rules], dtype=float),
+        "Reward_Rule": rule.mode,
+        "run_pos": run_by_position(session, tr_all, sel, corridor_dm),
         "StimTrial": {str(w): wall == w for w in uniq},
         # per imaging frame
         "ft": dn(ft.time),
-        "ft_trInd": ft.trial.astype(np.int64),
+        "ft_trInd": np.where(inside, ftr, -1).astype(np.int64),
         "ft_Pos": ft.position_cm / CM_PER_DM,
-        "ft_PosCum": ft.trial * corridor_dm + ft.position_cm / CM_PER_DM,
+        "ft_PosCum": pos_cum_dm,
         "ft_RunSpeed": ft.ball_speed_cm_s,
         "ft_VirtualSpeed": ft.virtual_speed_cm_s,
-        "ft_WallID": ft.corridor_name,
-        "ft_isMoving": ft.moving,
-        "ft_move": ft.moved_cm / CM_PER_DM,
-        "ft_CorrSpc": ~ft.in_grey,
-        "ft_GraySpc": ft.in_grey.copy(),
+        "ft_WallID": np.where(inside, ft.corridor_name, ""),
+        "ft_isMoving": ft.moving.copy(),
+        "ft_move": move_dm,
+        "ft_CorrSpc": inside & ~in_grey,
+        "ft_GraySpc": in_grey,
+        "ft_InTrial": inside,
+        "ft_FrameNumber": ft.frame.astype(np.int64),
         "ft_SyncFlags": ft.flags,
         # licks
-        "LickFr": ft.index_of(lk.t),
-        "LickPos": lk.position_cm / CM_PER_DM,
-        "LickTime": dn(lk.t),
-        "LickTrind": lk.trial,
-        "Lick_wallName": wall[lk.trial] if n else np.array([], dtype="<U1"),
+        "LickFr": ft.index_of(lick_t),
+        "LickPos": lk.position_cm[lab_lick] / CM_PER_DM,
+        "LickTime": dn(lick_t),
+        "LickTrind": lick_trial,
+        "Lick_wallName": wall[lick_trial] if n else np.array([], dtype="<U1"),
+        "LickTime_all": dn(lk.t),
+        "LickFr_all": ft.index_of(lk.t),
+        "LickTrind_all": lk.trial.copy(),
+        "LickInTrial_all": lab_lick,
         # provenance
         "Animal": str(session.header.animal),
         "Date": str(session.header.date),
@@ -163,6 +316,11 @@ def session_dict(session: Session | str | Path, table: FrameTable | None = None)
         "Protocol": protocol.name,
         "Kind": protocol.kind,
         "nframes": len(ft),
+        "Frame_index_base": 0,
+        "Trials_started": len(tr_all),
+        "Trials_excluded": sel.excluded,
+        "Pre_roll_s": float(protocol.imaging.pre_roll_s or 0.0),
+        "Post_roll_s": float(protocol.imaging.post_roll_s or 0.0),
         "Session_start_time": float(datenum(t0)),
         "Time_origin": origin_source,
     }

@@ -264,7 +264,9 @@ def position_profiles(
         uniq, inv = np.unique(f["trial"], return_inverse=True)
         r = np.array([row_of.get(int(k), -1) for k in uniq], dtype=int)[inv]
         b = np.clip(np.searchsorted(edges, f["position_cm"], side="right") - 1, 0, nb - 1)
-        ok = (r >= 0) & (dt > 0)
+        # frames after a trial's end (the engine's post-roll keeps the last trial's index) are in no trial
+        after = f["t"] > np.append(np.asarray(trials.t_end, float), np.nan)[r]
+        ok = (r >= 0) & (dt > 0) & ~after
         np.add.at(time_s, (r[ok], b[ok]), dt[ok])
         np.add.at(dist, (r[ok], b[ok]), (f["ball_speed_cm_s"] * dt)[ok])
     lk = data.licks

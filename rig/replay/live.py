@@ -225,6 +225,8 @@ def replay_session(
         raise ReplayError(f"{s.path}: the header's config does not give the ball encoder's counts_per_cm")
     mode = "whatif" if options.protocol is not None else "replay"
     protocol = options.protocol if options.protocol is not None else setup.protocol
+    if not protocol.imaging.resolved:  # what-if: the logged inputs keep the recorded imaging rolls' timeline
+        protocol = protocol.model_copy(update={"imaging": setup.protocol.imaging})
     animal = options.animal or f"{s.header.animal}{SUFFIX[mode]}"
 
     # The iterations to feed: consecutive frame records, cut like rig replay --verify for a killed session.

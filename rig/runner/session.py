@@ -32,7 +32,7 @@ from rig.datalog.writer import SessionWriter
 from rig.engine.machine import Engine
 from rig.lab.session_start import prepare_lab
 from rig.loading import dump_protocol
-from rig.protocol import End, Protocol
+from rig.protocol import End, Imaging, Protocol
 from rig.runner.clock import SessionClock, make_clock
 from rig.runner.devices import Devices
 from rig.runner.hooks import LoopHook
@@ -166,6 +166,7 @@ def needed_disk_mb(protocol: Protocol, frame_rate_hz: float) -> float:
     if duration is None:
         # Bounded by trials only: assume a slow mouse (one corridor per 60 s).
         duration = (protocol.end.max_trials or 1) * 60.0
+    duration += (protocol.imaging.pre_roll_s or 0.0) + (protocol.imaging.post_roll_s or 0.0)
     return duration * frame_rate_hz * FRAME_RECORD_BYTES / 1e6
 
 
@@ -205,6 +206,49 @@ def resolve_protocol(protocol: Protocol, max_trials: int | None, duration_s: flo
     return protocol.model_copy(update={"end": end})
 
 
+PAPER_IMAGING_RATE_HZ = 3.17  # the mesoscope's large multi-area field of view (Zhong et al. 2025)
+
+
+def imaging_rate(config: RigConfig) -> tuple[float, float, str]:
+    """(rate Hz, first-frame delay s, where the rate came from): the imaging frame rate this rig expects.
+
+    The mesoscope section's expected_rate_hz (its session hook waits for frames before session time 0, so
+    imaging already runs then); else the frame-clock driver's own `rate_hz` and `start_s` (the simulated
+    clock); else the paper's rate, assumed."""
+    if config.mesoscope is not None:
+        return float(config.mesoscope.expected_rate_hz), 0.0, "mesoscope.expected_rate_hz"
+    params = config.driver_params("frame_clock") if "frame_clock" in config.drivers else None
+    rate = getattr(params, "rate_hz", None)
+    if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+        start = getattr(params, "start_s", 0.0)
+        lead = float(start) if isinstance(start, int | float) and not isinstance(start, bool) else 0.0
+        return float(rate), max(lead, 0.0), "drivers.frame_clock.rate_hz"
+    return PAPER_IMAGING_RATE_HZ, 0.0, "assumed (the config names no imaging rate)"
+
+
+def resolve_imaging(protocol: Protocol, config: RigConfig) -> Protocol:
+    """The protocol with its imaging rolls in seconds (rig.protocol.Imaging), from this rig's imaging rate.
+
+    Each roll lasts its frames plus half a frame period (plus, for the pre-roll, the delay of the first
+    frame), so at least that many frames fall inside it whatever the phase of the frame clock. Seconds
+    the protocol gives are kept."""
+    im = protocol.imaging
+    if im.resolved:
+        return protocol
+    rate, lead, _ = imaging_rate(config)
+
+    def seconds(frames: int, extra: float) -> float:
+        return extra + (frames + 0.5) / rate if frames > 0 else 0.0
+
+    resolved = Imaging(
+        pre_roll_frames=im.pre_roll_frames, post_roll_frames=im.post_roll_frames,
+        pre_roll_s=im.pre_roll_s if im.pre_roll_s is not None else seconds(im.pre_roll_frames, lead),
+        post_roll_s=im.post_roll_s if im.post_roll_s is not None else seconds(im.post_roll_frames, 0.0),
+        rate_hz=rate,
+    )
+    return protocol.model_copy(update={"imaging": resolved})
+
+
 def sim_seed(config: RigConfig, seed: int) -> int:
     """The virtual mouse's seed: the config's, or one derived from the session seed (never equal to it)."""
     if config.sim is not None and config.sim.seed is not None:
@@ -238,7 +282,7 @@ def run_session(
 ) -> SessionResult:
     """Run one live (or --fast simulated) session and return where it was written."""
     seed = options.seed if options.seed is not None else secrets.randbits(32)
-    protocol = resolve_protocol(protocol, options.max_trials, options.duration_s)
+    protocol = resolve_imaging(resolve_protocol(protocol, options.max_trials, options.duration_s), config)
     data_dir = Path(options.data_dir if options.data_dir is not None else config.data_dir).expanduser()
     # The registry record, the weight and water of the day and the calibration (refuses as the config says).
     lab = prepare_lab(config, data_dir, options.animal, weight_g=options.weight_g, day=options.date)
@@ -276,6 +320,6 @@ def make_world(config: RigConfig, protocol: Protocol, seed: int, animal_dir: Pat
 
 
 __all__ = [
-    "Executed", "SessionOptions", "SessionPlan", "SessionResult", "execute", "git_commit",
-    "needed_disk_mb", "resolve_protocol", "run_session", "session_facts", "sim_seed", "sync_seed",
+    "Executed", "SessionOptions", "SessionPlan", "SessionResult", "execute", "git_commit", "imaging_rate",
+    "needed_disk_mb", "resolve_imaging", "resolve_protocol", "run_session", "session_facts", "sim_seed", "sync_seed",
 ]

@@ -92,8 +92,8 @@ class Curriculum(Frozen):
 
 
 def _days(pretraining: str | None) -> tuple[Day, ...]:
-    return (Day(protocol=pretraining, repeat=10), Day(protocol="behaviour_zone_passive_task"),
-            Day(protocol="behaviour_zone_active_task", repeat=4))
+    return (Day(protocol=pretraining, repeat=10), Day(protocol="nocue_passive_task"),
+            Day(protocol="nocue_active_task", repeat=4))
 
 
 BEHAVIOUR_COHORT = Curriculum(

@@ -3,7 +3,7 @@
     store = MemoryStore(DATA / "M1")          # DATA/M1/sim-mouse.json
     knowledge = store.load()                  # None: the rig has no memory of this animal yet
     ...                                       # a session: rig.sim.mouse.VirtualMouse(knowledge=...)
-    store.save(knowledge, session="2024-05-01/001", protocol="nocue_task", kind="task")
+    store.save(knowledge, session="2024-05-01/001", protocol="staged_zone_task", kind="task")
 
 The file is JSON, validated on reading (a damaged or hand-edited file is refused with the field at
 fault, never half used), and written atomically (a temporary file in the same folder, flushed to disk,

@@ -4,8 +4,8 @@ A corridor texture covers the textured part of one wall: `texture_length_cm` lon
 high, at `px_per_cm` (lowered automatically when the length would exceed the GL texture size limit).
 For circle/leaf/rock/brick it is four crops of the category's source image placed end to end; the crop
 positions are drawn from a generator seeded by the exemplar number, so leaf1, leaf2 and leaf3 differ
-and each is the same on every run. `swap: k` keeps exemplar's crops and reorders them with a
-permutation seeded by k (never the identity).
+and each is the same on every run. `swap: k` keeps the exemplar's crops and rotates them by k, the lab's
+swap corridors: swap1 shows crops (1, 2, 3, 0), swap2 (2, 3, 0, 1), swap3 (3, 0, 1, 2).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rig.vr.sources import SOURCE_CATEGORIES, grating_image, source_image
 
 N_CROPS = 4
 MAX_TEXTURE_PX = 16384  # GL_MAX_TEXTURE_SIZE of Mesa llvmpipe; most GPUs allow at least this
-GENERATOR_VERSION = 2  # bump when the procedural images change so stale caches are not reused
+GENERATOR_VERSION = 3  # bump when the procedural images change so stale caches are not reused
 DEFAULT_CACHE_DIR = Path("~/.cache/corridor-rig/textures")
 GREY_LEVEL = 128
 
@@ -59,17 +59,13 @@ def crop_origins(seed: int, src_w: int, src_h: int, crop_w: int, crop_h: int) ->
 
 
 def swap_order(swap: int) -> tuple[int, ...]:
-    """The crop order of swap corridor `swap` (1, 2, ...): a fixed, seeded list of the non-identity
-    permutations, those that move every crop first, so swap1, swap2, ... all differ (up to 23)."""
-    ident = tuple(range(N_CROPS))
-    perms = [p for p in itertools.permutations(ident) if p != ident]
-    moved_all = [p for p in perms if all(i != j for i, j in zip(p, ident, strict=True))]
-    rest = [p for p in perms if p not in moved_all]
-    rng = np.random.default_rng(104729)
-    ordered = [moved_all[i] for i in rng.permutation(len(moved_all))]
-    ordered += [rest[i] for i in rng.permutation(len(rest))]
-    order: tuple[int, ...] = ordered[(swap - 1) % len(ordered)]
-    return order
+    """The crop order of swap corridor `swap` (1 .. N_CROPS - 1): the crop shown at metre m is crop
+    (m + swap) mod N_CROPS of the exemplar. This is the lab's convention (Zhong et al. 2025: swap1 shows
+    crops (1, 2, 3, 0), swap2 (2, 3, 0, 1)); its analysis code unswaps the recorded activity by exactly
+    this rotation, so any other order would decorrelate the unswapped sequence."""
+    if isinstance(swap, bool) or not isinstance(swap, int) or not 1 <= swap < N_CROPS:
+        raise ValueError(f"swap must be an integer in 1..{N_CROPS - 1}, got {swap!r}")
+    return tuple((m + swap) % N_CROPS for m in range(N_CROPS))
 
 
 SourceFn = Callable[[str, int, int, float], np.ndarray]

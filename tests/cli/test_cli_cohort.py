@@ -18,13 +18,13 @@ groups:
   - name: natural
     days:
       - {protocol: pretrain_natural_exposure}
-      - {protocol: behaviour_zone_passive_task}
-      - {protocol: behaviour_zone_active_task}
+      - {protocol: nocue_passive_task}
+      - {protocol: nocue_active_task}
   - name: none
     days:
       - {protocol: null}
-      - {protocol: behaviour_zone_passive_task}
-      - {protocol: behaviour_zone_active_task}
+      - {protocol: nocue_passive_task}
+      - {protocol: nocue_active_task}
 """
 
 
@@ -58,7 +58,7 @@ def test_rig_cohort_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and f"{bad}:2: mice_per_group:" in r.stderr and "Traceback" not in r.stderr
 
     missing = tmp_path / "missing.yaml"
-    missing.write_text(CURRICULUM.replace("behaviour_zone_active_task}", "no_such_protocol}", 1))
+    missing.write_text(CURRICULUM.replace("nocue_active_task}", "no_such_protocol}", 1))
     r = rig("cohort", str(missing), "-o", str(tmp_path / "o2"))
     assert r.returncode == 2 and "no_such_protocol" in r.stderr and "groups.0.days.2.protocol" in r.stderr
 

@@ -71,7 +71,7 @@ def test_inspector_finds_nothing(nwb_path: Path, config: str | None) -> None:
     assert _everything(nwb_path, config) == []
 
 
-@pytest.mark.parametrize("protocol", ["train1_exposure", "nocue_task"])
+@pytest.mark.parametrize("protocol", ["train1_exposure", "nocue_active_task"])
 def test_inspector_finds_nothing_for_exposure_and_staged_protocols(data_dir: Path, tmp_path: Path,
                                                                    protocol: str) -> None:
     # exposure sessions give no rewards (all-NaN reward columns), staged ones other columns

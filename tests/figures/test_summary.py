@@ -217,7 +217,7 @@ def test_incomplete_session_is_marked_and_still_drawn(task_session: Path, tmp_pa
 
 
 def test_session_without_a_completed_trial_renders(tmp_path: Path) -> None:
-    path = api.run(PROTOCOLS / "nocue_task.yaml", fast=True, duration_s=3, data_dir=tmp_path, seed=1)
+    path = api.run(PROTOCOLS / "nocue_active_task.yaml", fast=True, duration_s=3, data_dir=tmp_path, seed=1)
     assert api.info(path)["trials"] == 0
     assert run_summary(str(path)) == 0
     assert_png(path / summary_cmd.SESSION_PNG, SESSION_PX)

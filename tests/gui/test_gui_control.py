@@ -65,7 +65,7 @@ def staged_folder(tmp_path_factory):
     from rig import api
 
     data = tmp_path_factory.mktemp("ctl")
-    text = (REPO / "protocols" / "nocue_task.yaml").read_text().replace("after_trials: 300", "after_trials: 3")
+    text = (REPO / "examples" / "staged_zone_task.yaml").read_text().replace("after_trials: 300", "after_trials: 3")
     proto = data / "nocue_fast_advance.yaml"
     proto.write_text(text)
     return api.run(proto, fast=True, max_trials=6, data_dir=data / "data", animal="F1", seed=2)

@@ -16,8 +16,11 @@ from gui.testing import qt_display
 from gui.wire import End
 from rig.datalog.info import session_info
 from rig.datalog.reader import Session
+from rig.loading import find_file
 from tests.gui.test_gui_control import FakeLab
 from tests.support.paths import REPO
+
+STAGED = str(REPO / "examples" / "staged_zone_task.yaml")  # a protocol whose stage advances
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,14 +40,14 @@ def folders(tmp_path_factory):
     config = load_config(REPO / "config" / "sim.yaml")
 
     def run(proto: str, animal: str, trials: int, hooks=(), **kw):
-        return run_session(load_protocol(REPO / "protocols" / f"{proto}.yaml"), config,
+        return run_session(load_protocol(find_file(proto, "protocols")), config,
                            SessionOptions(animal=animal, seed=5, fast=True, max_trials=trials, data_dir=data, **kw),
                            hooks=hooks).path
 
     manual = OperatorScript({50: [Operator("manual_reward", 3.0)], 51: [Operator("manual_reward", 1.5)],
                              700: [Operator("stop")]})
     return {"data": data, "demo": run("demo", "A1", 8), "manual_stop": run("demo", "A1", 8, (manual,)),
-            "nocue": run("nocue_task", "A2", 5), "exposure": run("train1_exposure", "A3", 5),
+            "nocue": run(STAGED, "A2", 5), "exposure": run("train1_exposure", "A3", 5),
             "pause_iti": run("test1_task", "A4", 4)}
 
 

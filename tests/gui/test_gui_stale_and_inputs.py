@@ -10,7 +10,10 @@ import pytest
 
 from gui.session_state import Phase
 from gui.testing import qt_display
+from rig.loading import find_file
 from tests.support.paths import REPO
+
+STAGED = str(REPO / "examples" / "staged_zone_task.yaml")  # a protocol whose stage advances
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,7 +35,7 @@ def sessions(tmp_path_factory):
     config = load_config(REPO / "config" / "sim.yaml")
 
     def run(proto: str, animal: str, trials: int, hooks=(), cfg=config):
-        return run_session(load_protocol(REPO / "protocols" / f"{proto}.yaml"), cfg,
+        return run_session(load_protocol(find_file(proto, "protocols")), cfg,
                            SessionOptions(animal=animal, seed=3, fast=True, max_trials=trials, data_dir=data),
                            hooks=hooks).path
 
@@ -40,7 +43,7 @@ def sessions(tmp_path_factory):
     small_valve = tmp_path_factory.mktemp("cfg") / "small-valve.yaml"
     small_valve.write_text((REPO / "config" / "sim.yaml").read_text().replace("max_open_ms: 1000",
                                                                               "max_open_ms: 400"))
-    return {"data": data, "demo": run("demo", "M1", 6, (script,)), "nocue": run("nocue_task", "Z1", 4),
+    return {"data": data, "demo": run("demo", "M1", 6, (script,)), "nocue": run(STAGED, "Z1", 4),
             "exposure": run("train1_exposure", "E1", 4),
             "small_valve": run("demo", "V1", 1, cfg=load_config(small_valve))}
 

@@ -89,7 +89,7 @@ def test_stage_rewards_are_checked_and_the_default_max_open_ms_is_named(tmp_path
         "{duration_ms: 10, volume_ul: 1.0}": "{duration_ms: 200, volume_ul: 1.0}",
         "{duration_ms: 25, volume_ul: 2.5}": "{duration_ms: 500, volume_ul: 2.5}",
         "{duration_ms: 50, volume_ul: 5.0}": "{duration_ms: 1000, volume_ul: 5.0}"})
-    text = (REPO / "protocols" / "nocue_task.yaml").read_text()
+    text = (REPO / "examples" / "staged_zone_task.yaml").read_text()
     first = text.index("volume_ul: 2.5")
     second = text.index("volume_ul: 2.5", first + 1)
     protocol = tmp_path / "staged.yaml"

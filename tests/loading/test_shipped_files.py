@@ -13,8 +13,9 @@ from tests.support.paths import REPO
 PROTOCOLS = sorted((REPO / "protocols").glob("*.yaml"))
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
-PAIRED_STAGES = ("train1", "test1", "train2", "test2", "test3", "grating_train1", "grating_test1", "nocue",
-                 "behaviour_zone_passive", "behaviour_zone_active")
+# Stages shipped as a task and an unrewarded-exposure twin (shared/PAPER.md; the lab's analysis code sets).
+PAIRED_STAGES = ("train1", "test1", "train2", "test2", "test3_swap1", "test3_swap2", "nocue_passive", "nocue_active")
+GRATING_COHORT = ("grating_exposure", "grating_train1_exposure", "grating_test1_exposure")  # never rewarded
 PRETRAINING = ("pretrain_natural_exposure", "pretrain_grating_exposure", "pretrain_none_exposure")
 
 # stage -> {corridor: (rewarded, probe)}
@@ -26,24 +27,17 @@ CORRIDORS = {
         "leaf2": (False, True),
         "circle2": (False, True),
     },
-    "train2": {"leaf1": (True, False), "leaf2": (False, False)},
-    "test2": {"leaf1": (True, False), "leaf2": (False, False), "leaf3": (False, True)},
-    "test3": {
-        "leaf1": (True, False),
-        "leaf2": (False, False),
-        "leaf1_swap1": (False, True),
-        "leaf1_swap2": (False, True),
-    },
-    "grating_train1": {"grating0": (True, False), "grating45": (False, False)},
-    "grating_test1": {
-        "grating0": (True, False),
-        "grating45": (False, False),
-        "grating0_p15": (False, True),
-        "grating45_p15": (False, True),
-    },
-    "nocue": {"leaf1": (True, False), "circle1": (False, False)},
-    "behaviour_zone_passive": {"leaf1": (True, False), "circle1": (False, False)},
-    "behaviour_zone_active": {"leaf1": (True, False), "circle1": (False, False)},
+    "train2": {"circle1": (False, False), "leaf1": (True, False), "leaf2": (False, False)},
+    "test2": {"circle1": (False, False), "leaf1": (True, False), "leaf2": (False, False), "leaf3": (False, True)},
+    "test3_swap1": {"circle1": (False, False), "leaf1": (True, False), "leaf2": (False, False),
+                    "leaf1_swap1": (False, True)},
+    "test3_swap2": {"circle1": (False, False), "leaf1": (True, False), "leaf2": (False, False),
+                    "leaf1_swap2": (False, True)},
+    "nocue_passive": {"leaf1": (True, False), "circle1": (False, False)},
+    "nocue_active": {"leaf1": (True, False), "circle1": (False, False)},
+    "grating": {"grating0": (False, False), "grating45": (False, False)},
+    "grating_train1": {"leaf1": (False, False), "circle1": (False, False)},
+    "grating_test1": {"leaf1": (False, False), "circle1": (False, False), "leaf2": (False, True)},
 }
 
 
@@ -58,8 +52,8 @@ def test_all_shipped_files_validate() -> None:
 
 def test_every_paper_stage_is_shipped_as_a_task_and_exposure_pair() -> None:
     stems = {p.stem for p in PROTOCOLS}
-    expected = {f"{s}_{k}" for s in PAIRED_STAGES for k in ("task", "exposure")} | set(PRETRAINING) | {"demo"}
-    assert stems == expected
+    expected = {f"{s}_{k}" for s in PAIRED_STAGES for k in ("task", "exposure")}
+    assert stems == expected | set(GRATING_COHORT) | set(PRETRAINING) | {"demo"}
 
 
 @pytest.mark.parametrize("path", PROTOCOLS, ids=[p.stem for p in PROTOCOLS])
@@ -103,19 +97,47 @@ def test_exposure_twin_differs_from_the_task_only_in_kind(stage: str) -> None:
     assert got == CORRIDORS[stage]
 
 
-def test_session_size_matches_the_papers_sessions() -> None:
-    for stage in PAIRED_STAGES:
-        p = load(f"{stage}_task")
-        assert p.end.max_trials == 600 and p.end.max_duration_s == 2.5 * 3600
+def test_grating_cohort_sees_gratings_then_natural_corridors_and_is_never_rewarded() -> None:
+    for stem in GRATING_COHORT:
+        p = load(stem)
+        assert p.kind == "exposure" and p.cue is not None
+        assert {c.name: (c.rewarded, c.probe) for c in p.corridors} == CORRIDORS[stem.removesuffix("_exposure")]
+    g = {c.name: c.texture for c in load("grating_exposure").corridors}
+    assert (g["grating0"].source, g["grating0"].angle_deg) == ("grating", 0)
+    assert (g["grating45"].source, g["grating45"].angle_deg) == ("grating", 45)
+
+
+def test_session_limits_admit_the_papers_longest_sessions() -> None:
+    # 789 trials; about 32,000 imaging frames at 3.17 Hz (2.8 h)
+    for path in PROTOCOLS:
+        p = load_protocol(path)
+        if p.name == "demo":
+            continue
+        assert p.end.max_trials is not None and p.end.max_trials >= 789, p.name
+        assert p.end.max_duration_s is not None and p.end.max_duration_s >= 32_000 / 3.17, p.name
+        assert (p.imaging.pre_roll_frames, p.imaging.post_roll_frames) == (20, 20), p.name
+        assert not p.imaging.resolved  # the runner resolves the seconds from the rig's imaging rate
+
+
+def test_lab_stimulus_sets() -> None:
+    """The corridor sets the lab's analysis code expects per stage (its figures index them by position)."""
+    expect = {
+        "train1": ["circle1", "leaf1"], "test1": ["circle1", "circle2", "leaf1", "leaf2"],
+        "train2": ["circle1", "leaf1", "leaf2"], "test2": ["circle1", "leaf1", "leaf2", "leaf3"],
+        "test3_swap1": ["circle1", "leaf1", "leaf1_swap1", "leaf2"],
+        "test3_swap2": ["circle1", "leaf1", "leaf1_swap2", "leaf2"],
+    }
+    for stage, names in expect.items():
+        for kind in ("task", "exposure"):
+            assert sorted(c.name for c in load(f"{stage}_{kind}").corridors) == names
 
 
 def test_texture_sources_and_exemplars() -> None:
-    t = {c.name: c.texture for c in load("test3_task").corridors}
-    assert (t["leaf1"].source, t["leaf1"].exemplar, t["leaf1"].swap) == ("leaf", 1, None)
-    assert (t["leaf1_swap2"].source, t["leaf1_swap2"].exemplar, t["leaf1_swap2"].swap) == ("leaf", 1, 2)
-    g = {c.name: c.texture for c in load("grating_train1_task").corridors}
-    assert (g["grating0"].source, g["grating0"].angle_deg) == ("grating", 0)
-    assert (g["grating45"].source, g["grating45"].angle_deg) == ("grating", 45)
+    for k in (1, 2):
+        t = {c.name: c.texture for c in load(f"test3_swap{k}_task").corridors}
+        assert (t["leaf1"].source, t["leaf1"].exemplar, t["leaf1"].swap) == ("leaf", 1, None)
+        swap = t[f"leaf1_swap{k}"]
+        assert (swap.source, swap.exemplar, swap.swap) == ("leaf", 1, k)
 
 
 def test_pretraining_is_unrewarded_without_cue() -> None:
@@ -132,16 +154,13 @@ def test_pretraining_is_unrewarded_without_cue() -> None:
     }
 
 
-def test_nocue_task_goes_from_passive_to_active() -> None:
-    p = load("nocue_task")
-    assert p.cue is None and p.reward is None
-    assert [(s.name, s.reward.mode if s.reward else None) for s in p.stages] == [
-        ("passive", "zone_passive"),
-        ("active", "zone_active"),
-    ]
-    adv = p.stages[0].advance
-    assert adv is not None and adv.after_trials and adv.anticipatory_fraction
-    assert p.stages[1].advance is None
+def test_nocue_days_keep_one_reward_rule_for_the_whole_session() -> None:
+    # the behaviour cohort: day 1 passive reward in the zone for the whole session, days 2-5 active
+    for day, mode in (("passive", "zone_passive"), ("active", "zone_active")):
+        for kind in ("task", "exposure"):
+            p = load(f"nocue_{day}_{kind}")
+            assert p.cue is None and not p.stages
+            assert p.reward is not None and (p.reward.mode, p.reward.zone_start_cm) == (mode, (200, 300))
 
 
 def test_demo_is_short() -> None:

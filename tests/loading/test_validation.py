@@ -28,7 +28,7 @@ from rig.loading import (
     validate_files,
 )
 from rig.protocol import Protocol
-from tests.support.paths import BROKEN
+from tests.support.paths import BROKEN, REPO
 
 VALID = """\
 name: good
@@ -173,7 +173,7 @@ def test_model_validator_errors_use_the_line_of_their_object(tmp_path: Path) -> 
         load_protocol(f)
     (p,) = ei.value.problems
     assert (p.line, p.field) == (22, "stages[0].advance")
-    assert "after_trials or anticipatory_fraction" in p.message
+    assert "after_trials or criterion" in p.message
 
 
 def test_zone_outside_texture_in_a_stage_points_at_that_stage(tmp_path: Path) -> None:
@@ -450,3 +450,99 @@ def test_structural_mutations_raise_only_load_errors(changes: list[tuple[tuple[A
         assert all(p.field and p.message and p.line >= 1 for p in e.problems)
     else:
         assert protocol_from_yaml(dump_protocol(p)) == p  # anything accepted also round-trips
+
+
+# ---- booleans are never numbers (issue 11): each refusal at the offending key's own line -------------------
+
+
+def _line_of(text: str, needle: str) -> int:
+    lines = [i for i, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(lines) == 1, needle
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "field", "words"),
+    [
+        ("    probe: true\n", "    probe: true\n    texture_length_cm: true\n", "texture_length_cm: true",
+         "corridors[2].texture_length_cm", ["valid number", "True", "boolean"]),
+        ("  position_cm: [50, 350]", "  position_cm: [50, yes]", "position_cm: [50, yes]", "cue.position_cm[1]",
+         ["valid number", "boolean"]),
+        ("max_trials: 600", "max_trials: true", "max_trials: true", "end.max_trials", ["valid integer", "boolean"]),
+        ("    probe: true", "    probe: 1", "probe: 1", "corridors[2].probe", ["true or false", "number"]),
+        ("speed_cm_s: 60", "speed_cm_s: '60'", "speed_cm_s: '60'", "movement.speed_cm_s", ["valid number", "string"]),
+        ("volume_ul: 2.5}", "volume_ul: false}", "volume_ul: false", "reward.volume_ul", ["valid number", "False"]),
+    ],
+)
+def test_a_boolean_is_never_a_number_and_the_error_names_its_own_line(
+    tmp_path: Path, old: str, new: str, needle: str, field: str, words: list[str]
+) -> None:
+    assert VALID.count(old) == 1
+    text = VALID.replace(old, new)
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ProtocolError) as ei:
+        load_protocol(f)
+    (p,) = ei.value.problems  # one problem: nothing built on the refused value is reported elsewhere
+    assert (p.line, p.field) == (_line_of(text, needle), field)
+    for w in words:
+        assert w in p.message, p.message
+
+
+def test_texture_length_true_is_refused_at_its_line_not_read_as_1_cm(tmp_path: Path) -> None:
+    # Read as 1 cm, the cue range (50-350 cm) became "beyond the texture" and the error named the cue's line.
+    text = VALID.replace("    texture: {source: leaf, exemplar: 1}\n",
+                         "    texture: {source: leaf, exemplar: 1}\n    texture_length_cm: true\n", 1)
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ProtocolError) as ei:
+        load_protocol(f)
+    assert [(p.line, p.field) for p in ei.value.problems] == [(6, "corridors[0].texture_length_cm")]
+    assert text.splitlines()[5] == "    texture_length_cm: true"
+
+
+def test_booleans_in_driver_parameters_and_the_sim_section_are_refused_at_their_lines(tmp_path: Path) -> None:
+    text = (REPO / "config" / "sim.yaml").read_text()
+    text = text.replace("    rate_hz: 3.17 ", "    rate_hz: true ").replace("  expertise: 0.8 ", "  expertise: no ")
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(f)
+    got = [(p.line, p.field) for p in ei.value.problems]
+    assert got == [(_line_of(text, "rate_hz: true"), "drivers.frame_clock.rate_hz"),
+                   (_line_of(text, "expertise: no"), "sim.expertise")]
+    assert all("boolean is not a number" in p.message for p in ei.value.problems)
+
+
+def test_the_api_refuses_booleans_as_numbers_too() -> None:
+    data = yaml.safe_load(VALID)
+    data["corridors"][0]["weight"] = True
+    with pytest.raises(ProtocolError, match=r"corridors\[0\]\.weight: should be a valid number"):
+        protocol_from_dict(data)
+    data["corridors"][0]["weight"] = 2  # an integer is a number
+    assert protocol_from_dict(data).corridors[0].weight == 2.0
+
+
+def _numeric_keys(text: str) -> list[tuple[int, str, str]]:
+    """(line, key, number) for every `key: number` written in the text (block or flow style)."""
+    import re
+
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        for m in re.finditer(r"(\w+): (-?\d+(?:\.\d+)?)(?=[,}\s]|$)", line):
+            out.append((i, m.group(1), m.group(0)))
+    return out
+
+
+@pytest.mark.parametrize(("line", "key", "written"), _numeric_keys(VALID))
+def test_every_number_in_a_protocol_refuses_a_boolean_at_its_own_line(
+    tmp_path: Path, line: int, key: str, written: str
+) -> None:
+    lines = VALID.splitlines()
+    lines[line - 1] = lines[line - 1].replace(written, f"{key}: true", 1)
+    f = tmp_path / "p.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ProtocolError) as ei:
+        load_protocol(f)
+    (p,) = ei.value.problems
+    assert p.line == line and p.field.split(".")[-1] == key and "boolean is not a number" in p.message

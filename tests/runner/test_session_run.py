@@ -33,7 +33,7 @@ def rig_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_shipped_protocols_exist():
     names = {p.stem for p in PROTOCOLS}
-    for stage in ("train1", "test1", "train2", "test2", "test3"):
+    for stage in ("train1", "test1", "train2", "test2", "test3_swap1", "test3_swap2"):
         assert f"{stage}_task" in names and f"{stage}_exposure" in names, stage
     assert "demo" in names
 

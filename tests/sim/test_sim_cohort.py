@@ -19,10 +19,10 @@ SMALL = {
     "session": {"max_trials": 12, "max_duration_s": None},
     "groups": [
         {"name": "natural", "days": [{"protocol": "pretrain_natural_exposure"},
-                                      {"protocol": "behaviour_zone_passive_task"},
-                                      {"protocol": "behaviour_zone_active_task"}]},
-        {"name": "none", "days": [{"protocol": None}, {"protocol": "behaviour_zone_passive_task"},
-                                   {"protocol": "behaviour_zone_active_task"}]},
+                                      {"protocol": "nocue_passive_task"},
+                                      {"protocol": "nocue_active_task"}]},
+        {"name": "none", "days": [{"protocol": None}, {"protocol": "nocue_passive_task"},
+                                   {"protocol": "nocue_active_task"}]},
     ],
 }
 
@@ -44,10 +44,10 @@ def test_a_cohort_runs_every_mouse_through_its_days_in_order_with_dates(cohorts:
     got = [(row.animal, row.day, row.date, row.protocol, row.task_day) for row in r.rows]
     assert got == [
         ("natural-01", 1, "2024-03-01", "pretrain_natural_exposure", 0),
-        ("natural-01", 2, "2024-03-02", "behaviour_zone_passive_task", 1),
-        ("natural-01", 3, "2024-03-03", "behaviour_zone_active_task", 2),
-        ("none-01", 2, "2024-03-02", "behaviour_zone_passive_task", 1),
-        ("none-01", 3, "2024-03-03", "behaviour_zone_active_task", 2),
+        ("natural-01", 2, "2024-03-02", "nocue_passive_task", 1),
+        ("natural-01", 3, "2024-03-03", "nocue_active_task", 2),
+        ("none-01", 2, "2024-03-02", "nocue_passive_task", 1),
+        ("none-01", 3, "2024-03-03", "nocue_active_task", 2),
     ]
     assert all(row.complete and row.trials == 12 for row in r.rows)
     data = r.out / "data"
@@ -80,7 +80,7 @@ def test_a_cohort_folder_is_never_reused(cohorts: dict) -> None:
 
 def test_the_built_in_curriculum_is_the_behaviour_cohort() -> None:
     groups = {g.name: [(d.protocol, d.repeat) for d in g.days] for g in BEHAVIOUR_COHORT.groups}
-    task = [("behaviour_zone_passive_task", 1), ("behaviour_zone_active_task", 4)]
+    task = [("nocue_passive_task", 1), ("nocue_active_task", 4)]
     assert groups == {"natural": [("pretrain_natural_exposure", 10), *task],
                       "grating": [("pretrain_grating_exposure", 10), *task], "none": [(None, 10), *task]}
     assert BEHAVIOUR_COHORT.days == 15 and BEHAVIOUR_COHORT.mice_per_group == 10

@@ -16,7 +16,7 @@ from rig.sim.learning import Knowledge
 from rig.sim.memory import FILENAME, MemoryFileError, MemoryStore
 from tests.support.paths import REPO
 
-NOCUE = REPO / "protocols" / "nocue_task.yaml"
+NOCUE = REPO / "examples" / "staged_zone_task.yaml"
 EXPOSURE = REPO / "protocols" / "pretrain_natural_exposure.yaml"
 NAIVE = REPO / "config" / "sim-naive.yaml"
 
@@ -37,7 +37,7 @@ def test_save_then_load_gives_the_same_knowledge_bit_for_bit(tmp_path: Path) -> 
     store = MemoryStore(tmp_path / "M1")
     assert store.load() is None  # no memory yet
     k = knowledge()
-    store.save(k, session="2024-01-01/001", protocol="nocue_task", kind="task")
+    store.save(k, session="2024-01-01/001", protocol="staged_zone_task", kind="task")
     again = MemoryStore(tmp_path / "M1").load()
     assert again is not None and again.to_dict() == k.to_dict()
     assert [p.name for p in (tmp_path / "M1").iterdir()] == [FILENAME]  # no temporary file left behind

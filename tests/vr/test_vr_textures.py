@@ -67,14 +67,35 @@ def quarters(arr: np.ndarray) -> list[np.ndarray]:
 
 def test_swap_rearranges_the_exemplars_crops() -> None:
     leaf1 = quarters(build_texture(tex("leaf", 1), 400.0, 20.0, PPCM))
-    for k in (1, 2):
+    for k in (1, 2, 3):
         swapped = quarters(build_texture(tex("leaf", 1, swap=k), 400.0, 20.0, PPCM))
         order = swap_order(k)
         assert order != tuple(range(N_CROPS))
         for pos, src in enumerate(order):
             assert np.array_equal(swapped[pos], leaf1[src])
-    assert swap_order(1) != swap_order(2)
-    assert len({swap_order(k) for k in range(1, 10)}) == 9
+    assert len({swap_order(k) for k in (1, 2, 3)}) == 3
+
+
+def test_swap_orders_are_the_labs() -> None:
+    # Zhong et al. 2025 (the lab's analysis code unswaps by these): metre m of swap k shows crop (m + k) mod 4
+    assert swap_order(1) == (1, 2, 3, 0)
+    assert swap_order(2) == (2, 3, 0, 1)
+    for bad in (0, 4, -1, True):
+        with pytest.raises(ValueError, match="swap"):
+            swap_order(bad)
+
+
+def test_lab_unswap_of_rendered_swap_corridors_gives_back_leaf1() -> None:
+    """Rendered pixels, 1 m = one crop: undoing the lab's rearrangement (swap1: the last metre goes to the
+    front; swap2: the two halves trade places) must give leaf1's texture exactly."""
+    ref = build_texture(tex("leaf", 1), 400.0, 20.0, PPCM)
+    m = ref.shape[1] // N_CROPS  # pixels per metre
+    s1 = build_texture(tex("leaf", 1, swap=1), 400.0, 20.0, PPCM)
+    s2 = build_texture(tex("leaf", 1, swap=2), 400.0, 20.0, PPCM)
+    un1 = np.concatenate([s1[:, 3 * m :], s1[:, : 3 * m]], axis=1)
+    un2 = np.concatenate([s2[:, 2 * m :], s2[:, : 2 * m]], axis=1)
+    assert np.array_equal(un1, ref) and np.array_equal(un2, ref)
+    assert not np.array_equal(s1, ref) and not np.array_equal(s2, ref)
 
 
 def test_grating_angle_and_period() -> None:
