@@ -7,6 +7,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         return int(ExitCode.SIGNAL)
+    except BrokenPipeError:  # `rig info ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's own flush at exit does not raise again
+        return int(ExitCode.OK)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from rig.datalog.reader import (
     frame_flag,
 )
 from rig.engine.records import Command, Event, State
+from rig.errors import BadInput
 
 __all__ = ["SessionWriter", "Session", "SessionError", "LowDiskSpaceError", "LogWriteError", "frame_flag",
            "DEFAULT_FLUSH_S"]
@@ -59,6 +60,10 @@ _MAX_BUFFER_BYTES = 8 << 20
 _ANIMAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SESSION_RE = re.compile(r"^\d{3,}$")
 _STRUCT_CODES = {"<i8": "q", "<f8": "d", "<i4": "i", "<i2": "h", "<u1": "B"}
+
+
+class AnimalIdError(BadInput, ValueError):
+    """An animal id that cannot name a folder; nothing was created."""
 
 
 class LowDiskSpaceError(OSError):
@@ -225,7 +230,7 @@ class SessionWriter:
             raise TypeError(f"facts must be SessionFacts, got {type(facts).__name__}")
         animal = facts.animal
         if not _ANIMAL_RE.match(animal):
-            raise ValueError(
+            raise AnimalIdError(
                 f"animal id {animal!r} is not usable as a folder name: use 1-64 letters, digits, "
                 "'_', '-', '.' starting with a letter or digit"
             )

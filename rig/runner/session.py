@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FRAME_RECORD_BYTES = 256  # generous per-iteration estimate for the disk-space check (all files together)
+# Per-iteration estimate for the disk-space check, all files together: a 60 Hz loop with a 1 kHz ball
+# writes ~650 B per iteration (ball.bin alone ~530 B), so this leaves room for events and the mesoscope.
+FRAME_RECORD_BYTES = 1024
 
 
 # ---- the skeleton ------------------------------------------------------------------------------------
