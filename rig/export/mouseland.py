@@ -20,6 +20,8 @@ What the lab's functions assume (MouseLand/zhong-et-al-2025, read for facts), an
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,18 +342,52 @@ def save(beh: dict[str, dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".npy":
         raise ExportError(f"{path}: a MouseLand file is a .npy pickle; name it *.npy")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.array(beh, dtype=object), allow_pickle=True)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # never writes through a planted file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.array(beh, dtype=object), allow_pickle=True)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles what a Beh_*.npy holds (dicts, lists, strings, numbers, numpy arrays and scalars) and
+    nothing else: a pickle that names any other callable is refused before it can run."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.dtypes", "StrDType"),
+               ("numpy.dtypes", "Float64DType"), ("numpy.dtypes", "Int64DType"), ("numpy.dtypes", "BoolDType"),
+               ("numpy.dtypes", "ObjectDType"), ("numpy.dtypes", "Int32DType"), ("numpy.dtypes", "Int8DType"),
+               ("numpy.dtypes", "UInt8DType"), ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Int16DType")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a MouseLand file")
+        return super().find_class(module, name)
+
+
 def load(path: str | Path) -> dict[str, dict[str, Any]]:
-    data = np.load(Path(path), allow_pickle=True)
-    beh = data.item() if data.shape == () else None
+    """A Beh_*.npy dict, read with an unpickler that builds only numpy arrays and plain data."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            _, _, dtype = read_header(f)  # the header only, no data yet
+            if dtype != np.dtype(object):
+                raise ExportError(f"{p}: not a MouseLand behaviour dict (a numeric .npy, not a pickled dict)")
+            data = _ArraysOnly(f).load()
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError) as e:
+        raise ExportError(f"{p}: not a readable MouseLand behaviour dict ({type(e).__name__}: {e})") from None
+    beh = data.item() if isinstance(data, np.ndarray) and data.shape == () else data
     if not isinstance(beh, dict):
-        raise ExportError(f"{path}: not a MouseLand behaviour dict (expected a pickled dict of sessions)")
+        raise ExportError(f"{p}: not a MouseLand behaviour dict (expected a pickled dict of sessions)")
     return beh
 
 

@@ -194,12 +194,18 @@ def _npy(table: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+MAX_PULSES = 10_000_000  # far more than a day of pulses every few seconds
+
+
 def load_pulses(session_dir: str | Path, name: str = SYNC_PULSES) -> np.ndarray:
     """A session's logged pulse table (sync_pulses.npy or sync_emitted.npy)."""
+    from rig.datalog.reader import read_table  # bounded, never unpickled, never blocking
+
     path = Path(session_dir) / name
-    if not path.is_file():
+    table = read_table(path, MAX_PULSES)
+    if table is None:
         raise FileNotFoundError(f"{path}: no sync pulses logged (was a sync driver configured?)")
-    return np.load(path, allow_pickle=False)
+    return table
 
 
 # ---- imaging side: ScanImage frame headers --------------------------------------------------------
