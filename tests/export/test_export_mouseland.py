@@ -65,7 +65,7 @@ def test_lengths_are_consistent(exported: tuple[str, dict], task_path: Path) -> 
     in_trial = [e for e in s.events if e["kind"] == "lick" and not e["data"]["iti"]]
     nlicks = len(in_trial)
     assert n == 60 and nframes > 1000 and nlicks > 0
-    assert len(d["LickTime_all"]) == int(np.sum(s.licks["onset"] == 1)) > nlicks  # the rolls' licks too
+    assert len(d["LickTime_all"]) == int(np.sum(s.licks["onset"] == 1)) >= nlicks  # the rolls' licks too
     per_trial = ["WallName", "WallType", "WallIsProbe", "WallIsRewarded", "isRew", "StartFr", "GrayFr", "EndFr",
                  "RewardFr", "RewPos", "RewTime", "SoundFr", "SoundPos", "SoundTime", "Trial_start_time",
                  "Trial_end_time", "Gray_space_time", "TrialComplete", "Stage", "SoundDelayFr", "SoundDelPos"]
@@ -274,9 +274,9 @@ def test_without_a_cue_the_zone_start_stands_in_for_the_sound(data: Path) -> Non
 
 def test_trials_not_imaged_with_the_labs_margin_are_left_out_and_renumbered(data: Path) -> None:
     text = (REPO / "config" / "sim.yaml").read_text()
-    assert "    start_s: 0.5 " in text
+    assert "    start_s: 0.02 " in text
     late = data / "late-imaging.yaml"
-    late.write_text(text.replace("    start_s: 0.5 ", "    start_s: 40.0 "))  # imaging starts 40 s in
+    late.write_text(text.replace("    start_s: 0.02 ", "    start_s: 40.0 "))  # imaging starts 40 s in
     p = api.modify(api.load_protocol(REPO / "protocols" / "train1_task.yaml"),
                    imaging={"pre_roll_frames": 0, "pre_roll_s": 0.0})
     path = api.run(p, late, fast=True, max_trials=14, data_dir=data, seed=7, animal="LATE")
