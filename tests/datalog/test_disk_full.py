@@ -1,7 +1,7 @@
 """A disk that fills up mid-session: one clear line and exit 1, no temporary file left, and the folder reads
 and verifies up to its last complete flush.
 
-Real faults only: a tmpfs too small for the session (needs root to mount), and a file-size limit
+Real faults only: a tmpfs that another writer fills once the session runs (needs root to mount), and a file-size limit
 (RLIMIT_FSIZE, any user) that makes the kernel refuse writes past it exactly as a full disk does.
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,16 +52,27 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return apply
 
 
-def _rig(*args: str, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rig.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          env=_env(), timeout=TIMEOUT_S, preexec_fn=preexec)
+def _rig(*args: str, preexec: Callable[[], None] | None = None,
+         during: Callable[[subprocess.Popen[str]], None] | None = None) -> subprocess.CompletedProcess[str]:
+    with subprocess.Popen([sys.executable, "-m", "rig.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=REPO, env=_env(), preexec_fn=preexec) as proc:
+        try:
+            if during is not None:
+                during(proc)
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+        except BaseException:
+            proc.kill()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def _run_until_full(data: Path, config: Path, preexec: Callable[[], None] | None = None) -> tuple[str, Path]:
+def _run_until_full(data: Path, config: Path, preexec: Callable[[], None] | None = None,
+                    during: Callable[[subprocess.Popen[str]], None] | None = None,
+                    duration_s: int = 400) -> tuple[str, Path]:
     # 400 s of session write ~16 MB (ball.bin alone 32 kB/s), in flushes of ~1 MB on a virtual clock (one
     # every 50 ms of wall time): several whole flushes, then more than the disk or the file limit allows.
-    done = _rig("run", "demo", "--fast", "--duration", "400", "--max-trials", "100000", "--seed", "3", "--config",
-                str(config), "--data", str(data), "-q", preexec=preexec)
+    done = _rig("run", "demo", "--fast", "--duration", str(duration_s), "--max-trials", "100000", "--seed", "3",
+                "--config", str(config), "--data", str(data), "-q", preexec=preexec, during=during)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -84,17 +97,35 @@ def _check_cut_cleanly(folder: Path) -> Session:
     return s
 
 
+def _fill_once_started(disk: Path, leave_bytes: int) -> Callable[[subprocess.Popen[str]], None]:
+    """Wait for the session folder, then fill the disk to `leave_bytes` free: the session passed its
+    free-space check at the start and meets a full disk mid-run, as when another program fills it."""
+    def fill(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not list(disk.glob("*/*/*/header.json")):
+            assert proc.poll() is None, "the session ended before its folder appeared"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with open(disk / "filler", "wb") as f:
+            chunk = b"\0" * (1 << 20)
+            while shutil.disk_usage(disk).free > leave_bytes + len(chunk):
+                f.write(chunk)
+            f.flush()
+    return fill
+
+
 @pytest.mark.parametrize("sync", [False, True], ids=["sim", "sim+sync"])
 def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path, sync: bool) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    # 8 MB: room for the session's own estimate (6.1 MB for 400 s), not for what it really writes.
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True,
+    # Room for the session's own estimate at the start (~250 MB for 4,000 s); filled up once it runs.
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(disk)], capture_output=True,
                              text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
-        line, folder = _run_until_full(disk, _config(tmp_path, sync))
+        line, folder = _run_until_full(disk, _config(tmp_path, sync), during=_fill_once_started(disk, 3 << 20),
+                                       duration_s=4000)
         assert line.startswith("rig run: cannot write ") and "No space left on device" in line
         assert "the session log ends at its last complete flush" in line
         _check_cut_cleanly(folder)
