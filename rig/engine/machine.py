@@ -71,7 +71,7 @@ import numpy as np
 from rig.engine.learning import Tracker
 from rig.engine.records import Command, Event, EventKind, Inputs, State, Step
 from rig.engine.trialorder import TrialOrder
-from rig.protocol import Protocol, Reward
+from rig.protocol import Cue, Protocol, Reward, Stage
 
 NAN = math.nan
 INF = math.inf
@@ -99,6 +99,82 @@ class Engine:
         # fast-path thresholds
         "_mark", "_next_t",
     )
+
+    # The slots' types (annotations only: no class attribute shadows a slot).
+    _p: Protocol
+    _seed: int
+    _ul_to_ms: Callable[[float], float]
+    _exposure: bool
+    _gated: bool
+    _speed: float
+    _thr: float
+    _hold: float
+    _gain: float
+    _cap: float
+    _continuous: bool
+    _iti_s: float
+    _max_trials: int | None
+    _max_dur: float
+    _cue: Cue | None
+    _stages: tuple[Stage, ...]
+    _order: TrialOrder
+    _cue_rng: np.random.Generator
+    _zone_rng: np.random.Generator
+    _pre_s: float
+    _post_s: float
+    _roll_logged: bool
+    _started: bool
+    _done: bool
+    _t0: float
+    _t_end: float
+    _t_prev: float
+    _last: Step | None
+    _end_reason: str | None
+    _trials_ended: int
+    _stage: int
+    _stage_trials: int
+    _stage_antic: deque[bool]
+    _pending_advance: tuple[int, str] | None
+    _rule: Reward
+    _mode: str
+    _max_rewards: int
+    _above_since: float
+    _cum: float
+    _evs: list[Event]
+    _cmds: list[Command]
+    _after_end: Step
+    _pre: bool
+    _task_at: float
+    _end_at: float
+    _first_ci: int
+    _tracker: Tracker | None
+    _advance_score: dict[str, Any] | None
+    _trial: int
+    _ci: int
+    _next_ci: int
+    _cname: str
+    _tex: float
+    _len: float
+    _rewarded: bool
+    _probe: bool
+    _pos: float
+    _in_grey: bool
+    _iti: bool
+    _iti_until: float
+    _cue_pos: float
+    _cue_played: bool
+    _cue_t: float
+    _zone: float
+    _zone_end: float
+    _zone_entered: bool
+    _passive_due: float
+    _rewards: int
+    _delivered: int
+    _manual: int
+    _licks: int
+    _antic: bool
+    _mark: float
+    _next_t: float
 
     def __init__(self, protocol: Protocol, seed: int, ul_to_ms: Callable[[float], float]) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -132,10 +208,10 @@ class Engine:
         self._zone_rng = np.random.default_rng(zone_ss)
         self._started = False
         self._done = False
-        self._last: Step | None = None
+        self._last = None
         self._next_ci = -1  # the corridor drawn for the trial after this one (-1: none / not yet drawn)
-        self._evs: list[Event] = []
-        self._cmds: list[Command] = []
+        self._evs = []
+        self._cmds = []
 
     # ------------------------------------------------------------------ public API
 
@@ -154,16 +230,16 @@ class Engine:
         self._started = True
         self._t0 = self._t_prev = t
         self._t_end = t + self._pre_s + self._max_dur
-        self._end_reason: str | None = None
+        self._end_reason = None
         self._end_at = INF
         self._pre = False
         self._task_at = t
-        self._advance_score: dict[str, Any] | None = None
+        self._advance_score = None
         self._trials_ended = 0
         self._stage = 0
         self._stage_trials = 0
-        self._stage_antic: deque[bool] = deque()
-        self._pending_advance: tuple[int, str] | None = None
+        self._stage_antic = deque()
+        self._pending_advance = None
         self._above_since = NAN
         self._cum = 0.0
         self._trial = -1
@@ -183,7 +259,7 @@ class Engine:
     def step(self, inputs: Inputs, t: float) -> Step:
         """Advance one display frame to time t with everything that arrived since the previous step."""
         if self._done:
-            return self._after_end  # type: ignore[return-value]
+            return self._after_end
         if not self._started:
             raise RuntimeError("engine.step() before engine.start()")
         t_prev = self._t_prev
@@ -227,7 +303,7 @@ class Engine:
     def stop(self, t: float, reason: str) -> Step:
         """End the session now (operator stop, signal): emits session_end; the engine is done."""
         if self._done:
-            return self._after_end  # type: ignore[return-value]
+            return self._after_end
         if not self._started:
             raise RuntimeError("engine.stop() before engine.start()")
         if not t >= self._t_prev:
@@ -245,7 +321,7 @@ class Engine:
         self._evs, self._cmds = [], []
         return self._evs, self._cmds
 
-    def _emit(self, kind: str, t: float, pos: float, data: dict) -> None:
+    def _emit(self, kind: EventKind, t: float, pos: float, data: dict[str, Any]) -> None:
         self._evs.append(Event(t, kind, self._trial, pos, data))
 
     def _step_events(self, inputs: Inputs, t: float, speed: float, disp: float, dt: float, go: bool) -> Step:
@@ -256,7 +332,7 @@ class Engine:
             if not -INF < tl < INF:
                 raise ValueError(f"engine input lick time must be finite, got {tl!r} at t={t}")
         if len(licks) > 1:
-            licks = sorted(licks)
+            licks = tuple(sorted(licks))
         n, i = len(licks), 0
         while i < n and licks[i] < t:
             self._lick(licks[i], paused)
@@ -285,7 +361,7 @@ class Engine:
             self._done = True
         return self._finish(t, speed, disp / dt, go, evs, cmds)
 
-    def _finish(self, t: float, speed: float, vspeed: float, go: bool, evs: list, cmds: list) -> Step:
+    def _finish(self, t: float, speed: float, vspeed: float, go: bool, evs: list[Event], cmds: list[Command]) -> Step:
         self._update_thresholds()
         state = State(t, self._trial, self._ci, self._stage, self._pos, self._cum, speed, vspeed, go,
                       self._in_grey, self._cue_pos, self._cue_played, self._zone, self._rewards, self._done,
