@@ -69,6 +69,11 @@ def find_file(name: str | os.PathLike[str], folder: str) -> Path:
     return p  # let the loader report it missing, with its name
 
 
+def config_path(name: str | os.PathLike[str] | None) -> Path:
+    """The config a command was given (a path, or a shipped config's name), else the default one."""
+    return find_file(name, "config") if name else default_config_path()
+
+
 def default_config_path() -> Path:
     """The rig config used when none is named: ./config/sim.yaml when there is one, else the shipped one."""
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else REPO_ROOT / DEFAULT_CONFIG

@@ -11,8 +11,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rig import loading
 from rig.errors import ExitCode
-from rig.loading import default_config_path, find_file
+from rig.loading import find_file
 from rig.runner.hooks import LoopHook, SignalStop
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def prepare_run(args: argparse.Namespace, prog: str) -> RunInputs | int:
     from rig.mesoscope.session_hook import mesoscope_hook
     from rig.runner.session import SessionOptions
 
-    config_path = find_file(args.config, "config") if args.config else default_config_path()
+    config_path = loading.config_path(args.config)
     try:
         protocol = load_protocol(find_file(args.protocol, "protocols"))
         config = load_config(config_path)

@@ -18,6 +18,7 @@ from rig.cli.launch import add_session_options, prepare_run, print_problems, run
 from rig.errors import ExitCode, RigError
 from rig.protocol import Protocol
 from rig.runner.hooks import ProgressHook
+from rig.yamlload import LoadError
 
 # Subcommand modules (see rig/cli/commands/__init__.py), in the order `rig --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -135,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except LoadError as e:  # a protocol or config: every problem found, one line each (file:line, field)
+        print_problems(e.problems)
+        return int(ExitCode.BAD_INPUT)
     except RigError as e:  # the rig's own errors carry their exit code; one line, no traceback
         print(f"rig {args.command}: {e}", file=sys.stderr)
         return int(e.exit_code)

@@ -110,7 +110,7 @@ def replay_main(args: argparse.Namespace) -> int:
     attaches to a replay exactly as to a live session."""
     from rig.control.server import ControlError
     from rig.datalog.reader import HEADER, SessionError, read_header
-    from rig.loading import LoadError, default_config_path, find_file, load_config
+    from rig.loading import LoadError, config_path, find_file, load_config
     from rig.replay.live import ReplayError, ReplayOptions, replay_session
 
     session = args.replay.resolve()
@@ -121,7 +121,7 @@ def replay_main(args: argparse.Namespace) -> int:
         print(f"rig runner: --speed must be a positive number, got {args.speed}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     try:
-        config = load_config(find_file(args.config, "config") if args.config else default_config_path())
+        config = load_config(config_path(args.config))
         display = load_config(find_file(args.display_config, "config")) if args.display_config else None
     except LoadError as e:
         for problem in e.problems:

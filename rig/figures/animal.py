@@ -111,7 +111,8 @@ def animal_figure(animal_dir: str | Path, days: list[DayRecord] | None = None) -
         ax_ant.set_ylim(-0.03, 1.03)
         ax_ant.set_ylabel("anticipatory-lick fraction\n(trials with a lick before cue or zone)")
         ax_ant.set_title("Anticipatory licking per corridor", loc="left")
-        ax_ant.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if names:  # a day with no trial has no corridor to name
+            ax_ant.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax_ant.grid(axis="y", color="#eeeeee", lw=0.8)
         ax_ant.set_axisbelow(True)
 

@@ -3,7 +3,6 @@ on, bad fits refused, the config rewritten with an id and date, and every attemp
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import io
 import json
@@ -15,7 +14,7 @@ import pytest
 
 import drivers.sim as sim
 from drivers.registry import Registry
-from rig.cli.commands import calibrate as calibrate_cmd
+from rig.cli.main import main
 from rig.lab import rig_history
 from rig.loading import load_config
 from rig.runner.clock import VirtualClock
@@ -64,10 +63,7 @@ class Recorder:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    calibrate_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(["calibrate-valve", *argv])
-    return args.func(args)
+    return main(["calibrate-valve", *argv])  # the `rig` entry point: its error handling included
 
 
 # ---- the request, before any pulse ---------------------------------------------------------------------

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 
 from drivers.base import BallSamples, CheckResult, ClockMap, LickEdge
 from drivers.registry import Registry
-from rig.cli.commands import check as check_cmd
+from rig.cli.main import main
 from rig.loading import load_config
 from rig.runner.clock import VirtualClock
 from rig.setup.checks import DEFAULT_CHECKS, CheckContext, CheckSettings, run_checks
@@ -19,10 +18,7 @@ SIM = REPO / "config" / "sim.yaml"
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    check_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(["check", *argv])
-    return args.func(args)
+    return main(["check", *argv])  # the `rig` entry point: its error handling included
 
 
 def test_sim_rig_passes_every_check() -> None:

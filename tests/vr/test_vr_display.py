@@ -4,7 +4,6 @@ commands. The Qt window itself is tested under Xvfb in test_vr_display_window.py
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from PIL import Image
 
 from drivers.base import Display, View
 from drivers.registry import DriverContext
-from rig.cli.commands import vr as vr_commands
+from rig.cli.main import main
 from rig.config import driver_registry
 from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
@@ -357,10 +356,7 @@ def test_window_placement_errors_name_the_screen_and_the_sizes():
 
 
 def run_command(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="rig")
-    vr_commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    return main(list(argv))  # the `rig` entry point: its error handling included
 
 
 def test_rig_textures_writes_the_sources_and_corridor_textures_as_pngs(tmp_path: Path):

@@ -9,6 +9,7 @@ code cannot silently set a property name that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -263,6 +264,16 @@ class Channel(Strict):
         self._ch.props[prop] = self._task.daq.device_of(self._ch.physical).canonical_terminal(value)
 
 
+def _terminal_property(name: str) -> property:
+    """A channel's terminal attribute (a real property, as nidaqmx has): read back canonical, routed on set."""
+    def get(self: Channel) -> str:
+        return str(self._ch.props.get(name, ""))
+
+    def put(self: Channel, value: str) -> None:
+        self._terminal(name, value)
+    return property(get, put)
+
+
 class AIChannel(Channel):
     REAL = "nidaqmx.task.channels.AIChannel"
 
@@ -282,41 +293,17 @@ class DOChannel(Channel):
 class CIChannel(Channel):
     REAL = "nidaqmx.task.channels.CIChannel"
 
-    @property
-    def ci_encoder_a_input_term(self) -> str:
-        return str(self._ch.props.get("ci_encoder_a_input_term", ""))
+    ci_encoder_a_input_term = _terminal_property("ci_encoder_a_input_term")
 
-    @ci_encoder_a_input_term.setter
-    def ci_encoder_a_input_term(self, value: str) -> None:
-        self._terminal("ci_encoder_a_input_term", value)
+    ci_encoder_b_input_term = _terminal_property("ci_encoder_b_input_term")
 
-    @property
-    def ci_encoder_b_input_term(self) -> str:
-        return str(self._ch.props.get("ci_encoder_b_input_term", ""))
-
-    @ci_encoder_b_input_term.setter
-    def ci_encoder_b_input_term(self, value: str) -> None:
-        self._terminal("ci_encoder_b_input_term", value)
-
-    @property
-    def ci_count_edges_term(self) -> str:
-        return str(self._ch.props.get("ci_count_edges_term", ""))
-
-    @ci_count_edges_term.setter
-    def ci_count_edges_term(self, value: str) -> None:
-        self._terminal("ci_count_edges_term", value)
+    ci_count_edges_term = _terminal_property("ci_count_edges_term")
 
 
 class COChannel(Channel):
     REAL = "nidaqmx.task.channels.COChannel"
 
-    @property
-    def co_pulse_term(self) -> str:
-        return str(self._ch.props.get("co_pulse_term", ""))
-
-    @co_pulse_term.setter
-    def co_pulse_term(self, value: str) -> None:
-        self._terminal("co_pulse_term", value)
+    co_pulse_term = _terminal_property("co_pulse_term")
 
     @property
     def co_pulse_high_time(self) -> float:
@@ -367,38 +354,26 @@ class Triggers(Strict):
         return ArmStartTrigger(self._state)
 
 
+def _arm_property(key: str, accept: Callable[[TaskState, Any], Any]) -> property:
+    """An arm-start trigger attribute: settable only while the task is not running, checked by `accept`."""
+    def get(self: ArmStartTrigger) -> Any:
+        return self._state.arm[key]
+
+    def put(self: ArmStartTrigger, value: Any) -> None:
+        _not_running(self._state, "change a trigger")
+        self._state.arm[key] = accept(self._state, value)
+    return property(get, put)
+
+
 class ArmStartTrigger(Strict):
     REAL = "nidaqmx.task.triggering.ArmStartTrigger"
 
     def __init__(self, state: TaskState) -> None:
         self._state = state
 
-    @property
-    def trig_type(self) -> TriggerType:
-        return self._state.arm["trig_type"]
-
-    @trig_type.setter
-    def trig_type(self, value: TriggerType) -> None:
-        _not_running(self._state, "change a trigger")
-        self._state.arm["trig_type"] = _enum(value, TriggerType, "trig_type")
-
-    @property
-    def dig_edge_src(self) -> str:
-        return str(self._state.arm["dig_edge_src"])
-
-    @dig_edge_src.setter
-    def dig_edge_src(self, value: str) -> None:
-        _not_running(self._state, "change a trigger")
-        self._state.arm["dig_edge_src"] = self._state.device.canonical_terminal(value)
-
-    @property
-    def dig_edge_edge(self) -> Edge:
-        return self._state.arm["dig_edge_edge"]
-
-    @dig_edge_edge.setter
-    def dig_edge_edge(self, value: Edge) -> None:
-        _not_running(self._state, "change a trigger")
-        self._state.arm["dig_edge_edge"] = _enum(value, Edge, "dig_edge_edge")
+    trig_type = _arm_property("trig_type", lambda st, v: _enum(v, TriggerType, "trig_type"))
+    dig_edge_src = _arm_property("dig_edge_src", lambda st, v: st.device.canonical_terminal(v))
+    dig_edge_edge = _arm_property("dig_edge_edge", lambda st, v: _enum(v, Edge, "dig_edge_edge"))
 
 
 class InStream(Strict):

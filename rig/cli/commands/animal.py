@@ -117,9 +117,9 @@ def _fail(message: object) -> int:
 
 
 def _config_and_data(config_arg: str | None, data_arg: str | None) -> tuple[Any, Path]:
-    from rig.loading import default_config_path, find_file, load_config
+    from rig.loading import config_path, load_config
 
-    config = load_config(find_file(config_arg, "config") if config_arg else default_config_path())
+    config = load_config(config_path(config_arg))
     return config, Path(data_arg if data_arg else config.data_dir).expanduser()
 
 
@@ -138,7 +138,6 @@ def _parse_changes(items: list[str]) -> dict[str, Any]:
 
 def cmd_animal(args: argparse.Namespace) -> int:
     from rig.lab.journal import LabRecordError
-    from rig.loading import LoadError
 
     try:
         sub = action_parser(args.id or "ID").parse_args(args.rest) if args.rest else argparse.Namespace(action=None)
@@ -155,10 +154,6 @@ def cmd_animal(args: argparse.Namespace) -> int:
         if sub.action is None:
             return _log(data, args.id, config, getattr(sub, "days", None), getattr(sub, "json", False))
         return _act(data, args.id, sub, by, config)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
     except LabRecordError as e:
         return _fail(e)
     except _Usage as e:
@@ -268,15 +263,11 @@ def print_animal_folder(path: Path, as_json: bool, prog: str) -> int:
     """`rig info ANIMAL_DIR`: the animal's daily log (alert thresholds from the default rig config)."""
     from rig.lab.daily import animal_log
     from rig.lab.journal import LabRecordError
-    from rig.loading import LoadError, default_config_path, load_config
+    from rig.loading import default_config_path, load_config
 
     try:
         settings = load_config(default_config_path()).lab
         log = animal_log(path.parent, path.name, settings)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
     except LabRecordError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT

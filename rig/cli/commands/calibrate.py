@@ -84,12 +84,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from rig.setup.calibrate import calibrate_valve, check_request, history_record, write_calibration
 
     path = find_file(args.config, "config")
-    try:
-        config = load_config(path)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    config = load_config(path)
     try:
         durations = parse_durations(args.durations)
         check_request(config, durations, args.pulses, args.interval_ms)  # all of it, before the first pulse

@@ -30,19 +30,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rig.loading import LoadError, default_config_path, find_file, load_config
+    from rig.loading import config_path, load_config
     from rig.setup.checks import DEFAULT_CHECKS, CheckSettings, run_checks
 
     if not args.seconds > 0:
         print(f"rig check: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    path = find_file(args.config, "config") if args.config else default_config_path()
-    try:
-        config = load_config(path)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    path = config_path(args.config)
+    config = load_config(path)
 
     def say(msg: str) -> None:
         print(f">>> {msg}", file=sys.stderr, flush=True)

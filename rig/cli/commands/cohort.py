@@ -16,7 +16,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+from rig.errors import ExitCode
 
 
 def _iso_date(text: str) -> date:
@@ -67,11 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _error(message: str) -> int:
     print(f"rig cohort: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return ExitCode.BAD_INPUT
 
 
 def cmd_cohort(args: argparse.Namespace) -> int:
-    from rig.loading import LoadError, load_config
+    from rig.loading import load_config
     from rig.sim import cohort as co
     from rig.sim.cohort_report import draw, write_numbers
 
@@ -89,10 +89,6 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         co.load_protocols(curriculum, base)  # every protocol checked before any session starts
         if config is not None:
             co.prepare_config(config)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return EXIT_BAD_INPUT
     except (FileExistsError, ValueError) as e:
         return _error(str(e))
 
@@ -107,7 +103,7 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         )
     except OSError as e:
         print(f"rig cohort: {e}", file=sys.stderr)
-        return EXIT_FAULT
+        return ExitCode.FAULT
     csv_path, json_path = write_numbers(result)
     png = draw(result)
     incomplete = [r for r in result.rows if not r.complete]
@@ -118,5 +114,5 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     print(png, flush=True)
     if incomplete:
         print(f"rig cohort: {len(incomplete)} sessions ended early, e.g. {incomplete[0].session}", file=sys.stderr)
-        return EXIT_FAULT
-    return EXIT_OK
+        return ExitCode.FAULT
+    return ExitCode.OK

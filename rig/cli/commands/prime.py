@@ -27,18 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_prime(args: argparse.Namespace) -> int:
     from rig.lab import journal, rig_history
-    from rig.loading import LoadError, default_config_path, find_file, load_config
+    from rig.loading import config_path, load_config
     from rig.runner.hooks import SignalStop
     from rig.runner.lock import RigBusy, RigLock
     from rig.setup.prime import PrimePlan, prime
 
-    path = find_file(args.config, "config") if args.config else default_config_path()
-    try:
-        config = load_config(path)
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    path = config_path(args.config)
+    config = load_config(path)
     max_open_ms = float(config.driver_params("valve").max_open_ms)  # type: ignore[attr-defined]
     try:
         plan = PrimePlan.make(args.seconds, max_open_ms, args.pulse_ms, args.gap_ms)

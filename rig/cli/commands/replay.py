@@ -116,19 +116,14 @@ def _print_report(report, as_json: bool) -> None:
 
 
 def _run_replay(args: argparse.Namespace, path: Path) -> int:
-    from rig.loading import LoadError, find_file, load_config, load_protocol
+    from rig.loading import find_file, load_config, load_protocol
     from rig.replay.live import ReplayOptions
 
     protocol = display_config = None
-    try:
-        if args.protocol:
-            protocol = load_protocol(find_file(args.protocol, "protocols"))
-        if args.display_config:
-            display_config = load_config(find_file(args.display_config, "config"))
-    except LoadError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    if args.protocol:
+        protocol = load_protocol(find_file(args.protocol, "protocols"))
+    if args.display_config:
+        display_config = load_config(find_file(args.display_config, "config"))
     # A what-if is an analysis: it runs on the virtual clock unless a speed is asked for.
     fast = args.fast or (protocol is not None and args.speed is None)
     options = ReplayOptions(

@@ -51,17 +51,12 @@ def cmd_textures(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from rig.loading import LoadError, find_file, load_config, load_protocol
+    from rig.loading import find_file, load_config, load_protocol
     from rig.vr.display_driver import GL_DISPLAY_TYPES, display_params
     from rig.vr.params import DisplayParams
 
-    try:
-        protocol = load_protocol(find_file(args.protocol, "protocols"))
-        config = load_config(find_file(args.config, "config")) if args.config else None
-    except LoadError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    protocol = load_protocol(find_file(args.protocol, "protocols"))
+    config = load_config(find_file(args.config, "config")) if args.config else None
     params = DisplayParams()
     if config is not None and config.drivers["display"].type in GL_DISPLAY_TYPES:
         params = display_params(config.driver_params("display"))  # type: ignore[arg-type]
