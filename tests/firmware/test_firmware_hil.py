@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -27,15 +27,11 @@ from drivers.serial_board import hil
 from drivers.serial_board import protocol as P
 from drivers.serial_board.connection import BoardConnection
 from drivers.serial_board.driver import SerialBall, SerialFrameClock, SerialLick, SerialValve
+from tests.support.waiting import MonoClock, wait_until
 
 STAMP_MIN_US, STAMP_MAX_US = -4.0, 30.0
 VALVE_LATENCY_US = 20.0
 REPO = Path(__file__).resolve().parents[2]
-
-
-class MonoClock:
-    def now(self) -> float:
-        return time.monotonic()
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +43,6 @@ def mega() -> hil.Build:
 def _pool_empty() -> Iterator[None]:
     yield
     assert BoardConnection.open_ports() == []
-
-
-def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -25,24 +25,9 @@ from drivers.serial_board.driver import (
     SerialValve,
 )
 from drivers.serial_board.emulator import BoardEmulator, EmulatorConfig
+from tests.support.waiting import MonoClock, wait_until
 
 T = P.PacketType
-
-
-class MonoClock:
-    def __init__(self) -> None:
-        self._t0 = time.monotonic()
-
-    def now(self) -> float:
-        return time.monotonic() - self._t0
-
-
-def wait_until(pred: Callable[[], object], timeout: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,22 +25,10 @@ from drivers.serial_board import protocol as P
 from drivers.serial_board.connection import SEQ_WINDOW, BoardConnection, BoardError
 from drivers.serial_board.driver import SerialBall, SerialFrameClock, SerialLick, SerialValve
 from drivers.serial_board.emulator import BoardEmulator, EmulatorConfig
+from tests.support.waiting import MonoClock, wait_until
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 T = P.PacketType
-
-
-class MonoClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-
-def wait_until(pred: Callable[[], object], timeout: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +17,10 @@ from drivers.serial_board import protocol as P
 from drivers.serial_board.connection import BoardConnection
 from drivers.serial_board.driver import SerialBall, SerialFrameClock, SerialLick, SerialValve
 from drivers.serial_board.emulator import BoardEmulator, EmulatorConfig
+from tests.support.waiting import MonoClock, wait_until
 
 PACKAGE = Path(__file__).resolve().parents[3] / "drivers" / "serial_board"
 POSIX_ONLY = {"termios", "tty", "pty", "fcntl", "resource", "grp", "pwd"}
-
-
-class MonoClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-
-def wait_until(pred: Callable[[], object], timeout: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture(params=["pty", "socket"])
