@@ -28,6 +28,7 @@ _OPEN = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
 Iteration = Annotated[int, Field(ge=0, le=MAX_ITERATION)]
 Finite = float  # finite under allow_inf_nan=False
 NonNegative = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, lt=2**63)]  # a record count: fits the int64 it is compared with
 Index = Annotated[int, Field(ge=-1, lt=2**31)]  # trial, corridor and stage indices (-1: none)
 # In `data` objects (the payload, not the record's structure) a number the engine wrote as an integer is
 # accepted as any finite number in range: replay --verify, not the reader, tells 0 from 0.0.
@@ -259,8 +260,8 @@ class Footer(TypedDict, total=False):
     complete: Required[bool]
     reason: Required[str]
     end_time: str
-    counts: dict[str, Annotated[int, Field(ge=0, lt=2**63)]]
-    imaging_frames: Annotated[int, Field(ge=0, lt=2**63)]
+    counts: dict[str, Count]
+    imaging_frames: Count
     summary: dict[str, Any]
 
 
@@ -274,8 +275,8 @@ class SyncReport(TypedDict, total=False):
     """sync_report.json (rig.mesoscope.session_hook): the keys `rig info` reports, checked when present."""
 
     __pydantic_config__ = _OPEN  # type: ignore[misc]
-    frames: Annotated[int, Field(ge=0, lt=2**63)]
-    frames_dropped: Annotated[int, Field(ge=0, lt=2**63)]
+    frames: Count
+    frames_dropped: Count
     counts_agree: bool | None
     flag_counts: dict[str, Any]
     imaging_gaps: list[Any]
