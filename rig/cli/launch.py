@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rig.config import RigConfig
     from rig.mesoscope.session_hook import MesoscopeHook
     from rig.protocol import Protocol
+    from rig.runner.lock import RigLock
     from rig.runner.session import SessionOptions
 
 
@@ -46,6 +47,14 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notes", help="free-text notes stored in the header")
     p.add_argument("--date", type=_iso_date, help="the session's day, YYYY-MM-DD (default today); for simulated "
                                                   "curricula over days")
+
+
+def hold_rig(config: RigConfig, source: str, **info: object) -> RigLock:
+    """The rig's lock and its devices' (serial port, NI-DAQ device), for anything that opens the rig's
+    hardware: a session, a check, a calibration, a prime. Raises RigBusy (exit 3, one line) when held."""
+    from rig.runner.lock import RigLock
+
+    return RigLock.acquire(config.name, None, config.resources(), source=source, **info)
 
 
 def print_problems(problems: Sequence[object]) -> None:

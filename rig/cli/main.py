@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rig.cli.launch import add_session_options, prepare_run, print_problems, run_prepared
+from rig.cli.launch import add_session_options, hold_rig, prepare_run, print_problems, run_prepared
 from rig.errors import ExitCode, RigError
 from rig.protocol import Protocol
 from rig.runner.hooks import ProgressHook
@@ -27,6 +27,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rig.cli.commands.vr", "rig.cli.commands.cohort", "rig.cli.commands.animal", "rig.cli.commands.prime",
 )
 
+# The modules of the optional extras (pyproject.toml), by the extra that installs them.
+OPTIONAL_MODULES = {"moderngl": "vr", "glcontext": "vr", "PIL": "vr", "PyQt5": "gui", "pyqtgraph": "gui",
+                    "nidaqmx": "daq", "pynwb": "export", "hdmf": "export", "nwbinspector": "export",
+                    "dandi": "dandi"}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     prep = prepare_run(args, "rig run")
     if isinstance(prep, int):
@@ -36,14 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.fast or config.names_hardware:
         # A session that owns the rig's hardware: one at a time per rig and per device, whoever starts it (CLI
         # or app), and whichever config names the device; a --fast run that opens a board counts too.
-        from rig.runner.lock import RigBusy, RigLock
-
-        try:
-            lock = RigLock.acquire(config.name, None, config.resources(), animal=prep.options.animal,
-                                   protocol=protocol.name, source="rig run")
-        except RigBusy as e:
-            print(f"rig run: {e}", file=sys.stderr)
-            return ExitCode.BUSY
+        lock = hold_rig(config, "rig run", animal=prep.options.animal, protocol=protocol.name)
     bar = _progress_bar(protocol, args)
     try:
         return run_prepared(prep, "rig run", hooks=(ProgressHook(bar),) if bar is not None else ())
@@ -142,6 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RigError as e:  # the rig's own errors carry their exit code; one line, no traceback
         print(f"rig {args.command}: {e}", file=sys.stderr)
         return int(e.exit_code)
+    except ModuleNotFoundError as e:  # an optional part not installed: say which extra brings it
+        extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"rig {args.command}: needs the '{extra}' extra, not installed here (no module {e.name!r}): "
+              f"pip install 'corridor-rig[{extra}]'", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
     except KeyboardInterrupt:
         return int(ExitCode.SIGNAL)
     except BrokenPipeError:  # `rig info ... | head`: the reader left; say nothing more

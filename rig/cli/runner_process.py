@@ -144,7 +144,10 @@ def replay_main(args: argparse.Namespace) -> int:
     except RigBusy as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.BUSY
-    except (ControlError, ReplayError, SessionError, OSError) as e:
+    except ControlError as e:  # an endpoint refused (not loopback) is bad input, as in a live session
+        print(f"rig runner: {e}", file=sys.stderr)
+        return e.exit_code
+    except (ReplayError, SessionError, OSError) as e:
         print(f"rig runner: {e}", file=sys.stderr)
         return ExitCode.FAULT
     print(f"{'complete' if result.complete else 'incomplete'}: {result.reason}; replay of {session}")

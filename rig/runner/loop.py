@@ -233,8 +233,9 @@ class Runner:
     def _take_operator(self, i: int, t: float) -> tuple[float, ...]:
         """The operator's requests since the previous iteration, logged; returns the manual rewards.
 
-        Operator rewards the valve guard would refuse (rate limit, water cap) never reach the engine: they
-        are logged as refused (not an engine input, so replays skip them) and as a fault."""
+        Operator rewards the valve guard would refuse (valve open or shut too briefly, rate limit, water cap;
+        a second one in the same iteration) never reach the engine: they are logged as refused (not an engine
+        input, so replays skip them) and as a fault."""
         actions = self.operator.drain()
         if not actions:
             return ()
@@ -243,7 +244,12 @@ class Runner:
             if op.action == "note":
                 self.writer.operator(i, t, "note", text=op.text)
                 continue
-            refusal = self.valve_guard.manual_refusal(self.clock.now()) if op.action == "manual_reward" else ""
+            refusal = ""
+            if op.action == "manual_reward":
+                refusal = self.valve_guard.manual_refusal(self.clock.now())
+                if not refusal and any(a.action == "manual_reward" for a in accepted):
+                    # The one accepted already opens the valve in this iteration: this one would meet it open.
+                    refusal = "the valve is open (an operator reward opens it in this iteration)"
             if refusal:
                 self.writer.operator(i, t, "manual_reward_refused", volume_ul=op.volume_ul, reason=refusal)
                 self._fault(i, t, "valve", "refused", f"operator reward of {op.volume_ul:g} µl refused: {refusal}")

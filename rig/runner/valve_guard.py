@@ -68,8 +68,13 @@ class ValveGuard:
     # ---- questions the command channel asks before it queues a request ------------------------------
 
     def manual_refusal(self, t: float) -> str:
-        """Why an operator reward asked for at t would be refused now ('' when it would be considered)."""
+        """Why an operator reward asked for at t would be refused now ('' when it would be given). Asked before
+        the request reaches the engine, so a refused one is never logged as a reward; a task reward opening
+        the valve in the same iteration can still refuse it at the valve (valve.jsonl records that)."""
         self._forget(t)
+        refusal = self._refusal(t)
+        if refusal:
+            return refusal
         if len(self._manual) >= self.safety.manual_rewards_per_minute:
             return (f"operator rewards are limited to {self.safety.manual_rewards_per_minute:g} per minute "
                     "(valve_safety.manual_rewards_per_minute)")
@@ -91,9 +96,7 @@ class ValveGuard:
     def pulse(self, t: float, duration_ms: float, source: Source, requested_ul: float = 0.0) -> Delivery:
         """Open for duration_ms (a reward); returns what was done."""
         self.tick(t)
-        refusal = self._refusal(t)
-        if source == "manual" and not refusal:
-            refusal = self.manual_refusal(t)
+        refusal = self.manual_refusal(t) if source == "manual" else self._refusal(t)
         if not (math.isfinite(duration_ms) and duration_ms > 0):
             refusal = refusal or f"duration {duration_ms!r} ms is not a positive number"
         if refusal:

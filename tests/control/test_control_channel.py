@@ -98,6 +98,26 @@ def test_manual_reward_is_acknowledged_and_logged(live):
     assert any(c["source"] == "manual" and c["volume_ul"] == 3.5 for c in session.commands)
 
 
+def test_operator_rewards_the_valve_refuses_are_not_logged_as_rewards(live):
+    """Back-to-back requests: those the valve guard would refuse (open, or shut under min_closed_ms) are
+    refused before the engine, so every manual reward event is water the valve gave."""
+    live.collect(0.3)
+    replies = []
+    for _ in range(6):
+        try:
+            replies.append(live.client.request("manual_reward", volume_ul=2.0)["ok"])
+        except ControlError as e:
+            replies.append(str(e))
+    session = live.finish()
+    rewarded = [e for e in session.events if e["kind"] == "reward" and e["data"]["source"] == "manual"]
+    given = [v for v in session.valve if v.get("kind") == "open" and v["source"] == "manual"
+             and v["outcome"] != "refused"]
+    refused = [o for o in session.operator if o["action"] == "manual_reward_refused"]
+    assert len(rewarded) == len(given) >= 1
+    assert len(rewarded) + len(refused) + sum(r is not True for r in replies) == 6
+    assert all(r is True or "valve" in r or "shut" in r for r in replies)
+
+
 def test_valve_flush_closes_by_itself_and_is_logged(live):
     live.collect(0.3)
     assert live.client.request("valve_open", close_after_s=0.2)["close_after_s"] == 0.2

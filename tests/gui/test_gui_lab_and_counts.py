@@ -44,7 +44,7 @@ def folders(tmp_path_factory):
                            SessionOptions(animal=animal, seed=5, fast=True, max_trials=trials, data_dir=data, **kw),
                            hooks=hooks).path
 
-    manual = OperatorScript({50: [Operator("manual_reward", 3.0)], 51: [Operator("manual_reward", 1.5)],
+    manual = OperatorScript({50: [Operator("manual_reward", 3.0)], 80: [Operator("manual_reward", 1.5)],
                              700: [Operator("stop")]})
     return {"data": data, "demo": run("demo", "A1", 8), "manual_stop": run("demo", "A1", 8, (manual,)),
             "nocue": run(STAGED, "A2", 5), "exposure": run("train1_exposure", "A3", 5),

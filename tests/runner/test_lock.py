@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rig.runner.lock import LockDirError, RigBusy, RigLock, lock_paths, private_dir, read_lock
+from rig.loading import load_config
+from rig.runner.lock import LOCK_DIR_ENV, LockDirError, RigBusy, RigLock, lock_paths, private_dir, read_lock
 from tests.support.paths import REPO
 
 
@@ -91,3 +92,22 @@ def test_info_that_is_a_symlink_is_not_trusted(locks: Path, tmp_path: Path) -> N
         info_file.symlink_to(planted)
         with pytest.raises(RigBusy, match="not a session info file"):
             read_lock("rigA", locks)
+
+
+
+@pytest.mark.parametrize("command", [["check", "--no-imaging", "--seconds", "0.5"], ["prime", "--seconds", "1"],
+                                     ["calibrate-valve", "--durations", "20,40,80", "--pulses", "5"]])
+def test_every_command_that_opens_the_rigs_devices_waits_for_its_lock(tmp_path: Path, command: list[str]) -> None:
+    """A check, a prime or a calibration on a board another rig config's session holds (the serial port
+    both name) is refused at once, in one line: nothing is opened, nothing pulsed, nothing recorded."""
+    locks = private_dir(tmp_path / "locks")
+    config = load_config(REPO / "config" / "board-emulated.yaml")
+    assert config.resources()
+    with RigLock.acquire("another-rig", locks, config.resources(), animal="M1", protocol="demo"):
+        r = subprocess.run([sys.executable, "-m", "rig.cli", *command, "--config", "board-emulated", "--data",
+                            str(tmp_path / "d")], capture_output=True, text=True, cwd=REPO, timeout=60, input="",
+                           env={**os.environ, LOCK_DIR_ENV: str(locks)})
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "in use by another session" in lines[0] and "another-rig" in lines[0], lines
+    assert not (tmp_path / "d").exists()

@@ -79,6 +79,7 @@ def asker(pulses: int, net: bool) -> Callable[[float, str | None], Weighed]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rig.cli.launch import hold_rig
     from rig.lab import rig_history
     from rig.loading import LoadError, find_file, load_config
     from rig.setup.calibrate import calibrate_valve, check_request, history_record, write_calibration
@@ -94,8 +95,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     history = rig_history.config_history_path(config, Path(args.data) if args.data else None)
     by = args.by or config.lab.experimenter or getpass.getuser()
     try:
-        run = calibrate_valve(config, durations, args.pulses, args.interval_ms, asker(args.pulses, args.net),
-                              say=lambda msg: print(msg, file=sys.stderr, flush=True))
+        with hold_rig(config, "rig calibrate-valve", protocol="calibration"):
+            run = calibrate_valve(config, durations, args.pulses, args.interval_ms, asker(args.pulses, args.net),
+                                  say=lambda msg: print(msg, file=sys.stderr, flush=True))
     except EOFError as e:
         print(f"\nrig calibrate-valve: {e}; nothing written", file=sys.stderr)
         return ExitCode.BAD_INPUT

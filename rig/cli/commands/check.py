@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rig.cli.launch import hold_rig
     from rig.loading import config_path, load_config
     from rig.setup.checks import DEFAULT_CHECKS, CheckSettings, run_checks
 
@@ -48,7 +49,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         from rig.mesoscope.check import sync_check
 
         checks = DEFAULT_CHECKS + (sync_check,)
-    report = run_checks(config, checks=checks, settings=settings, say=say)
+    with hold_rig(config, "rig check", protocol="check"):
+        report = run_checks(config, checks=checks, settings=settings, say=say)
     history = _record(report, config, path, args)
     if args.json:
         print(json.dumps(report.to_json()))

@@ -12,7 +12,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("gui", help="the control app: start, watch and steer sessions; replay them")
     p.add_argument("--config", type=Path, help="rig config YAML (default: config/sim.yaml)")
     p.add_argument("--data", type=Path, help="data directory (default: the config's data_dir)")
-    p.add_argument("--lock-dir", type=Path, help="where rig locks live (default: $RIG_LOCK_DIR or the temp dir)")
+    p.add_argument("--lock-dir", type=Path,
+                   help="where rig locks live (default: $RIG_LOCK_DIR, else $XDG_RUNTIME_DIR/corridor-rig, "
+                        "else a private corridor-rig-UID folder in the temp dir)")
     p.add_argument("--replay", type=Path, metavar="SESSION", help="open a session folder in the replay viewer")
     p.set_defaults(func=cmd_gui)
 

@@ -26,10 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_prime(args: argparse.Namespace) -> int:
+    from rig.cli.launch import hold_rig
     from rig.lab import journal, rig_history
     from rig.loading import config_path, load_config
     from rig.runner.hooks import SignalStop
-    from rig.runner.lock import RigBusy, RigLock
     from rig.setup.prime import PrimePlan, prime
 
     path = config_path(args.config)
@@ -40,11 +40,7 @@ def cmd_prime(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"rig prime: {e}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    try:
-        lock = RigLock.acquire(config.name, source="rig prime", protocol="prime")
-    except RigBusy as e:
-        print(f"rig prime: {e}", file=sys.stderr)
-        return ExitCode.BUSY
+    lock = hold_rig(config, "rig prime", protocol="prime")
     signals = SignalStop()
     try:
         with lock, signals.installed():
