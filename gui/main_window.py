@@ -59,7 +59,7 @@ class StageBox(QtWidgets.QGroupBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Stage", parent)
         lay = QtWidgets.QVBoxLayout(self)
-        self.text = Message(3)
+        self.text = Message(4)
         self.advance = Message(2)
         lay.addWidget(self.text)
         lay.addWidget(self.advance)
@@ -79,7 +79,8 @@ class StageBox(QtWidgets.QGroupBox):
             self.advance.clear()
         else:
             recent = t_now - a.t < self.ANNOUNCE_S
-            why = {"trials": "its trial count", "anticipatory": "anticipatory licking"}.get(a.reason, a.reason)
+            why = {"trials": "its trial count", "criterion": "the learning criterion",
+                   "anticipatory": "anticipatory licking"}.get(a.reason, a.reason)
             self.advance.show_text(f"{'▲ ' if recent else ''}advanced {a.from_name} → {a.to_name} at trial {a.trial} "
                                    f"(t = {a.t:.0f} s, by {why})", ok=recent)
 

@@ -238,24 +238,56 @@ def decode_fault(d: Mapping[str, Any]) -> Fault:
 
 @dataclass(frozen=True)
 class Criterion:
-    """A stage's advance criterion as the runner reports it (planned status field `criterion`)."""
+    """A stage's advance rule and where the session stands against it: the runner's status field `criterion`
+    (rig.control.stage_status.StageFollower.criterion); absent for the last stage, which never advances."""
 
-    after_trials: int | None = None
-    anticipatory_fraction: float | None = None
-    window: int | None = None
     trials_in_stage: int | None = None
+    after_trials: int | None = None
+    pending: str | None = None  # a rule was met ("trials", "criterion", "anticipatory"): the next trial advances
+    # the learning criterion (rig.engine.learning): rewarded against unrewarded anticipatory licking
+    measure: str | None = None  # "difference" | "dprime"; None: the stage has no learning criterion
+    threshold: float | None = None
+    min_trials: int | None = None
+    window: int | None = None  # latest trials of each kind (criterion), or of rewarded trials (deprecated rule)
+    n_rewarded: int | None = None
+    n_unrewarded: int | None = None
+    rewarded_fraction: float | None = None
+    unrewarded_fraction: float | None = None
+    value: float | None = None  # the measure; None until both kinds have min_trials trials
+    learned: bool | None = None
+    # the deprecated rule: anticipatory fraction over the last `window` rewarded-corridor trials
+    anticipatory_fraction: float | None = None
     fraction_now: float | None = None
+    rewarded_in_window: int | None = None
+
+
+_MEASURES = ("difference", "dprime")
+_REASONS = ("trials", "criterion", "anticipatory")
 
 
 def decode_criterion(d: Mapping[str, Any] | None) -> Criterion | None:
     if d is None:
         return None
     c = "status.criterion"
-    return Criterion(after_trials=get_int(d, "after_trials", c, lo=0),
+    measure = get_str(d, "measure", c)
+    if measure is not None and measure not in _MEASURES:
+        raise WireError(f"{c}.measure must be one of {', '.join(_MEASURES)}, got {measure[:40]!r}")
+    pending = get_str(d, "pending", c)
+    if pending is not None and pending not in _REASONS:
+        raise WireError(f"{c}.pending must be one of {', '.join(_REASONS)}, got {pending[:40]!r}")
+    n = 1_000_000_000
+    return Criterion(trials_in_stage=get_int(d, "trials_in_stage", c, lo=0, hi=n),
+                     after_trials=get_int(d, "after_trials", c, lo=0, hi=n), pending=pending, measure=measure,
+                     threshold=get_float(d, "threshold", c, lo=0.0, hi=10.0),
+                     min_trials=get_int(d, "min_trials", c, lo=0, hi=n), window=get_int(d, "window", c, lo=0, hi=n),
+                     n_rewarded=get_int(d, "n_rewarded", c, lo=0, hi=n),
+                     n_unrewarded=get_int(d, "n_unrewarded", c, lo=0, hi=n),
+                     rewarded_fraction=get_float(d, "rewarded_fraction", c, lo=0.0, hi=1.0),
+                     unrewarded_fraction=get_float(d, "unrewarded_fraction", c, lo=0.0, hi=1.0),
+                     value=get_float(d, "value", c, lo=-100.0, hi=100.0), learned=get_bool(d, "learned", c),
                      anticipatory_fraction=get_float(d, "anticipatory_fraction", c, lo=0.0, hi=1.0),
-                     window=get_int(d, "window", c, lo=0),
-                     trials_in_stage=get_int(d, "trials_in_stage", c, lo=0),
-                     fraction_now=get_float(d, "fraction_now", c, lo=0.0, hi=1.0))
+                     fraction_now=get_float(d, "fraction_now", c, lo=0.0, hi=1.0),
+                     rewarded_in_window=get_int(d, "rewarded_in_window", c, lo=0, hi=n))
 
 
 @dataclass(frozen=True)
@@ -293,8 +325,9 @@ class Status:
     period_ms_max: float | None = None
     drivers: dict[str, str] = field(default_factory=dict)
     mesoscope: Mesoscope | None = None
-    stage: str | None = None  # planned (issue 11): the stage in force, its index and advance criterion
+    stage: str | None = None  # the stage in force, its index, the protocol's stage count and advance criterion
     stage_index: int | None = None
+    n_stages: int | None = None
     criterion: Criterion | None = None
 
 
@@ -312,6 +345,7 @@ def decode_status(d: Mapping[str, Any]) -> Status:
         drivers={str(k)[:64]: v[:64] for k, v in drivers_raw.items()},
         mesoscope=decode_mesoscope(get_dict(d, "mesoscope", c)),
         stage=get_str(d, "stage", c), stage_index=get_int(d, "stage_index", c, lo=0, hi=10_000),
+        n_stages=get_int(d, "n_stages", c, lo=1, hi=10_001),
         criterion=decode_criterion(get_dict(d, "criterion", c)),
     )
 
