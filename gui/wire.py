@@ -341,7 +341,9 @@ def decode_status(d: Mapping[str, Any]) -> Status:
         valve_open=bool(get_bool(d, "valve_open", c, False)), i=get_int(d, "i", c, lo=0) or 0,
         t=get_float(d, "t", c, default=0.0) or 0.0, missed_frames=get_int(d, "missed_frames", c, lo=0) or 0,
         free_disk_mb=get_float(d, "free_disk_mb", c, lo=0.0),
-        period_ms_p50=get_float(d, "period_ms_p50", c, lo=0.0), period_ms_max=get_float(d, "period_ms_max", c, lo=0.0),
+        # the runner sends loop_period_ms / loop_period_max_ms (mean and largest interval since the last status)
+        period_ms_p50=get_float(d, "loop_period_ms", c, lo=0.0, default=get_float(d, "period_ms_p50", c, lo=0.0)),
+        period_ms_max=get_float(d, "loop_period_max_ms", c, lo=0.0, default=get_float(d, "period_ms_max", c, lo=0.0)),
         drivers={str(k)[:64]: v[:64] for k, v in drivers_raw.items()},
         mesoscope=decode_mesoscope(get_dict(d, "mesoscope", c)),
         stage=get_str(d, "stage", c), stage_index=get_int(d, "stage_index", c, lo=0, hi=10_000),
@@ -380,7 +382,7 @@ def decode_event(d: Mapping[str, Any]) -> TelemetryEvent:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the rig accepts from the operator (planned hello field `limits`; else from the rig config)."""
+    """What the rig accepts from the operator (the hello's `limits`; else from the rig config)."""
 
     manual_reward_ul_max: float = 50.0
     flush_s_max: float = 1.0
@@ -398,7 +400,7 @@ class Hello:
     lengths_cm: list[float]
     frame_rate_hz: float | None
     replay_of: str | None
-    controller: bool  # planned: this client may command the session (absent today: every client may)
+    controller: bool  # this client may command the session (a hello without the field: every client may)
     controlled_by: str | None
     limits: Limits | None
 

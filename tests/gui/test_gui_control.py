@@ -1,4 +1,4 @@
-"""The window's side of session control, against a stand-in runner speaking the planned protocol (issue 11) on real
+"""The window's side of session control, against a stand-in runner speaking the control protocol on real
 ZeroMQ sockets (tests/gui/fake_runner.py), under a private Xvfb: one controlling window (others view only,
 or take control explicitly), notes during a session (sent to the runner and kept in the lab records), the
 stage and its criterion live, and a question before quitting mid-session."""

@@ -70,6 +70,9 @@ def test_status_line_shows_the_mesoscope_link(qtbot):
     panel.show_status(decode_status(base | {"mesoscope": {"alive": False, "frames": 120, "rate_hz": 0.0, "drops": 0,
                                                           "last_frame_age_s": 4.2, "in_gap": True}}))
     assert "mesoscope DOWN" in panel.details and "last 4.2 s ago" in panel.details
+    # the loop period under the names the runner (rig.control.server) sends
+    panel.show_status(decode_status({"loop_period_ms": 16.6, "loop_period_max_ms": 20.14, "drivers": {}}))
+    assert panel.loop.text() == "loop 16.6 ms (max 20.1)"
 
 
 def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qapp, tmp_path):
