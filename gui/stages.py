@@ -48,6 +48,8 @@ def _learning_text(c: Criterion) -> str:
         value = "" if c.value is None else f" = {c.value:+.0%}"
     window = f"last {c.window} of each kind; " if c.window else ""
     now = f"now {_pct(c.rewarded_fraction)} − {_pct(c.unrewarded_fraction)}"
+    if not (c.n_rewarded or c.n_unrewarded):
+        return f"{rule} ({window}no trial yet: {c.min_trials or 0} of each kind before it is judged)"
     if c.value is None:
         return (f"{rule} ({window}{now}, too few to judge: {c.n_rewarded or 0} and {c.n_unrewarded or 0} "
                 f"of {c.min_trials or 0} each)")

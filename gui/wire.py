@@ -27,7 +27,7 @@ MAX_BATCH = 20_000  # frames in one state batch
 MAX_TEXT = 2_000  # characters of any string the app shows (longer ones are cut, not refused)
 MAX_CORRIDORS = 64
 STATE_COLUMNS = ("i", "t", "pos", "speed", "trial", "corridor", "grey")
-TOPICS = ("state", "event", "status", "fault", "end", "hello")
+TOPICS = ("state", "event", "status", "fault", "end", "hello", "control")
 
 
 class WireError(ValueError):
@@ -209,8 +209,8 @@ def decode_state(d: Mapping[str, Any], n_corridors: int | None = None) -> StateB
     i = cols["i"]
     if len(i) and (i[0] < 0 or np.any(np.diff(i) <= 0)):
         raise WireError("state.i must be non-negative and increasing")
-    if np.any(cols["trial"] < 0):
-        raise WireError("state.trial must be >= 0")
+    if np.any(cols["trial"] < -1):
+        raise WireError("state.trial must be >= -1 (-1: before the first trial, the imaging pre-roll)")
     top = n_corridors if n_corridors else MAX_CORRIDORS
     if np.any((cols["corridor"] < 0) | (cols["corridor"] >= top)):
         raise WireError(f"state.corridor outside 0..{top - 1}")
@@ -358,6 +358,18 @@ class End:
     reason: str
 
 
+@dataclass(frozen=True)
+class ControlChange:
+    """Another client took control of the session (topic `control`)."""
+
+    controlled_by: str | None
+    before: str | None
+
+
+def decode_control(d: Mapping[str, Any]) -> ControlChange:
+    return ControlChange(controlled_by=get_str(d, "controlled_by", "control"), before=get_str(d, "before", "control"))
+
+
 def decode_end(d: Mapping[str, Any]) -> End:
     return End(complete=get_bool(d, "complete", "end"), reason=get_str(d, "reason", "end", "") or "")
 
@@ -475,4 +487,6 @@ def decode_telemetry(frames: Sequence[bytes], n_corridors: int | None = None) ->
         return topic, decode_fault(d)
     if topic == "end":
         return topic, decode_end(d)
+    if topic == "control":
+        return topic, decode_control(d)
     return topic, decode_hello(d)

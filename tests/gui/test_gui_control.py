@@ -116,6 +116,29 @@ def test_a_second_window_is_view_only_until_it_takes_control(qapp, qtbot, staged
         runner.close()
 
 
+def test_a_window_whose_control_is_taken_by_another_becomes_view_only(qapp, qtbot, staged_folder, tmp_path):
+    """The runner publishes `control` when a client takes control; the window asks its hello again and, no
+    longer the controller, goes view only. Frames of the imaging pre-roll (trial -1) are good frames."""
+    runner = FakeRunner(staged_folder, CORRIDORS)
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path)
+        c = w.controls
+        qtbot.waitUntil(lambda: c.pause.isEnabled(), timeout=5000)
+        hellos = sum(r.get("action") == "hello" for r in runner.requests)
+        runner.controller, runner.controlled_by = False, "the window of pid 99 on rigpc"
+        runner.publish("control", {"controlled_by": "the window of pid 99 on rigpc", "before": "this one"})
+        qtbot.waitUntil(lambda: "view only" in c.control_line.full_text, timeout=5000)
+        assert sum(r.get("action") == "hello" for r in runner.requests) == hellos + 1
+        assert not c.pause.isEnabled()
+        runner.publish("state", {"i": [2, 3], "t": [0.03, 0.05], "pos": [600.0, 600.0], "speed": [0.0, 0.0],
+                                 "trial": [-1, -1], "corridor": [0, 0], "grey": [1, 1]})
+        runner.publish("status", {"i": 3, "running": True})
+        qtbot.wait(300)
+        assert w.link is not None and w.link.bad_messages == 0, w.link.last_bad
+    finally:
+        runner.close()
+
+
 def test_a_note_typed_during_the_session_goes_to_the_runner_and_the_lab_records(qapp, qtbot, staged_folder, tmp_path):
     runner = FakeRunner(staged_folder, CORRIDORS)
     lab = FakeLab()
