@@ -59,7 +59,7 @@ class StageBox(QtWidgets.QGroupBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Stage", parent)
         lay = QtWidgets.QVBoxLayout(self)
-        self.text = Message(3)
+        self.text = Message(4)
         self.advance = Message(2)
         lay.addWidget(self.text)
         lay.addWidget(self.advance)
@@ -79,7 +79,8 @@ class StageBox(QtWidgets.QGroupBox):
             self.advance.clear()
         else:
             recent = t_now - a.t < self.ANNOUNCE_S
-            why = {"trials": "its trial count", "anticipatory": "anticipatory licking"}.get(a.reason, a.reason)
+            why = {"trials": "its trial count", "criterion": "the learning criterion",
+                   "anticipatory": "anticipatory licking"}.get(a.reason, a.reason)
             self.advance.show_text(f"{'▲ ' if recent else ''}advanced {a.from_name} → {a.to_name} at trial {a.trial} "
                                    f"(t = {a.t:.0f} s, by {why})", ok=recent)
 
@@ -597,7 +598,7 @@ def _max_open_s(config: dict[str, Any]) -> float | None:
 
 def _learning(out: Outcome) -> str | None:
     """The session's anticipatory licking and the suggested next protocol, for the summary."""
-    from gui.suggest import anticipatory_fraction, suggest_next
+    from gui.suggest import anticipatory_fraction, protocols_run, suggest_next
     from rig.datalog.reader import Session, SessionError
 
     if out.folder is None or out.info is None:
@@ -607,10 +608,10 @@ def _learning(out: Outcome) -> str | None:
     except SessionError:
         return None
     frac, n = anticipatory_fraction(s)
-    sug = suggest_next(out.info, s)
+    sug = suggest_next(out.info, s, protocols_run(Path(out.folder).parent.parent))  # DATA/ANIMAL/DATE/NNN
     head = f"anticipatory licking {frac:.0%} of the last {n} rewarded trials" if frac is not None else \
         "no rewarded trial finished"
-    return head + (f" · next: {sug.protocol} ({sug.reason})" if sug is not None else "")
+    return head + (f" · next: {' or '.join(sug.choices)} ({sug.reason})" if sug is not None else "")
 
 
 def _fmt(params: dict[str, Any]) -> str:

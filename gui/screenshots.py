@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from gui.testing import qt_display
 
 if TYPE_CHECKING:
@@ -69,9 +71,14 @@ def main() -> int:
         replay_session = api.run(REPO / "protocols" / "train1_task.yaml", fast=True, max_trials=80, data_dir=data,
                                  animal="M017", seed=7)
         protocol = Path(tmp) / "nocue_quick_advance.yaml"
-        text = (REPO / "examples" / "staged_zone_task.yaml").read_text()
-        protocol.write_text(text.replace("after_trials: 300", "after_trials: 2").replace("max_trials: 600",
-                                                                                          "max_trials: 4"))
+        doc = yaml.safe_load((REPO / "examples" / "staged_zone_task.yaml").read_text())
+        # passive hands over after 2 trials; active then shows the learning criterion live; a last stage follows
+        passive, active = doc["stages"]
+        passive["advance"] = {"after_trials": 2}
+        active["advance"] = {"criterion": {"window": 20, "min_trials": 10}}
+        doc["stages"] = [passive, active, {"name": "active_on", "reward": active["reward"]}]
+        doc["end"]["max_trials"] = 4
+        protocol.write_text(yaml.safe_dump(doc, sort_keys=False))
 
         from gui.app import make_app
         from gui.launcher import Spawner

@@ -35,6 +35,7 @@ from gui.folder_tail import Counts, FolderTail
 from gui.live_data import LiveData
 from gui.session_state import Outcome, outcome
 from gui.wire import (
+    ControlChange,
     End,
     Fault,
     Hello,
@@ -57,6 +58,7 @@ TAIL_EVERY_S = 0.2  # the folder is flushed every 100 ms
 PID_EVERY_S = 0.25
 COMMAND_TIMEOUT_S = 3.0
 STALL_AFTER_S = 3.0  # status comes at 2 Hz: six missing in a row
+CONTROL_REASK_S = 0.5  # at most one hello per half second when control changes hands
 BACKFILL_DELAY_S = 0.25  # wait past one runner flush after the first telemetry, so the file covers the gap
 END_WAIT_S = 10.0  # after `end`, how long to wait for the footer before judging the folder as it is
 MAX_MESSAGES_PER_POLL = 5000
@@ -163,6 +165,7 @@ class SessionLink(QtCore.QObject):
         self.finished: End | None = None
         self.result: Outcome | None = None
         self.bad_messages = 0
+        self._control_asked_at = -1e9
         self.last_bad = ""
         self.is_stalled = False
         self._pid = info.get("pid") if isinstance(info.get("pid"), int) else None
@@ -326,6 +329,12 @@ class SessionLink(QtCore.QObject):
             self.status.emit(msg)
         elif isinstance(msg, Fault):
             self.fault.emit(msg)
+        elif isinstance(msg, ControlChange):
+            # Someone took control: ask again whether this window still has it (the hello says, per client).
+            now = time.monotonic()
+            if now - self._control_asked_at >= CONTROL_REASK_S:
+                self._control_asked_at = now
+                self.send("hello", callback=self._on_hello)
         elif isinstance(msg, End) and self.finished is None:
             self.finished = msg
             self._ended_at = time.monotonic()

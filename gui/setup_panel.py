@@ -16,7 +16,7 @@ from typing import Any
 from PyQt5 import QtCore, QtWidgets
 
 from gui.launcher import SessionSetup
-from gui.suggest import Suggestion, shipped, suggest_next
+from gui.suggest import Suggestion, protocols_run, shipped, suggest_next
 from gui.text import Message
 from rig.config import RigConfig
 from rig.loading import LoadError, load_config, load_protocol, validate_files
@@ -50,8 +50,9 @@ def animal_history(data_dir: Path, animal: str, n: int = HISTORY_SESSIONS) -> li
     return out
 
 
-def _suggest(last: dict[str, Any]) -> Suggestion | None:
-    """gui.suggest.suggest_next for the newest history entry (opening its folder to judge learning)."""
+def _suggest(last: dict[str, Any], animal_dir: Path) -> Suggestion | None:
+    """gui.suggest.suggest_next for the newest history entry (opening its folder to judge learning; the
+    animal's whole history for test3's swap corridor)."""
     from rig.datalog.reader import Session, SessionError
 
     if "error" in last:
@@ -60,7 +61,7 @@ def _suggest(last: dict[str, Any]) -> Suggestion | None:
         session = Session.open(last["path"])
     except SessionError:
         session = None
-    return suggest_next(last, session)
+    return suggest_next(last, session, protocols_run(animal_dir))
 
 
 class SetupPanel(QtWidgets.QGroupBox):
@@ -274,12 +275,17 @@ class SetupPanel(QtWidgets.QGroupBox):
             ok = "" if s.get("complete") else " · incomplete"
             lines.append(f"{when} {s.get('protocol')} · {s.get('stage') or ''} · {s.get('trials')} trials · "
                          f"{s.get('water_ul', 0):.0f} µl{ok}")
-        suggestion = _suggest(sessions[0])
-        hint = f"\nsuggested next: {suggestion.protocol} ({suggestion.reason})" if suggestion is not None else ""
+        suggestion = _suggest(sessions[0], d / animal)
+        shown = " or ".join(suggestion.choices) if suggestion is not None else ""
+        hint = f"\nsuggested next: {shown} ({suggestion.reason})" if suggestion is not None else ""
         self.history.setText(f"{animal}, last sessions:\n" + "\n".join(lines) + hint)
         self.history.setToolTip(self.history.text())
         self.suggestion = suggestion
         self.suggested = suggestion.protocol if suggestion is not None else None
+        if suggestion is not None and len(suggestion.choices) > 1:
+            # Not ours to choose (test3's swap corridor, per mouse): the operator picks one from the list.
+            self.use_suggested.setText("choose: " + " or ".join(suggestion.choices))
+            return
         path = shipped(suggestion.protocol, REPO / "protocols") if suggestion is not None else None
         if suggestion is not None and path is not None:
             self.use_suggested.setEnabled(True)

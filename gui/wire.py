@@ -27,7 +27,7 @@ MAX_BATCH = 20_000  # frames in one state batch
 MAX_TEXT = 2_000  # characters of any string the app shows (longer ones are cut, not refused)
 MAX_CORRIDORS = 64
 STATE_COLUMNS = ("i", "t", "pos", "speed", "trial", "corridor", "grey")
-TOPICS = ("state", "event", "status", "fault", "end", "hello")
+TOPICS = ("state", "event", "status", "fault", "end", "hello", "control")
 
 
 class WireError(ValueError):
@@ -209,8 +209,8 @@ def decode_state(d: Mapping[str, Any], n_corridors: int | None = None) -> StateB
     i = cols["i"]
     if len(i) and (i[0] < 0 or np.any(np.diff(i) <= 0)):
         raise WireError("state.i must be non-negative and increasing")
-    if np.any(cols["trial"] < 0):
-        raise WireError("state.trial must be >= 0")
+    if np.any(cols["trial"] < -1):
+        raise WireError("state.trial must be >= -1 (-1: before the first trial, the imaging pre-roll)")
     top = n_corridors if n_corridors else MAX_CORRIDORS
     if np.any((cols["corridor"] < 0) | (cols["corridor"] >= top)):
         raise WireError(f"state.corridor outside 0..{top - 1}")
@@ -238,24 +238,56 @@ def decode_fault(d: Mapping[str, Any]) -> Fault:
 
 @dataclass(frozen=True)
 class Criterion:
-    """A stage's advance criterion as the runner reports it (planned status field `criterion`)."""
+    """A stage's advance rule and where the session stands against it: the runner's status field `criterion`
+    (rig.control.stage_status.StageFollower.criterion); absent for the last stage, which never advances."""
 
-    after_trials: int | None = None
-    anticipatory_fraction: float | None = None
-    window: int | None = None
     trials_in_stage: int | None = None
+    after_trials: int | None = None
+    pending: str | None = None  # a rule was met ("trials", "criterion", "anticipatory"): the next trial advances
+    # the learning criterion (rig.engine.learning): rewarded against unrewarded anticipatory licking
+    measure: str | None = None  # "difference" | "dprime"; None: the stage has no learning criterion
+    threshold: float | None = None
+    min_trials: int | None = None
+    window: int | None = None  # latest trials of each kind (criterion), or of rewarded trials (deprecated rule)
+    n_rewarded: int | None = None
+    n_unrewarded: int | None = None
+    rewarded_fraction: float | None = None
+    unrewarded_fraction: float | None = None
+    value: float | None = None  # the measure; None until both kinds have min_trials trials
+    learned: bool | None = None
+    # the deprecated rule: anticipatory fraction over the last `window` rewarded-corridor trials
+    anticipatory_fraction: float | None = None
     fraction_now: float | None = None
+    rewarded_in_window: int | None = None
+
+
+_MEASURES = ("difference", "dprime")
+_REASONS = ("trials", "criterion", "anticipatory")
 
 
 def decode_criterion(d: Mapping[str, Any] | None) -> Criterion | None:
     if d is None:
         return None
     c = "status.criterion"
-    return Criterion(after_trials=get_int(d, "after_trials", c, lo=0),
+    measure = get_str(d, "measure", c)
+    if measure is not None and measure not in _MEASURES:
+        raise WireError(f"{c}.measure must be one of {', '.join(_MEASURES)}, got {measure[:40]!r}")
+    pending = get_str(d, "pending", c)
+    if pending is not None and pending not in _REASONS:
+        raise WireError(f"{c}.pending must be one of {', '.join(_REASONS)}, got {pending[:40]!r}")
+    n = 1_000_000_000
+    return Criterion(trials_in_stage=get_int(d, "trials_in_stage", c, lo=0, hi=n),
+                     after_trials=get_int(d, "after_trials", c, lo=0, hi=n), pending=pending, measure=measure,
+                     threshold=get_float(d, "threshold", c, lo=0.0, hi=10.0),
+                     min_trials=get_int(d, "min_trials", c, lo=0, hi=n), window=get_int(d, "window", c, lo=0, hi=n),
+                     n_rewarded=get_int(d, "n_rewarded", c, lo=0, hi=n),
+                     n_unrewarded=get_int(d, "n_unrewarded", c, lo=0, hi=n),
+                     rewarded_fraction=get_float(d, "rewarded_fraction", c, lo=0.0, hi=1.0),
+                     unrewarded_fraction=get_float(d, "unrewarded_fraction", c, lo=0.0, hi=1.0),
+                     value=get_float(d, "value", c, lo=-100.0, hi=100.0), learned=get_bool(d, "learned", c),
                      anticipatory_fraction=get_float(d, "anticipatory_fraction", c, lo=0.0, hi=1.0),
-                     window=get_int(d, "window", c, lo=0),
-                     trials_in_stage=get_int(d, "trials_in_stage", c, lo=0),
-                     fraction_now=get_float(d, "fraction_now", c, lo=0.0, hi=1.0))
+                     fraction_now=get_float(d, "fraction_now", c, lo=0.0, hi=1.0),
+                     rewarded_in_window=get_int(d, "rewarded_in_window", c, lo=0, hi=n))
 
 
 @dataclass(frozen=True)
@@ -293,8 +325,9 @@ class Status:
     period_ms_max: float | None = None
     drivers: dict[str, str] = field(default_factory=dict)
     mesoscope: Mesoscope | None = None
-    stage: str | None = None  # planned (issue 11): the stage in force, its index and advance criterion
+    stage: str | None = None  # the stage in force, its index, the protocol's stage count and advance criterion
     stage_index: int | None = None
+    n_stages: int | None = None
     criterion: Criterion | None = None
 
 
@@ -308,10 +341,13 @@ def decode_status(d: Mapping[str, Any]) -> Status:
         valve_open=bool(get_bool(d, "valve_open", c, False)), i=get_int(d, "i", c, lo=0) or 0,
         t=get_float(d, "t", c, default=0.0) or 0.0, missed_frames=get_int(d, "missed_frames", c, lo=0) or 0,
         free_disk_mb=get_float(d, "free_disk_mb", c, lo=0.0),
-        period_ms_p50=get_float(d, "period_ms_p50", c, lo=0.0), period_ms_max=get_float(d, "period_ms_max", c, lo=0.0),
+        # the runner sends loop_period_ms / loop_period_max_ms (mean and largest interval since the last status)
+        period_ms_p50=get_float(d, "loop_period_ms", c, lo=0.0, default=get_float(d, "period_ms_p50", c, lo=0.0)),
+        period_ms_max=get_float(d, "loop_period_max_ms", c, lo=0.0, default=get_float(d, "period_ms_max", c, lo=0.0)),
         drivers={str(k)[:64]: v[:64] for k, v in drivers_raw.items()},
         mesoscope=decode_mesoscope(get_dict(d, "mesoscope", c)),
         stage=get_str(d, "stage", c), stage_index=get_int(d, "stage_index", c, lo=0, hi=10_000),
+        n_stages=get_int(d, "n_stages", c, lo=1, hi=10_001),
         criterion=decode_criterion(get_dict(d, "criterion", c)),
     )
 
@@ -320,6 +356,18 @@ def decode_status(d: Mapping[str, Any]) -> Status:
 class End:
     complete: bool | None  # None: the runner's loop crashed (it still said goodbye)
     reason: str
+
+
+@dataclass(frozen=True)
+class ControlChange:
+    """Another client took control of the session (topic `control`)."""
+
+    controlled_by: str | None
+    before: str | None
+
+
+def decode_control(d: Mapping[str, Any]) -> ControlChange:
+    return ControlChange(controlled_by=get_str(d, "controlled_by", "control"), before=get_str(d, "before", "control"))
 
 
 def decode_end(d: Mapping[str, Any]) -> End:
@@ -346,7 +394,7 @@ def decode_event(d: Mapping[str, Any]) -> TelemetryEvent:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the rig accepts from the operator (planned hello field `limits`; else from the rig config)."""
+    """What the rig accepts from the operator (the hello's `limits`; else from the rig config)."""
 
     manual_reward_ul_max: float = 50.0
     flush_s_max: float = 1.0
@@ -364,7 +412,7 @@ class Hello:
     lengths_cm: list[float]
     frame_rate_hz: float | None
     replay_of: str | None
-    controller: bool  # planned: this client may command the session (absent today: every client may)
+    controller: bool  # this client may command the session (a hello without the field: every client may)
     controlled_by: str | None
     limits: Limits | None
 
@@ -439,4 +487,6 @@ def decode_telemetry(frames: Sequence[bytes], n_corridors: int | None = None) ->
         return topic, decode_fault(d)
     if topic == "end":
         return topic, decode_end(d)
+    if topic == "control":
+        return topic, decode_control(d)
     return topic, decode_hello(d)

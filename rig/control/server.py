@@ -6,8 +6,9 @@ session's client key (rig.control.credentials):
 
 - PUB (telemetry): multipart [topic, JSON]. Topics: `hello` (what the session is), `state` (frames batched
   at `rate_hz`: {"i", "t", "pos", "speed", "trial", "corridor", "grey"} lists), `event` (every engine
-  event at once: the logged record plus "i" and "corridor"), `status` (counters, stage, valve, loop health
-  at `status_hz`; doubles as a heartbeat), `fault` (warnings logged anywhere in the runner process),
+  event at once: the logged record plus "i" and "corridor"), `status` (counters, valve, loop health, and the
+  stage in force with its advance criterion live (rig.control.stage_status), at `status_hz`; doubles as a
+  heartbeat), `fault` (warnings logged anywhere in the runner process),
   `control` (who controls the session), `end` (when the loop ends).
 - ROUTER (commands): a DEALER sends [b"", JSON request] and gets [b"", JSON reply {"id", "ok", ...}].
   Requests (rig.control.wire): hello, take_control, manual_reward, pause, resume, stop, valve_open,
@@ -33,6 +34,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from rig.control.credentials import SessionKeys
+from rig.control.stage_status import StageFollower
 from rig.control.wire import (
     CONTROL_ACTIONS,
     ManualReward,
@@ -172,6 +174,7 @@ class ControlServer(LoopHook):
         self.refused = 0  # well-formed requests refused (not the controller, a valve limit, ...)
         self._controller: _Client | None = None
         self._runner: Runner | None = None
+        self._stages = StageFollower(())
         self._faults = _FaultHandler()
         self._reset_batch()
 
@@ -203,6 +206,7 @@ class ControlServer(LoopHook):
         p = runner.protocol
         self._corridor_names = [c.name for c in p.corridors]
         self._stage_names = [s.name for s in p.stages] or ["main"]
+        self._stages = StageFollower(p.stages)  # the stage and its criterion, from the events as they come
         rules = p.reward_rules()
         self._default_reward_ul = float(rules[0].volume_ul) if rules else 2.5
         self._stats = _LoopStats(runner.period)
@@ -213,7 +217,6 @@ class ControlServer(LoopHook):
         self._paused = False
         self._t = 0.0
         self._i = 0
-        self._stage = 0
         self._free_mb: float | None = None
         self._corridor = 0
         # A mesoscope hook riding along (rig.mesoscope.session_hook.MesoscopeHook): its link state joins the
@@ -238,7 +241,6 @@ class ControlServer(LoopHook):
         self._stats.tick(now)
         s = step.state
         self._corridor = s.corridor
-        self._stage = s.stage
         b = self._batch
         b["i"].append(i)
         b["t"].append(round(t, 4))
@@ -249,6 +251,7 @@ class ControlServer(LoopHook):
         b["grey"].append(1 if s.in_grey else 0)
         for ev in step.events:
             self._count(ev.kind)
+            self._stages.add(ev.kind, ev.data)
             self._publish("event", {"i": i, "t": ev.t, "kind": ev.kind, "trial": ev.trial,
                                     "position_cm": ev.position_cm, "corridor": s.corridor, "data": ev.data})
         self._serve_commands()
@@ -304,8 +307,7 @@ class ControlServer(LoopHook):
             "trials": self._trials, "rewards": self._rewards,
             "water_ul": round(guard.water_ul, 6) if guard is not None else 0.0,
             "paused": self._paused, "valve_open": bool(guard is not None and guard.is_open),
-            "stage": self._stage_names[self._stage] if self._stage < len(self._stage_names) else str(self._stage),
-            "stage_index": self._stage,
+            **self._stages.status(),
             "missed_frames": self._stats.missed, "corridor": self._corridor,
             "free_disk_mb": None if self._free_mb is None else round(self._free_mb, 1),
             "drivers": self._driver_health(), "controlled_by": self._controller.label if self._controller else None,

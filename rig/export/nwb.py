@@ -222,7 +222,8 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
         f" Time origin from {origin_source}.{dated}"
         f" Valve calibration {h.calibration.id if h.calibration else '(not recorded)'}"
         f" ({h.calibration.date if h.calibration and h.calibration.date else 'undated'})."
-        f" Operator notes: {h.notes or '(none)'}"
+        f" Notes at the start: {h.notes or '(none)'}"
+        + _lab_notes(session)
     )
     nwb = NWBFile(
         session_description=f"{protocol.name} ({protocol.kind}): {protocol.description or 'virtual corridor'}",
@@ -258,6 +259,7 @@ def build_nwbfile(session: Session, subject: SubjectInfo | None = None, table: F
     _add_imaging_frames(nwb, ft)
     next(bar)
     _add_loop_timing(nwb, session)
+    _add_operator_notes(nwb, session)
     for _ in bar:
         pass
     return nwb
@@ -432,6 +434,59 @@ def _add_loop_timing(nwb: NWBFile, session: Session) -> None:
     ):
         mod.add(clock.owns(TimeSeries(name=name, data=_data(timing[col]), unit="seconds", description=desc,
                                       **clock.kwargs())))
+
+
+def _lab_notes(session: Session) -> str:
+    """Notes kept in the lab records after (or about) the session (rig.lab.notes, `rig animal ID note`): those
+    naming this session, then those for its day naming none. '' when there are none or the folder is not
+    DATA/ANIMAL/DATE/NNN of a data folder holding the animal's records."""
+    from rig.lab.journal import LabRecordError
+    from rig.lab.notes import notes
+
+    folder = Path(session.path)
+    if len(folder.parents) < 3:
+        return ""
+    name = f"{folder.parent.name}/{folder.name}"
+    try:
+        day = dt.date.fromisoformat(folder.parent.name)
+        entries = notes(folder.parents[2], str(session.header.animal))
+    except (ValueError, LabRecordError, OSError):
+        return ""
+
+    def line(n: Any) -> str:
+        by = f" by {n.by}" if n.by else ""
+        return f"[{n.recorded_at}{by}] {n.text}"
+
+    mine = [line(n) for n in entries if n.session == name]
+    of_day = [line(n) for n in entries if n.session is None and n.date == day]
+    out = ""
+    if mine:
+        out += f" Notes on this session ({len(mine)}, lab records): " + " | ".join(mine)
+    if of_day:
+        out += f" Notes on the animal for {day} ({len(of_day)}, lab records, no session named): " + " | ".join(of_day)
+    return out
+
+
+def _add_operator_notes(nwb: NWBFile, session: Session) -> None:
+    """Notes typed during the session (operator.jsonl `note`), at the session time the runner logged them."""
+    rows = [r for r in session.operator if r.get("action") == "note"]
+    if not rows:
+        return
+    loop = session.frames
+    # the trial on screen when the note was logged: the frames.bin row of its iteration (or the one before)
+    k = np.clip(np.searchsorted(loop["i"], np.array([int(r["i"]) for r in rows]), side="right") - 1, 0, None)
+    cols = [
+        TimestampVectorData(name="timestamp", description="session time the runner logged the note at (s)",
+                            data=np.array([float(r["t"]) for r in rows])),
+        VectorData(name="annotation", description="the note's text, as typed",
+                   data=[str((r.get("data") or {}).get("text", "")) for r in rows]),
+        VectorData(name="trial", description="0-based trial index on screen (-1: before the first trial)",
+                   data=_small_int(loop["trial"][k].astype(np.int64))),
+    ]
+    nwb.add_events_table(EventsTable(
+        name="operator_notes", description="notes the operator typed during the session",
+        source_description="operator.jsonl of the corridor-rig session (action 'note', from the app or a script)",
+        columns=cols))
 
 
 def export_nwb(session: Session | str | Path, path: str | Path, subject: SubjectInfo | None = None,

@@ -25,12 +25,13 @@ from tests.support.paths import REPO
 class LiveSession:
     """run_session in a thread with a ControlServer, real-time; a client and a subscriber attached."""
 
-    def __init__(self, tmp: Path, duration_s: float = 30.0) -> None:
+    def __init__(self, tmp: Path, duration_s: float = 30.0, protocol_path: Path = REPO / "protocols" / "demo.yaml",
+                 status_hz: float = 2.0) -> None:
         self.keys = SessionKeys.generate()
-        self.hook = ControlServer(self.keys)
+        self.hook = ControlServer(self.keys, status_hz=status_hz)
         self.sub = TelemetrySubscriber(self.hook.telemetry_endpoint, self.keys.client)
         self.client = CommandClient(self.hook.commands_endpoint, self.keys.client, label="test")
-        protocol = load_protocol(REPO / "protocols" / "demo.yaml")
+        protocol = load_protocol(protocol_path)
         config = load_config(REPO / "config" / "sim.yaml")
         options = SessionOptions(animal="t1", seed=5, duration_s=duration_s, data_dir=tmp)
         self.result = None
@@ -83,6 +84,8 @@ def test_state_status_and_events_are_published(live):
     assert iters == sorted(iters) and len(iters) > 60  # every frame, in order, batched
     status = [b for t, b in msgs if t == "status"][-1]
     assert status["running"] is True and status["drivers"]["valve"] == "SimValve"
+    # demo.yaml has no stages: one, which lasts to the end (no criterion to report)
+    assert (status["stage"], status["stage_index"], status["n_stages"], status["criterion"]) == ("main", 0, 1, None)
     kinds = {b["kind"] for t, b in msgs if t == "event"}
     assert kinds & {"lick", "cue", "trial_end"}
     live.finish()

@@ -20,9 +20,16 @@ import pytest
 from rig import api
 from rig.cli.commands import export as export_cmd
 from rig.datalog.reader import Session
+from rig.engine.records import Step
 from rig.export import ExportError
 from rig.export.nwb import LabInfo, SubjectInfo, export_nwb
+from rig.lab.notes import add_note
 from rig.lab.subjects import Subject, create_subject
+from rig.loading import load_config, load_protocol
+from rig.runner.hooks import LoopHook
+from rig.runner.loop import Runner
+from rig.runner.operator import Operator
+from rig.runner.session import SessionOptions, run_session
 from rig.sync.frametable import frame_table
 from tests.support.paths import REPO
 
@@ -38,10 +45,32 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
+NOTES = {100: "groomed during the pre-roll", 700: "licks at the spout <a lot> & runs"}  # iteration: text
+
+
+class TypedNotes(LoopHook):
+    """Notes typed during the session, through the runner's operator inbox as the control server puts them."""
+
+    def start(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def iteration(self, i: int, t: float, step: Step) -> None:
+        if i in NOTES:
+            self.runner.operator.put(Operator("note", text=NOTES[i]))
+
+
 @pytest.fixture(scope="module")
 def session_path(data_dir: Path) -> Path:
-    return api.run(REPO / "protocols" / "train1_task.yaml", fast=True, max_trials=20, data_dir=data_dir, seed=7,
-                   animal="N1", experimenter="Tester, Alex", weight_g=24.35)
+    options = SessionOptions(animal="N1", seed=7, fast=True, max_trials=20, data_dir=data_dir,
+                             experimenter="Tester, Alex", weight_g=24.35)
+    protocol, config = load_protocol(REPO / "protocols" / "train1_task.yaml"), load_config(REPO / "config" / "sim.yaml")
+    folder = run_session(protocol, config, options, hooks=(TypedNotes(),)).path
+    # after the session: a note on it, and one on the animal for the day (rig animal N1 note ...)
+    add_note(data_dir, "N1", "drank 0.4 ml more from the bottle", session=f"{folder.parent.name}/{folder.name}",
+             by="Tester, Alex")
+    add_note(data_dir, "N1", "cage changed", dt.date.fromisoformat(folder.parent.name))
+    add_note(data_dir, "N1", "a note for another day", dt.date(2020, 1, 1))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +78,36 @@ def nwb_path(session_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("nwbout") / "session.nwb"
     assert export_nwb(session_path, out) == out
     return out
+
+
+def test_notes_round_trip(nwb_path: Path, session_path: Path) -> None:
+    """Notes typed during the session are an events table at their session times; notes after it (lab records)
+    are in the file's notes, with the header's notes from the start."""
+    s = Session.open(session_path)
+    logged = [r for r in s.operator if r["action"] == "note"]
+    assert [r["data"]["text"] for r in logged] == list(NOTES.values())
+    with pynwb.NWBHDF5IO(str(nwb_path), "r") as io:
+        f = io.read()
+        table = f.events["operator_notes"].to_dataframe()
+        assert list(table["annotation"]) == list(NOTES.values())
+        assert list(table["timestamp"]) == [r["t"] for r in logged]
+        frames = s.frames
+        assert list(table["trial"]) == [int(frames["trial"][frames["i"] == r["i"]][0]) for r in logged]
+        assert "Notes at the start: (none)" in f.notes
+        assert ("Notes on this session (1, lab records): [" in f.notes
+                and "by Tester, Alex] drank 0.4 ml more from the bottle" in f.notes)
+        assert "(1, lab records, no session named): [" in f.notes and "] cage changed" in f.notes
+        assert "another day" not in f.notes
+
+
+def test_a_session_without_notes_has_no_notes_table(data_dir: Path, tmp_path: Path) -> None:
+    folder = api.run(REPO / "protocols" / "train1_task.yaml", fast=True, max_trials=3, data_dir=tmp_path, seed=2,
+                     animal="Q1", notes="before the start: new spout")
+    out = export_nwb(folder, tmp_path / "q.nwb")
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        assert "operator_notes" not in f.events
+        assert "Notes at the start: before the start: new spout" in f.notes and "lab records" not in f.notes
 
 
 def _everything(path: Path, config: str | None) -> list[str]:

@@ -1,7 +1,8 @@
 """A stand-in for a runner's control channel, on real ZeroMQ sockets on 127.0.0.1: a PUB for telemetry and a
-ROUTER for commands, served from a thread. It speaks today's protocol plus the planned fields of issue 11
+ROUTER for commands, served from a thread. It speaks the runner's control protocol
 (`controller` / `controlled_by` in the hello, `take_control`, `note`, stage fields in the status), so the
-app's side of those can be tested before the runner has them. It answers from a real session folder.
+app's side of those can be driven into states a live session reaches only slowly (or never: a refusal to
+hand over control). It answers from a real session folder.
 
 Raw messages (any bytes) can be published with `publish_raw`: the fuzz tests use that.
 """

@@ -1,4 +1,4 @@
-"""The window's side of session control, against a stand-in runner speaking the planned protocol (issue 11) on real
+"""The window's side of session control, against a stand-in runner speaking the control protocol on real
 ZeroMQ sockets (tests/gui/fake_runner.py), under a private Xvfb: one controlling window (others view only,
 or take control explicitly), notes during a session (sent to the runner and kept in the lab records), the
 stage and its criterion live, and a question before quitting mid-session."""
@@ -116,6 +116,29 @@ def test_a_second_window_is_view_only_until_it_takes_control(qapp, qtbot, staged
         runner.close()
 
 
+def test_a_window_whose_control_is_taken_by_another_becomes_view_only(qapp, qtbot, staged_folder, tmp_path):
+    """The runner publishes `control` when a client takes control; the window asks its hello again and, no
+    longer the controller, goes view only. Frames of the imaging pre-roll (trial -1) are good frames."""
+    runner = FakeRunner(staged_folder, CORRIDORS)
+    try:
+        w = attach(qapp, qtbot, runner, tmp_path)
+        c = w.controls
+        qtbot.waitUntil(lambda: c.pause.isEnabled(), timeout=5000)
+        hellos = sum(r.get("action") == "hello" for r in runner.requests)
+        runner.controller, runner.controlled_by = False, "the window of pid 99 on rigpc"
+        runner.publish("control", {"controlled_by": "the window of pid 99 on rigpc", "before": "this one"})
+        qtbot.waitUntil(lambda: "view only" in c.control_line.full_text, timeout=5000)
+        assert sum(r.get("action") == "hello" for r in runner.requests) == hellos + 1
+        assert not c.pause.isEnabled()
+        runner.publish("state", {"i": [2, 3], "t": [0.03, 0.05], "pos": [600.0, 600.0], "speed": [0.0, 0.0],
+                                 "trial": [-1, -1], "corridor": [0, 0], "grey": [1, 1]})
+        runner.publish("status", {"i": 3, "running": True})
+        qtbot.wait(300)
+        assert w.link is not None and w.link.bad_messages == 0, w.link.last_bad
+    finally:
+        runner.close()
+
+
 def test_a_note_typed_during_the_session_goes_to_the_runner_and_the_lab_records(qapp, qtbot, staged_folder, tmp_path):
     runner = FakeRunner(staged_folder, CORRIDORS)
     lab = FakeLab()
@@ -139,18 +162,42 @@ def test_the_stage_and_its_criterion_show_live(qapp, qtbot, staged_folder, tmp_p
     runner = FakeRunner(staged_folder, CORRIDORS)
     try:
         w = attach(qapp, qtbot, runner, tmp_path)
-        # From the folder's events (the runner's status does not carry the stage yet): the advance at trial 3.
+        # From the folder's events (before the runner's status says anything): the advance at trial 3.
         qtbot.waitUntil(lambda: "advanced passive → active at trial 3" in w.stage.advance.full_text, timeout=5000)
         assert w.stage.text.full_text.startswith("stage 2 of 2: active")
-        # When the runner reports the stage (planned status fields), that is what is shown.
-        runner.publish("status", {"i": 2, "running": True, "stage": "passive", "stage_index": 0,
-                                  "criterion": {"after_trials": 300, "anticipatory_fraction": 0.6, "window": 30,
-                                                "trials_in_stage": 12, "fraction_now": 0.25}})
-        # (a planned report of an earlier stage than the folder's is ignored: the folder is newer)
-        runner.publish("status", {"i": 3, "running": True, "stage": "active", "stage_index": 1,
-                                  "criterion": {"trials_in_stage": 7}})
-        qtbot.waitUntil(lambda: "7 trials in it" in w.stage.text.full_text, timeout=5000)
-        assert w.stage.text.full_text.startswith("stage 2 of 2: active")
+        # The runner's report (status fields stage, stage_index, n_stages, criterion) is what is shown.
+        runner.publish("status", {"i": 2, "running": True, "stage": "active", "stage_index": 1, "n_stages": 3,
+                                  "criterion": {"trials_in_stage": 12, "after_trials": 100, "pending": None,
+                                                "measure": "difference", "threshold": 0.3, "min_trials": 20,
+                                                "window": 40, "n_rewarded": 7, "n_unrewarded": 5,
+                                                "rewarded_fraction": 0.5, "unrewarded_fraction": 0.2,
+                                                "value": None, "learned": False}})
+        qtbot.waitUntil(lambda: "12 trials in it" in w.stage.text.full_text, timeout=5000)
+        assert w.stage.text.full_text == (
+            "stage 2 of 3: active · 12 trials in it · advances after 100 trials (88 to go) or when rewarded − "
+            "unrewarded anticipatory licking ≥ 30% (last 40 of each kind; now 50% − 20%, too few to judge: 7 and 5 "
+            "of 20 each)")
+        runner.publish("status", {"i": 3, "running": True, "stage": "active", "stage_index": 1, "n_stages": 3,
+                                  "criterion": {"trials_in_stage": 40, "after_trials": 100, "pending": "criterion",
+                                                "measure": "difference", "threshold": 0.3, "min_trials": 20,
+                                                "window": 40, "n_rewarded": 21, "n_unrewarded": 20,
+                                                "rewarded_fraction": 0.75, "unrewarded_fraction": 0.4,
+                                                "value": 0.35, "learned": True}})
+        qtbot.waitUntil(lambda: "= +35%" in w.stage.text.full_text, timeout=5000)
+        assert w.stage.text.full_text.endswith(
+            "(last 40 of each kind; now 75% − 40% = +35%) · met (the learning criterion): advances at the next trial "
+            "start")
+        # A report of an earlier stage than the folder's is ignored (the folder is newer).
+        runner.publish("status", {"i": 4, "running": True, "stage": "passive", "stage_index": 0, "n_stages": 3,
+                                  "criterion": {"after_trials": 3, "trials_in_stage": 1}})
+        runner.publish("status", {"i": 5, "running": True, "stage": "active", "stage_index": 1, "n_stages": 3,
+                                  "criterion": {"trials_in_stage": 41}})
+        qtbot.waitUntil(lambda: "41 trials in it" in w.stage.text.full_text, timeout=5000)
+        # A criterion that does not decode is a bad message, counted and dropped; the panel keeps the last good one.
+        runner.publish("status", {"i": 6, "running": True, "stage": "active", "stage_index": 1,
+                                  "criterion": {"measure": "coin flip"}})
+        qtbot.waitUntil(lambda: w.link is not None and w.link.bad_messages > 0, timeout=5000)
+        assert "41 trials in it" in w.stage.text.full_text
     finally:
         runner.close()
 

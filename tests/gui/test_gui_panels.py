@@ -3,6 +3,8 @@ private Xvfb."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gui.testing import qt_display
@@ -68,6 +70,9 @@ def test_status_line_shows_the_mesoscope_link(qtbot):
     panel.show_status(decode_status(base | {"mesoscope": {"alive": False, "frames": 120, "rate_hz": 0.0, "drops": 0,
                                                           "last_frame_age_s": 4.2, "in_gap": True}}))
     assert "mesoscope DOWN" in panel.details and "last 4.2 s ago" in panel.details
+    # the loop period under the names the runner (rig.control.server) sends
+    panel.show_status(decode_status({"loop_period_ms": 16.6, "loop_period_max_ms": 20.14, "drivers": {}}))
+    assert panel.loop.text() == "loop 16.6 ms (max 20.1)"
 
 
 def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qapp, tmp_path):
@@ -109,14 +114,18 @@ def test_the_window_attaches_to_a_replay_started_by_the_runner_process(qtbot, qa
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    """Real session folders: a learned train1 (60 trials), a short train1 (8 trials), a test1."""
+    """Real session folders: a learned train1 (60 trials), a short train1 (8 trials), a test1; a test2 for a
+    mouse with no test3 yet (N1), and test3_swap2 then test2 for one that was shown swap2 (W2)."""
     from rig import api
 
     data = tmp_path_factory.mktemp("history")
     run = lambda proto, n, animal: api.run(REPO / "protocols" / f"{proto}.yaml", fast=True, max_trials=n,  # noqa: E731
                                            data_dir=data, animal=animal, seed=1)
-    return {"learned": run("train1_task", 60, "L1"), "short": run("train1_task", 8, "S1"),
-            "test1": run("test1_task", 6, "T1"), "data": data}
+    out = {"learned": run("train1_task", 60, "L1"), "short": run("train1_task", 8, "S1"),
+           "test1": run("test1_task", 6, "T1"), "test2": run("test2_task", 4, "N1"), "data": data}
+    run("test3_swap2_task", 4, "W2")
+    out["test2_after_swap2"] = run("test2_task", 4, "W2")
+    return out
 
 
 def _suggest(folder):
@@ -148,7 +157,7 @@ def test_suggestion_repeats_train1_too_short_to_judge_and_any_incomplete_session
 
 
 def test_suggestion_follows_the_sequence_and_keeps_lane_and_texture_family(history):
-    from gui.suggest import suggest_next
+    from gui.suggest import Suggestion, suggest_next
 
     sug, _ = _suggest(history["test1"])
     assert sug.protocol == "train2_task" and sug.advance
@@ -156,8 +165,55 @@ def test_suggestion_follows_the_sequence_and_keeps_lane_and_texture_family(histo
     assert suggest_next(base | {"protocol": "grating_test1_exposure"}).protocol == "grating_train2_exposure"
     assert suggest_next(base | {"protocol": "train2_exposure"}).protocol == "test2_exposure"
     assert suggest_next(base | {"protocol": "train2_exposure", "trials": 30}).protocol == "train2_exposure"
-    assert suggest_next(base | {"protocol": "test3_task"}).protocol == "test3_task"
+    assert suggest_next(base | {"protocol": "test3_swap2_exposure"}).protocol == "test3_swap2_exposure"
+    assert not suggest_next(base | {"protocol": "test3_swap2_exposure"}).advance
     assert suggest_next(base | {"protocol": "demo"}).protocol == "demo"
+    # "test3" without a swap and a swap on another stage are no protocols of the sequence: suggested again.
+    for name in ("test3_task", "test2_swap1_task"):
+        assert suggest_next(base | {"protocol": name}) == Suggestion(
+            name, "the last session's protocol (not in the train1 → test3 sequence)", False)
+
+
+def test_test3_suggestion_names_shipped_protocols_and_keeps_the_mouse_s_swap(history):
+    from gui.suggest import protocols_run, shipped
+
+    # No test3 in N1's history: both shipped swaps are offered, none chosen for the operator.
+    sug, _ = _suggest(history["test2"])
+    assert sug.advance and sug.choices == ("test3_swap1_task", "test3_swap2_task")
+    assert "choose test3_swap1_task or test3_swap2_task" in sug.reason
+    assert all(shipped(p, REPO / "protocols") is not None for p in sug.choices)
+    # W2 was shown swap2 before: its test3 is swap2 again, read from its own session headers.
+    folder = Path(history["test2_after_swap2"])
+    names = protocols_run(folder.parent.parent)
+    assert names == ["test3_swap2_task", "test2_task"]
+    from gui.suggest import suggest_next
+    from rig.datalog.info import session_info
+    from rig.datalog.reader import Session
+
+    sug = suggest_next(session_info(Session.open(folder)), None, names)
+    assert sug.choices == ("test3_swap2_task",) and "swap2, the swap corridor this mouse was shown before" in sug.reason
+    assert shipped(sug.protocol, REPO / "protocols") is not None
+    # The exposure lane and the newest swap win; an animal folder that is not there has no history.
+    exp = suggest_next({"protocol": "test2_exposure", "complete": True, "trials": 300}, None,
+                       ["test3_swap1_exposure", "test3_swap2_exposure", "test2_exposure"])
+    assert exp.choices == ("test3_swap2_exposure",)
+    assert protocols_run(folder.parent.parent / "nobody") == []
+
+
+def test_setup_panel_leaves_an_unknown_swap_to_the_operator_and_uses_a_known_one(qtbot, history):
+    from gui.setup_panel import SetupPanel
+
+    panel = SetupPanel(REPO / "config" / "sim.yaml", history["data"])
+    qtbot.addWidget(panel)
+    panel.animal.setEditText("N1")
+    assert "suggested next: test3_swap1_task or test3_swap2_task" in panel.history.text()
+    assert not panel.use_suggested.isEnabled()
+    assert panel.use_suggested.text() == "choose: test3_swap1_task or test3_swap2_task"
+    panel.animal.setEditText("W2")
+    assert "suggested next: test3_swap2_task" in panel.history.text()
+    assert panel.use_suggested.isEnabled() and panel.use_suggested.text() == "Use test3_swap2_task"
+    panel.use_suggested.click()
+    assert panel.protocol_path().name == "test3_swap2_task.yaml" and panel.protocol is not None
 
 
 def test_setup_panel_shows_the_suggestion_and_uses_it(qtbot, history):

@@ -174,7 +174,7 @@ def test_the_flush_box_allows_what_the_sessions_valve_allows(window, sessions):
         assert c.flush_s.problem == f"60 s is more than the rig allows for the flush ({limit:g} s at most)"
         c.flush_s.set_text(f"{limit:g}")
         assert c.valve_open.isEnabled()
-    # When the runner reports its limits (planned hello field), those are the ones.
+    # When the runner reports its limits (the hello's `limits`), those are the ones.
     _, _, limits, source = session_facts(decode_hello({"session": str(sessions["demo"]),
                                                        "limits": {"flush_s_max": 0.25,
                                                                   "manual_reward_ul_max": 10}}))

@@ -160,13 +160,31 @@ def mangled_state(draw: st.DrawFn) -> bytes:
 def mangled_object(draw: st.DrawFn) -> bytes:
     keys = ["running", "paused", "valve_open", "i", "t", "missed_frames", "free_disk_mb", "period_ms_p50",
             "drivers", "mesoscope", "stage", "stage_index", "criterion", "level", "message", "source", "wall",
-            "complete", "reason", "kind", "data", "corridors", "rewarded", "limits", "controller"]
+            "complete", "reason", "kind", "data", "corridors", "rewarded", "limits", "controller", "n_stages",
+            "loop_period_ms", "loop_period_max_ms"]
     body = draw(st.dictionaries(st.sampled_from(keys), json_values, max_size=6))
     return json.dumps(body, allow_nan=True).encode()
 
 
+CRITERION_KEYS = ["trials_in_stage", "after_trials", "pending", "measure", "threshold", "min_trials", "window",
+                  "n_rewarded", "n_unrewarded", "rewarded_fraction", "unrewarded_fraction", "value", "learned",
+                  "anticipatory_fraction", "fraction_now", "rewarded_in_window"]
+
+
+@st.composite
+def mangled_criterion(draw: st.DrawFn) -> bytes:
+    """A status whose stage fields are right and whose criterion object holds any values (the stage panel's
+    decoder must refuse, never crash, and the panel show only what decoded)."""
+    crit = draw(st.dictionaries(st.sampled_from(CRITERION_KEYS), json_values | st.sampled_from(
+        ["difference", "dprime", "trials", "criterion", None, 0.5, 3]), max_size=8))
+    body = {"i": 1, "running": True, "stage": draw(st.text(max_size=20)), "stage_index": draw(st.integers(-2, 20)),
+            "n_stages": draw(st.integers(-1, 20)), "criterion": crit}
+    return json.dumps(body, allow_nan=True).encode()
+
+
 bodies = st.one_of(
-    mangled_state(), mangled_object(), json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    mangled_state(), mangled_object(), mangled_criterion(),
+    json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
     st.binary(max_size=300), st.integers(1, 5000).map(lambda n: b"[" * n),
     st.integers(20, 6000).map(lambda n: b'{"i": ' + b"7" * n + b"}"),
 )
