@@ -1,8 +1,7 @@
 """The app's view of the lab records (animal, weight, water today, notes), behind one narrow interface.
 
-The lab records themselves (animal registry, weights, supplements, calibration history, notes after a
-session) belong to `rig.lab` (issue 13). The app reads and writes them only through `LabRecords` below,
-so wiring the app to `rig.lab` is one adapter class implementing it, passed to MainWindow(lab=...).
+The lab records themselves (animal registry, weights, supplements, calibration history, notes) belong to
+`rig.lab`. The app reads and writes them only through `LabRecords` below (tests give it fakes).
 
 The interface (every method is quick: called from the Qt thread, on small files):
 
@@ -16,28 +15,25 @@ The interface (every method is quick: called from the Qt thread, on small files)
                                                notes not tied to a session), oldest first
     add_note(animal, text, when, session, during) -> None
                                                during=True: typed while the session ran (the runner logs
-                                               it too once it has a `note` command); False: after it
+                                               it too, in operator.jsonl); False: after it
 
 Writes raise LabError with a message for the operator; nothing is ever edited in place.
 
-`FileLabRecords` is the interim implementation until rig.lab lands: append-only JSON lines in
-DATA/ANIMAL/lab-records.jsonl (weights, supplements, notes) and an optional DATA/ANIMAL/subject.json,
-with the rig's water taken from the session folders (rig.datalog.info.session_info, `rig info`'s
-counts). It stores nothing a session folder holds and never writes inside one.
+`RigLabRecords` implements it on rig.lab: the registry, weights, supplements and notes that `rig animal`
+shows and the NWB export reads, with the rig's water taken from the session folders
+(rig.datalog.info.session_info, `rig info`'s counts). It never writes inside a session folder.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
-from gui.wire import WireError, decode_json
-
+T = TypeVar("T")
 MAX_NOTE_CHARS = 10_000
 MAX_WEIGHT_G = 200.0
 MAX_SUPPLEMENT_UL = 10_000.0
@@ -136,125 +132,137 @@ def check_animal(animal: str) -> str:
     return a
 
 
-# ---- the interim file store ---------------------------------------------------------------------------
+# ---- the lab records of rig.lab ----------------------------------------------------------------------
 
 
-RECORDS = "lab-records.jsonl"
-SUBJECT = "subject.json"
+class RigLabRecords:
+    """LabRecords on rig.lab: the registry (DATA/ANIMAL/animal.yaml), weights.jsonl, water.jsonl and
+    notes.jsonl beside it, the same records `rig animal` shows and the NWB export reads; the rig's water from
+    the session folders (`rig info`'s delivered water). Nothing is written inside a session folder."""
 
-
-class FileLabRecords:
-    """Interim LabRecords on files in the data directory (see the module docstring)."""
-
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, min_weight_fraction: float = 0.8, by: str = "") -> None:
         self.data_dir = Path(data_dir)
+        self.min_weight_fraction = min_weight_fraction  # the rig config's lab.min_weight_fraction
+        self.by = by or _user()
 
-    def _records(self, animal: str) -> list[dict[str, Any]]:
-        path = self.data_dir / check_animal(animal) / RECORDS
+    def _lab(self, what: str, call: Callable[[], T]) -> T:
+        from rig.errors import BadInput
+
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return []
+            return call()
+        except (BadInput, ValueError) as e:  # LabRecordError is a BadInput; pydantic's errors ValueErrors
+            raise LabError(f"{what}: {e}") from None
         except OSError as e:
-            raise LabError(f"{path}: cannot read: {e}") from None
-        out = []
-        for line in raw.splitlines():
-            try:
-                rec = decode_json(line)
-            except WireError:
-                continue  # a damaged line is skipped; the others still count
-            if isinstance(rec.get("when"), str) and isinstance(rec.get("kind"), str):
-                out.append(rec)
-        return out
-
-    def _append(self, animal: str, rec: dict[str, Any]) -> None:
-        folder = self.data_dir / check_animal(animal)
-        path = folder / RECORDS
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, (json.dumps(rec, sort_keys=True) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise LabError(f"{path}: cannot write: {e}") from None
-
-    @staticmethod
-    def _when(rec: dict[str, Any]) -> datetime | None:
-        try:
-            return datetime.fromisoformat(rec["when"])
-        except (KeyError, ValueError):
-            return None
+            raise LabError(f"{what}: {e}") from None
 
     def subject(self, animal: str) -> Subject | None:
-        path = self.data_dir / check_animal(animal) / SUBJECT
-        try:
-            d = decode_json(path.read_bytes())
-        except FileNotFoundError:
+        from rig.lab.subjects import load_subject
+
+        s = self._lab(f"animal {animal}", lambda: load_subject(self.data_dir, check_animal(animal)))
+        if s is None:
             return None
-        except (OSError, WireError) as e:
-            raise LabError(f"{path}: {e}") from None
-
-        def num(key: str) -> float | None:
-            v = d.get(key)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
-
-        return Subject(animal=animal, restricted=d.get("restricted") is True,
-                       baseline_weight_g=num("baseline_weight_g"), water_target_ul=num("water_target_ul"),
-                       weight_alert_fraction=num("weight_alert_fraction") or 0.8,
-                       species=str(d.get("species", "")), sex=str(d.get("sex", "")), strain=str(d.get("strain", "")))
+        target = s.daily_water_target_ml
+        return Subject(animal=animal, restricted=s.restricted_on(date.today()), baseline_weight_g=s.baseline_weight_g,
+                       water_target_ul=target * 1000.0 if target is not None else None,
+                       weight_alert_fraction=self.min_weight_fraction, species=s.species, sex=s.sex,
+                       strain=s.strain or "")
 
     def weight(self, animal: str, day: date) -> Weighing | None:
-        best = None
-        for rec in self._records(animal):
-            when = self._when(rec)
-            g = rec.get("grams")
-            if rec["kind"] == "weight" and when is not None and when.date() == day and isinstance(g, int | float):
-                best = Weighing(float(g), when)
-        return best
+        from rig.lab.weights import weight_on, weights
+
+        w = weight_on(self._lab(f"weights of {animal}", lambda: weights(self.data_dir, check_animal(animal))), day)
+        if w is None:
+            return None
+        try:
+            when = datetime.fromisoformat(w.recorded_at)
+        except ValueError:
+            when = datetime.combine(w.date, datetime.min.time())
+        return Weighing(w.weight_g, when)
 
     def record_weight(self, animal: str, grams: float, when: datetime) -> None:
-        self._append(animal, {"kind": "weight", "grams": check_weight(grams), "when": when.isoformat()})
+        from rig.lab.subjects import load_subject
+        from rig.lab.weights import record_weight
+
+        grams = check_weight(grams)
+        a = check_animal(animal)
+        self._lab("weight not recorded", lambda: record_weight(
+            self.data_dir, a, grams, when.date(), load_subject(self.data_dir, a), by=self.by, source="rig gui"))
 
     def water(self, animal: str, day: date) -> WaterDay:
-        from rig.datalog.info import find_sessions, session_info
-        from rig.datalog.reader import Session, SessionError
+        from rig.lab.water import supplement_ml_on, supplements
 
-        rig_ul, n = 0.0, 0
-        try:
-            folders = [f for f in find_sessions(self.data_dir / check_animal(animal))
-                       if f.parent.name == day.isoformat()]
-        except FileNotFoundError:
-            folders = []
-        for folder in folders:
-            try:
-                info = session_info(Session.open(folder))
-            except (SessionError, OSError):
-                continue
-            rig_ul += float(info.get("water_ul") or 0.0)
-            n += 1
-        supplement = sum(float(r["volume_ul"]) for r in self._records(animal)
-                         if r["kind"] == "supplement" and type(r.get("volume_ul")) in (int, float)
-                         and (w := self._when(r)) is not None and w.date() == day)
-        subj = self.subject(animal)
-        return WaterDay(day, round(rig_ul, 6), round(supplement, 6), subj.water_target_ul if subj else None, n)
+        a = check_animal(animal)
+        rig_ul, n = _rig_water(self.data_dir / a, day)
+        supp_ml = supplement_ml_on(self._lab(f"water of {a}", lambda: supplements(self.data_dir, a)), day)
+        subj = self.subject(a)
+        return WaterDay(day, round(rig_ul, 6), round(supp_ml * 1000.0, 6), subj.water_target_ul if subj else None, n)
 
     def add_supplement(self, animal: str, volume_ul: float, when: datetime) -> None:
-        self._append(animal, {"kind": "supplement", "volume_ul": check_supplement(volume_ul),
-                              "when": when.isoformat()})
+        from rig.lab.water import record_supplement
+
+        ml = check_supplement(volume_ul) / 1000.0
+        self._lab("supplement not recorded",
+                  lambda: record_supplement(self.data_dir, check_animal(animal), ml, when.date(), by=self.by))
 
     def notes(self, animal: str, session: Path | None) -> list[Note]:
-        key = str(Path(session).resolve()) if session is not None else None
+        from rig.lab.notes import notes
+
+        a = check_animal(animal)
+        key = self._session_key(a, session)
         out = []
-        for rec in self._records(animal):
-            when = self._when(rec)
-            if rec["kind"] == "note" and when is not None and rec.get("session") == key:
-                out.append(Note(when, str(rec.get("text", "")), key, rec.get("during") is True))
+        for n in self._lab(f"notes of {a}", lambda: notes(self.data_dir, a)):
+            if n.session != key:
+                continue
+            try:
+                when = datetime.fromisoformat(n.recorded_at)
+            except ValueError:
+                when = datetime.combine(n.date, datetime.min.time())
+            out.append(Note(when, n.text, str(session) if session is not None else None, n.during))
         return out
 
     def add_note(self, animal: str, text: str, when: datetime, session: Path | None, during: bool) -> None:
-        key = str(Path(session).resolve()) if session is not None else None
-        self._append(animal, {"kind": "note", "text": check_note(text), "when": when.isoformat(),
-                              "session": key, "during": during})
+        from rig.lab.notes import add_note
+
+        a, text = check_animal(animal), check_note(text)
+        key = self._session_key(a, session)
+        self._lab("note not saved", lambda: add_note(self.data_dir, a, text, when.date(), by=self.by, session=key,
+                                                     during=during))
+
+    def _session_key(self, animal: str, session: Path | None) -> str | None:
+        """DATE/NNN of a session folder of this animal under the data directory (how notes name sessions)."""
+        if session is None:
+            return None
+        folder = Path(session).resolve()
+        if folder.parent.parent != (self.data_dir / animal).resolve():
+            raise LabError(f"{session} is not a session of {animal} in {self.data_dir}")
+        return f"{folder.parent.name}/{folder.name}"
+
+
+def _rig_water(animal_dir: Path, day: date) -> tuple[float, int]:
+    """The water the rig gave on `day` (`rig info`'s delivered water of that day's folders, running ones
+    included) and how many sessions."""
+    from rig.datalog.info import find_sessions, session_info
+    from rig.datalog.reader import Session, SessionError
+
+    rig_ul, n = 0.0, 0
+    try:
+        folders = [f for f in find_sessions(animal_dir) if f.parent.name == day.isoformat()]
+    except FileNotFoundError:
+        folders = []
+    for folder in folders:
+        try:
+            info = session_info(Session.open(folder))
+        except (SessionError, OSError):
+            continue
+        rig_ul += float(info.get("water_ul") or 0.0)
+        n += 1
+    return rig_ul, n
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

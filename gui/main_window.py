@@ -24,7 +24,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from gui.check_panel import CheckPanel
 from gui.control_panel import ControlPanel
 from gui.day_panel import DayPanel, SummaryPanel
-from gui.lab_view import FileLabRecords, LabRecords
+from gui.lab_view import LabRecords, RigLabRecords
 from gui.launcher import Spawner, lock_info, start_runner, tail
 from gui.plots import PlotPanel, anticipation_label
 from gui.session_link import SessionLink
@@ -87,7 +87,7 @@ class StageBox(QtWidgets.QGroupBox):
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, config_path: Path, data_dir: Path | None = None, lock_dir: Path | None = None,
-                 lab_factory: LabFactory | None = FileLabRecords, spawner: Spawner | None = None) -> None:
+                 lab_factory: LabFactory | None = RigLabRecords, spawner: Spawner | None = None) -> None:
         """spawner: starts runners at the app's original priority (gui.launcher); without one they are
         started from the GUI thread and inherit its priority."""
         super().__init__()

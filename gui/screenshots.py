@@ -14,13 +14,12 @@ All from real runner processes (sim rig, real time) started by the app:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,9 +64,11 @@ def main() -> int:
         for k in range(2):  # earlier sessions of the animal, for its history and today's water
             api.run(REPO / "examples" / "staged_zone_task.yaml", fast=True, max_trials=20 + 10 * k, data_dir=data,
                     animal=ANIMAL, seed=k + 1)
-        (data / ANIMAL / "subject.json").write_text(json.dumps(
-            {"restricted": True, "baseline_weight_g": 25.0, "water_target_ul": 1000, "species": "Mus musculus",
-             "sex": "F", "strain": "C57BL/6J"}))
+        from rig.lab.subjects import Subject, create_subject
+
+        create_subject(data, Subject(id=ANIMAL, sex="F", strain="C57BL/6J", restricted=True,
+                                     water_restriction_start=date.today(), baseline_weight_g=25.0,
+                                     daily_water_target_ml=1.0))
         replay_session = api.run(REPO / "protocols" / "train1_task.yaml", fast=True, max_trials=80, data_dir=data,
                                  animal="M017", seed=7)
         protocol = Path(tmp) / "nocue_quick_advance.yaml"

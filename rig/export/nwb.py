@@ -457,7 +457,9 @@ def _lab_notes(session: Session) -> str:
         by = f" by {n.by}" if n.by else ""
         return f"[{n.recorded_at}{by}] {n.text}"
 
-    mine = [line(n) for n in entries if n.session == name]
+    # A note typed in the app during the session is in operator.jsonl too (events/operator_notes): once.
+    typed = {str((r.get("data") or {}).get("text", "")) for r in session.operator if r.get("action") == "note"}
+    mine = [line(n) for n in entries if n.session == name and not (n.during and n.text in typed)]
     of_day = [line(n) for n in entries if n.session is None and n.date == day]
     out = ""
     if mine:

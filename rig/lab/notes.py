@@ -26,6 +26,7 @@ class NoteEntry(Entry):
     recorded_at: str
     by: str = ""
     session: str | None = None  # DATE/NNN under the animal's folder
+    during: bool = False  # typed in the app while the session ran (the runner's operator.jsonl holds it too)
 
     @field_validator("session")
     @classmethod
@@ -40,7 +41,7 @@ def notes_path(data_dir: Path, animal: str) -> Path:
 
 
 def add_note(data_dir: Path, animal: str, text: str, day: dt.date | None = None, *, by: str = "",
-             session: str | None = None) -> NoteEntry:
+             session: str | None = None, during: bool = False) -> NoteEntry:
     """Append a note; with `session`, the day is the session's and the session must exist."""
     check_animal_id(animal)
     text = text.strip()
@@ -54,7 +55,7 @@ def add_note(data_dir: Path, animal: str, text: str, day: dt.date | None = None,
             raise LabRecordError(f"{animal_dir(data_dir, animal) / session}: no such session")
         day = dt.date.fromisoformat(session.split("/")[0])
     entry = NoteEntry(date=day or dt.date.today(), text=text, recorded_at=journal.now_iso(), by=by,
-                      session=session)
+                      session=session, during=during)
     journal.append(notes_path(data_dir, animal), entry)
     return entry
 

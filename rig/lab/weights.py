@@ -28,7 +28,7 @@ class WeightEntry(Entry):
     weight_g: float = Field(gt=0, le=MAX_WEIGHT_G)
     recorded_at: str  # wall clock, when it was entered
     by: str = ""
-    source: Literal["rig animal", "rig run"] = "rig animal"
+    source: Literal["rig animal", "rig run", "rig gui"] = "rig animal"
     note: str = ""
 
 
@@ -52,7 +52,7 @@ def weights_path(data_dir: Path, animal: str) -> Path:
 
 
 def record_weight(data_dir: Path, animal: str, weight_g: float, day: dt.date, subject: Subject | None, *,
-                  by: str = "", source: Literal["rig animal", "rig run"] = "rig animal",
+                  by: str = "", source: Literal["rig animal", "rig run", "rig gui"] = "rig animal",
                   note: str = "") -> WeightEntry:
     check_animal_id(animal)
     check_weight(weight_g, subject)

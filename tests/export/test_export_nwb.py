@@ -70,6 +70,8 @@ def session_path(data_dir: Path) -> Path:
              by="Tester, Alex")
     add_note(data_dir, "N1", "cage changed", dt.date.fromisoformat(folder.parent.name))
     add_note(data_dir, "N1", "a note for another day", dt.date(2020, 1, 1))
+    # the app keeps a note typed during the session in the lab records too: the file holds it once
+    add_note(data_dir, "N1", next(iter(NOTES.values())), session=f"{folder.parent.name}/{folder.name}", during=True)
     return folder
 
 
@@ -98,6 +100,7 @@ def test_notes_round_trip(nwb_path: Path, session_path: Path) -> None:
                 and "by Tester, Alex] drank 0.4 ml more from the bottle" in f.notes)
         assert "(1, lab records, no session named): [" in f.notes and "] cage changed" in f.notes
         assert "another day" not in f.notes
+        assert next(iter(NOTES.values())) not in f.notes  # it is in events/operator_notes
 
 
 def test_a_session_without_notes_has_no_notes_table(data_dir: Path, tmp_path: Path) -> None:

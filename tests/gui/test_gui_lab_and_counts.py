@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import pytest
 
-from gui.lab_view import FileLabRecords, LabError
+from gui.lab_view import LabError, RigLabRecords
 from gui.session_state import Outcome, Phase, outcome
 from gui.testing import qt_display
 from gui.wire import End
@@ -179,22 +179,27 @@ def test_the_end_of_session_summary(panel, folders):
     assert p.notes.count() == 1  # the day's list shows it too
 
 
-def test_the_interim_file_records_keep_weights_supplements_notes_and_take_the_rigs_water_from_the_folders(
-        folders, tmp_path):
+def test_the_apps_lab_records_are_rig_labs_and_take_the_rigs_water_from_the_folders(folders, tmp_path):
+    """What the app records (weight, supplement, notes) is what `rig animal` and the NWB export read."""
     import shutil
+
+    from rig.lab import notes, subjects, water, weights
+    from rig.lab.daily import animal_log
 
     data = tmp_path / "data"
     shutil.copytree(folders["data"] / "A1", data / "A1")
-    lab = FileLabRecords(data)
+    lab = RigLabRecords(data, by="Doe, Jane")
     day = date.fromisoformat(folders["demo"].parent.name)
     when = datetime.combine(day, datetime.min.time()).replace(hour=9)
     assert lab.subject("A1") is None and lab.weight("A1", day) is None
+    subjects.create_subject(data, subjects.Subject(
+        id="A1", sex="F", restricted=True, water_restriction_start=day, baseline_weight_g=25.0,
+        daily_water_target_ml=1.0))
     lab.record_weight("A1", 23.5, when)
     lab.add_supplement("A1", 400, when)
     session = data / "A1" / folders["demo"].parent.name / folders["demo"].name
     lab.add_note("A1", "first note", when, session, during=True)
     lab.add_note("A1", "after the session", when, session, during=False)
-    (data / "A1" / "subject.json").write_text('{"restricted": true, "baseline_weight_g": 25, "water_target_ul": 1000}')
     assert lab.weight("A1", day).grams == 23.5
     rig = sum(session_info(Session.open(f))["water_ul"] for f in (data / "A1" / day.isoformat()).iterdir())
     w = lab.water("A1", day)
@@ -202,17 +207,20 @@ def test_the_interim_file_records_keep_weights_supplements_notes_and_take_the_ri
     assert [(n.text, n.during) for n in lab.notes("A1", session)] == [("first note", True),
                                                                     ("after the session", False)]
     assert lab.subject("A1").restricted and lab.subject("A1").baseline_weight_g == 25.0
+    # rig.lab's own records hold them, as `rig animal A1` reads them
+    assert [(e.weight_g, e.source, e.by) for e in weights.weights(data, "A1")] == [(23.5, "rig gui", "Doe, Jane")]
+    assert water.supplement_ml_on(water.supplements(data, "A1"), day) == 0.4
+    assert [n.session for n in notes.notes(data, "A1")] == [f"{session.parent.name}/{session.name}"] * 2
+    today = animal_log(data, "A1", today=day).days[-1]
+    assert (today.date, today.weight_g, today.supplement_ml, len(today.notes)) == (day, 23.5, 0.4, 2)
     for bad, call in (("weight 0 g", lambda: lab.record_weight("A1", 0, when)),
+                      ("baseline", lambda: lab.record_weight("A1", 2.5, when)),  # rig.lab's plausibility check
                       ("the note is empty", lambda: lab.add_note("A1", "  ", when, None, False)),
                       ("animal ID", lambda: lab.add_note("../x", "hi", when, None, False)),
-                      ("supplement", lambda: lab.add_supplement("A1", float("nan"), when))):
+                      ("supplement", lambda: lab.add_supplement("A1", float("nan"), when)),
+                      ("not a session of A1", lambda: lab.add_note("A1", "x", when, tmp_path, False))):
         with pytest.raises(LabError, match=bad):
             call()
-    # Records are appended, never rewritten; a damaged line is skipped, the others still count.
-    records = data / "A1" / "lab-records.jsonl"
-    with open(records, "ab") as f:
-        f.write(b"{not json\n")
-    assert lab.weight("A1", day).grams == 23.5 and len(records.read_text().splitlines()) == 5
 
 
 def test_summary_lines_of_a_crash_without_a_readable_folder():
