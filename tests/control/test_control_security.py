@@ -25,9 +25,11 @@ from rig.datalog.reader import Session
 from rig.loading import load_config, load_protocol
 from rig.runner.lock import private_dir, read_lock
 from rig.runner.session import SessionOptions, run_session
+from tests.support.fuzz_tally import FuzzTallies
 from tests.support.paths import REPO
 
 NOBODY = 65534
+MAX_MESSAGE_BYTES = 1 << 20  # the command socket's ZMQ_MAXMSGSIZE (rig.control.server)
 
 
 class Live:
@@ -83,10 +85,13 @@ def _as_nobody(imports: str, code: str, *args: str) -> subprocess.CompletedProce
                           timeout=60, cwd=REPO)
 
 
-def test_a_client_without_the_credential_gets_nothing(live: Live) -> None:
+def test_a_client_without_the_credential_gets_nothing(live: Live, fuzz_tally: FuzzTallies) -> None:
+    tally = fuzz_tally("control: commands, no credential", "requests")
     intruder = SessionKeys.generate()  # a valid CURVE key pair, but not the session's
     with CommandClient(live.server.commands_endpoint, intruder.client) as c, \
             pytest.raises(ControlError, match="no reply"):
+        tally.tried += 1
+        tally.other["unanswered"] += 1  # counted here; pytest.raises fails the test if it is answered
         c.request("stop", timeout_s=1.5)
     # Plain ZeroMQ (no CURVE) gets no reply either.
     ctx = zmq.Context.instance()
@@ -94,14 +99,20 @@ def test_a_client_without_the_credential_gets_nothing(live: Live) -> None:
     plain.setsockopt(zmq.LINGER, 0)
     plain.connect(live.server.commands_endpoint)
     plain.send_multipart([b"", json.dumps({"id": 1, "action": "stop"}).encode()])
-    assert plain.poll(1500) == 0
+    tally.tried += 1
+    answered = plain.poll(1500) != 0
+    tally.other["answered" if answered else "unanswered"] += 1
+    assert not answered
     plain.close()
     sub = TelemetrySubscriber(live.server.telemetry_endpoint, intruder.client)
     assert sub.poll(timeout_ms=1500) == []
     sub.close()
+    if not live.thread.is_alive():
+        tally.crashes += 1
     assert live.thread.is_alive()  # still running: nothing reached it
     s = live.stop()
     assert "stop" in [o["action"] for o in s.operator]  # the owner's stop, the only one
+    assert tally.crashes == 0 and tally.other["answered"] == 0
 
 
 def test_another_local_user_can_neither_read_the_credential_nor_command(tmp_path: Path) -> None:
@@ -206,7 +217,7 @@ NASTY = st.sampled_from([b"[" * 100_000, b'{"action": "hello", "id": ' + b"9" * 
                          b'{"action": "note", "text": "' + b"x" * 70_000 + b'"}'])
 
 
-def test_no_message_kills_the_command_channel(live: Live) -> None:
+def test_no_message_kills_the_command_channel(live: Live, fuzz_tally: FuzzTallies) -> None:
     """Fuzz the command socket with the session's own credential (the worst case: an authenticated but
     buggy or hostile client); every message gets a reply or is dropped, the loop runs on, and the valve
     never opens for anything but a well-formed request."""
@@ -214,18 +225,28 @@ def test_no_message_kills_the_command_channel(live: Live) -> None:
     raw.request("take_control")  # the fuzzer is the controller: its requests are acted on
     sock = raw._sock
     counts = {"sent": 0, "replied": 0, "refused": 0}
+    tally = fuzz_tally("control: commands, owner credential", "requests")
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.one_of(REQUEST.map(lambda d: json.dumps(d, allow_nan=True).encode()), NASTY, st.binary(max_size=200)))
     def fuzz(body: bytes) -> None:
         if b'"stop"' in body or b'"pause"' in body:
+            tally.other["not sent (stop/pause)"] += 1
             return  # would end or freeze the session under test; covered by the typed tests
         sock.send_multipart([b"", body])
         counts["sent"] += 1
+        tally.tried += 1
         if sock.poll(3000):
             reply = json.loads(sock.recv_multipart()[-1])
             counts["replied"] += 1
             counts["refused"] += reply.get("ok") is False
+            tally.refused += reply.get("ok") is False
+        elif len(body) > MAX_MESSAGE_BYTES:
+            tally.other["dropped >1 MiB"] += 1  # by libzmq, before the server sees it
+        else:
+            tally.hangs += 1  # no reply within the bound to a message the server must answer
+        if not live.thread.is_alive():
+            tally.crashes += 1
         assert live.thread.is_alive()
 
     fuzz()
@@ -233,7 +254,14 @@ def test_no_message_kills_the_command_channel(live: Live) -> None:
     assert raw.request("hello")["status"]["running"] is True
     raw.close()
     s = live.stop()
-    assert s.footer is not None and not any(f["kind"] == "crash" for f in s.faults)
+    assert s.footer is not None
+    tally.crashes += sum(f["kind"] == "crash" for f in s.faults)  # the runner's own crash records
+    # A clean run records frames 1..iterations-1 (iteration 0 writes none) and every record the footer
+    # counts: the difference is what the fuzz cost the recording.
+    tally.lose(s.footer["summary"]["iterations"] - 1 - len(set(s.frames["i"].tolist())))
+    tally.lose(sum(1 for w in s.warnings if "footer counts" in w))
+    tally.other["loop overruns"] += s.footer["summary"]["missed_frames"]  # timing, not loss: not asserted
     for rec in s.valve:  # whatever was fuzzed, the guard's limits held
         assert rec.get("sent_ms", 0) <= 1000.0
+    assert tally.crashes == 0 and tally.hangs == 0 and tally.lost == 0, tally
     print(f"command fuzz: {counts}")
