@@ -25,10 +25,13 @@ from drivers.serial_board import protocol as P
 from drivers.serial_board.connection import SEQ_WINDOW, BoardConnection, BoardError
 from drivers.serial_board.driver import SerialBall, SerialFrameClock, SerialLick, SerialValve
 from drivers.serial_board.emulator import BoardEmulator, EmulatorConfig
+from tests.support.fuzz_tally import FuzzTallies, Tally
 from tests.support.waiting import MonoClock, wait_until
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 T = P.PacketType
+# The reader's counters of what it turned away (each a run of bytes or a packet), as tallied per boundary.
+REFUSALS = ("garbage", "partial", "crc", "invalid", "out_of_sequence", "bad_time", "unexpected")
 
 
 @dataclass
@@ -43,6 +46,23 @@ class Link:
     got_valve: list = field(default_factory=list)
     counts: int = 0
     onset: bool = False
+    tally: Tally | None = None  # where check() counts what it saw (set by count_into)
+    _refusals_at_start: dict[str, int] = field(default_factory=dict)
+    _lost_counted: int = 0
+
+    def count_into(self, tally: Tally) -> Tally:
+        self.tally = tally
+        self._refusals_at_start = {k: self.valve.health().counters[k] for k in REFUSALS}
+        return tally
+
+    def count_refusals(self) -> None:
+        """The reader's refusals since count_into, by reason: what it counted, not what was sent."""
+        assert self.tally is not None
+        c = self.valve.health().counters
+        for k in REFUSALS:
+            if n := c[k] - self._refusals_at_start[k]:
+                self.tally.refused += n
+                self.tally.other[k] += n
 
     def read(self) -> None:
         self.got_frames += self.frames.read().tolist()
@@ -60,11 +80,26 @@ class Link:
         time.sleep(0.003)  # the count goes out on the next encoder period
         self.emu.sync()
         log = self.emu.snapshot()
-        wait_until(lambda: self.read() or (len(self.got_frames) >= len(log.frames) and len(self.got_licks)
-                                           >= len(log.licks) and self.counts >= log.encoder_sent_total),
-                   what="the genuine events")  # fmt: skip
+        try:
+            wait_until(lambda: self.read() or (len(self.got_frames) >= len(log.frames) and len(self.got_licks)
+                                               >= len(log.licks) and self.counts >= log.encoder_sent_total),
+                       what="the genuine events")  # fmt: skip
+        except AssertionError:
+            if self.tally is not None:
+                self.tally.hangs += 1
+            raise
         time.sleep(0.01)
         self.read()
+        if self.tally is not None:  # against the emulator's log of what the board really sent, so far
+            lost = (max(0, len(log.frames) - len(self.got_frames)) + max(0, len(log.licks) - len(self.got_licks))
+                    + max(0, log.encoder_sent_total - self.counts))
+            self.tally.lose(max(0, lost - self._lost_counted))
+            self._lost_counted = max(lost, self._lost_counted)
+            phantom = (max(0, len(self.got_frames) - len(log.frames)) + max(0, len(self.got_licks) - len(log.licks))
+                       + len(self.got_valve))
+            self.tally.other["phantom"] = max(self.tally.other["phantom"], phantom)
+            if not self.valve.health().reader_alive:
+                self.tally.crashes += 1
         np.testing.assert_array_equal(self.got_frames, np.asarray(log.frames) / 1e6)
         assert self.got_licks == [(t / 1e6, on) for t, on in log.licks]
         assert self.got_valve == [] and self.counts == log.encoder_sent_total
@@ -94,14 +129,20 @@ def link() -> Iterator[Link]:
 
 
 @pytest.mark.timeout(90)
-def test_arbitrary_bytes_never_kill_the_reader_nor_make_an_event(link: Link) -> None:
+def test_arbitrary_bytes_never_kill_the_reader_nor_make_an_event(link: Link, fuzz_tally: FuzzTallies) -> None:
+    tally = link.count_into(fuzz_tally("serial: arbitrary bytes", "bytes"))
+
     @FUZZ
     @given(st.binary(min_size=1, max_size=400))
     def inner(data: bytes) -> None:
         link.emu.inject_raw(data)
+        tally.tried += len(data)
+        tally.other["injections"] += 1
         link.check()
 
     inner()
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     c = link.valve.health().counters
     assert c["garbage"] + c["partial"] + c["crc"] + c["invalid"] > 0
 
@@ -125,62 +166,81 @@ def hostile_packets(draw: st.DrawFn) -> tuple[int, bytes, int, int]:
 
 
 @pytest.mark.timeout(90)
-def test_valid_crc_packets_with_arbitrary_fields_are_rejected_not_believed(link: Link) -> None:
+def test_valid_crc_packets_with_arbitrary_fields_are_rejected_not_believed(link: Link,
+                                                                           fuzz_tally: FuzzTallies) -> None:
+    tally = link.count_into(fuzz_tally("serial: valid-CRC hostile packets", "packets"))
+
     @FUZZ
     @given(st.lists(hostile_packets(), min_size=1, max_size=5))
     def inner(packets: list[tuple[int, bytes, int, int]]) -> None:
         for ptype, payload, seq_ahead, t_offset in packets:
             link.emu.inject_packet(ptype, payload, seq_ahead=seq_ahead, t_offset_us=t_offset)
+            tally.tried += 1
         link.check()
 
     inner()
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     c = link.valve.health().counters
     assert c["out_of_sequence"] + c["bad_time"] + c["invalid"] + c["unexpected"] > 0
     assert c["resets"] == 0  # no claimed reboot was believed
 
 
 @pytest.mark.timeout(60)
-def test_out_of_range_enums_are_counted_not_fatal(link: Link) -> None:
+def test_out_of_range_enums_are_counted_not_fatal(link: Link, fuzz_tally: FuzzTallies) -> None:
+    tally = link.count_into(fuzz_tally("serial: out-of-range enums", "packets"))
     link.emu.inject_packet(T.VALVE, bytes((1, 7)))  # reason 7 does not exist
     link.emu.inject_packet(T.LICK, struct.pack("<BI", 9, 1))
     link.emu.inject_packet(T.ACK, struct.pack("<HBBH", 0, 0x81, 42, 0))
+    tally.tried += 3
     link.check()
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     h = link.valve.health()
     assert h.counters["invalid"] == 3 and [f.kind for f in h.faults] == ["invalid"]
 
 
 @pytest.mark.timeout(90)
-def test_replayed_packets_make_no_phantom_events(link: Link) -> None:
+def test_replayed_packets_make_no_phantom_events(link: Link, fuzz_tally: FuzzTallies) -> None:
     link.emu.set_frame_rate(200.0)  # plenty of real frame packets to replay
     link.emu.lick(True)
     link.emu.lick(False)
     time.sleep(0.3)
     link.emu.set_frame_rate(0.0)  # (then the streams stand still between the checks)
+    # Counted from here: the genuine frames above are the ground truth the replays must not add to.
+    tally = link.count_into(fuzz_tally("serial: replayed packets", "bursts"))
 
     @FUZZ
     @given(st.integers(1, 40), st.integers(0, 150))
     def inner(count: int, back: int) -> None:
         link.emu.replay(count, back)
+        tally.tried += 1  # a burst of up to `count` packets sent before
         link.check()
 
     inner()
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     assert link.valve.health().counters["out_of_sequence"] > 0
 
 
 @pytest.mark.timeout(90)
-def test_a_wrong_rollover_count_moves_no_sample(link: Link) -> None:
+def test_a_wrong_rollover_count_moves_no_sample(link: Link, fuzz_tally: FuzzTallies) -> None:
     link.emu.set_frame_rate(100.0)
     time.sleep(0.2)
     link.emu.set_frame_rate(0.0)
+    tally = link.count_into(fuzz_tally("serial: wrong rollover heartbeats", "packets"))
 
     @FUZZ
     @given(st.integers(1, 0xFFFF))
     def inner(wraps: int) -> None:
         link.emu.bad_rollover_heartbeat(wraps)
+        tally.tried += 1
         link.check()
         assert link.valve.health().clock.scale == pytest.approx(1.0, abs=1e-3)
 
     inner()
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     c = link.valve.health().counters
     assert c["bad_time"] >= 1 and any(f.kind == "bad_rollover" for f in link.valve.faults)
     # Every frame kept its place: none was moved by 2**32 us (71.6 minutes).
@@ -188,12 +248,16 @@ def test_a_wrong_rollover_count_moves_no_sample(link: Link) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_replayed_boot_hello_is_not_believed(link: Link) -> None:
+def test_a_replayed_boot_hello_is_not_believed(link: Link, fuzz_tally: FuzzTallies) -> None:
+    tally = link.count_into(fuzz_tally("serial: replayed boot HELLO", "packets"))
     old = link.emu._hello_body(P.ResetCause.BOOT, 1000)  # a BOOT HELLO of another (earlier) boot
     old = (*old[:13], (old[13] + 1) & 0xFFFF, *old[14:])
     layout = P.LAYOUTS[T.HELLO][0]
     link.emu.inject_packet(T.HELLO, layout.pack(*old), seq_ahead=-5 & 0xFFFF, t_offset_us=0)
+    tally.tried += 1
     link.check()  # the board, asked, answers with its real boot_id: the claim is dropped, nothing held lost
+    link.count_refusals()
+    assert tally.crashes == tally.hangs == tally.lost == 0 and tally.other["phantom"] == 0, tally
     h = link.valve.health()
     assert h.counters["resets"] == 0 and any(f.kind == "unexpected_hello" for f in h.faults)
     assert not any(f.kind == "device_reset" for f in h.faults)
