@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gui.testing import qt_display
 from gui.wire import WireError, decode_json, decode_reply, decode_state, decode_status, decode_telemetry
 from tests.gui.fake_runner import FakeRunner
+from tests.support.fuzz_tally import FuzzTallies
 from tests.support.paths import REPO
 
 CORRIDORS = ["leaf1", "circle1"]
@@ -197,17 +198,35 @@ messages = st.one_of(
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=messages)
-def test_the_window_survives_any_telemetry_message_and_keeps_working(qapp, window, runner, frames):
+def test_the_window_survives_any_telemetry_message_and_keeps_working(qapp, window, runner, fuzz_tally: FuzzTallies,
+                                                                       frames):
+    tally = fuzz_tally("GUI: telemetry (SUB)", "messages")
     w = window
     link = w.link
     sentinel = link.last_status.i + 1 if link.last_status is not None else 1
-    if frames[:1] != [b"end"]:  # a valid end would end the session view; it is tested on its own
+    bad_before = link.bad_messages
+    if frames[:1] == [b"end"]:  # a valid end would end the session view; it is tested on its own
+        tally.other["not sent (end)"] += 1
+    else:
         runner.publish_raw(frames)
+        tally.tried += 1
     runner.publish("status", {"i": sentinel, "running": True})
-    pump(qapp, w, 3.0, until=lambda: link.last_status is not None and link.last_status.i >= sentinel)
-    assert link.last_status is not None and link.last_status.i >= sentinel, "telemetry stopped reaching the window"
-    w.refresh()  # draws whatever was accepted
+    try:
+        pump(qapp, w, 3.0, until=lambda: link.last_status is not None and link.last_status.i >= sentinel)
+        arrived = link.last_status is not None and link.last_status.i >= sentinel
+        tally.hangs += not arrived  # the sentinel, sent after the message, did not arrive within the bound
+        assert arrived, "telemetry stopped reaching the window"
+        w.refresh()  # draws whatever was accepted
+    except AssertionError:
+        raise
+    except Exception:
+        tally.crashes += 1  # an exception out of the event loop or a redraw: the app would abort
+        raise
+    tally.refused += link.bad_messages - bad_before  # dropped as bad, by the window's own count
+    if not (w.link is link and link.result is None):
+        tally.crashes += 1  # the window let go of the session
     assert w.link is link and link.result is None
+    assert tally.crashes == tally.hangs == 0
 
 
 def test_after_the_fuzz_good_telemetry_still_gets_through(qapp, window, runner):
