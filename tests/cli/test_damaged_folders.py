@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from rig.cli.main import main
 from rig.datalog.reader import BINARY_FIELDS, JSONL_FILES
 from rig.sync.reconcile import FRAME_DTYPE
+from tests.support.fuzz_tally import FuzzTallies, Tally
 from tests.support.paths import REPO
 
 HANG_S = 60  # no call may take longer (the slowest, rig summary, takes ~2 s)
@@ -555,9 +556,20 @@ def _settings(command: Command) -> settings:
                     database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+def tally_outcome(tally: Tally, outcome: Outcome) -> None:
+    """Before the checks: what the call did (a hang, a traceback), as observed."""
+    tally.tried += 1
+    if outcome.code == "hang":
+        tally.hangs += 1
+    elif outcome.code == "crash" or outcome.traceback is not None or "Traceback" in outcome.stderr:
+        tally.crashes += 1
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_a_damaged_folder_gets_one_line_and_exit_2_never_a_traceback(name: str, pristine: Path) -> None:
+def test_a_damaged_folder_gets_one_line_and_exit_2_never_a_traceback(name: str, pristine: Path,
+                                                                     fuzz_tally: FuzzTallies) -> None:
     command = COMMANDS[name]
+    tally = fuzz_tally(f"folders: rig {name}", "damages")
 
     @_settings(command)
     @given(damage=DAMAGES)
@@ -565,10 +577,19 @@ def test_a_damaged_folder_gets_one_line_and_exit_2_never_a_traceback(name: str, 
         with fresh_copy(pristine) as (session, out):
             damage.apply(session)
             outcome = run_in_process(command.argv(session, out))
+            tally_outcome(tally, outcome)
             check(command, damage, session, outcome)
+            # check() passed: an exit 2 is one line naming the file; 0 and 1 read the damage as tolerable
+            if outcome.code == 2:
+                tally.refused += 1
+            else:
+                tally.other[f"read (exit {outcome.code})"] += 1
+            if _marker(session).exists():
+                tally.other["pickle loaded"] += 1
             assert not _marker(session).exists(), f"{damage.what}: a pickle was loaded"
 
     fuzz()
+    assert tally.crashes == tally.hangs == tally.other["pickle loaded"] == 0, tally
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -590,30 +611,53 @@ def _rig(argv: list[str], *, address_space: int | None = None, prefix: tuple[str
                           timeout=HANG_S, env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit)
 
 
-def _one_line_naming(done: subprocess.CompletedProcess[str], prog: str, file: Path, what: str) -> None:
+def _one_line_naming(done: subprocess.CompletedProcess[str], prog: str, file: Path, what: str,
+                     tally: Tally | None = None) -> None:
+    if tally is not None:
+        tally.tried += 1
+        tally.crashes += "Traceback" in done.stderr
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = [x for x in done.stderr.splitlines() if x.strip()]
     head = re.match(rf"rig {prog}: (CORRUPTED: )?{re.escape(str(file))}: ", lines[0]) if len(lines) == 1 else None
     assert head is not None and what in lines[0], done.stderr
+    if tally is not None:
+        tally.refused += 1
+        assert tally.crashes == tally.hangs == 0, tally
+
+
+def _rig_counted(tally: Tally, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """_rig, with a call that outlives HANG_S counted as a hang (and failing the test, as before)."""
+    try:
+        return _rig(argv, **kw)
+    except subprocess.TimeoutExpired:
+        tally.tried += 1
+        tally.hangs += 1
+        raise
+
+
+OWN_PROCESS = "folders: own process (sparse, fifo, 000)"
 
 
 @pytest.mark.parametrize("name", ["replay --verify", "export --mouseland"])
-def test_a_sparse_100_gb_stream_is_refused_within_1_gib(name: str, pristine: Path) -> None:
+def test_a_sparse_100_gb_stream_is_refused_within_1_gib(name: str, pristine: Path, fuzz_tally: FuzzTallies) -> None:
+    tally = fuzz_tally(OWN_PROCESS, "damages")
     with fresh_copy(pristine) as (session, out):
         os.truncate(session / "ball.bin", 100 << 30)
-        done = _rig(COMMANDS[name].argv(session, out), address_space=1 << 30)
-        _one_line_naming(done, name.split()[0], session / "ball.bin", "more than a session this long can hold")
+        done = _rig_counted(tally, COMMANDS[name].argv(session, out), address_space=1 << 30)
+        _one_line_naming(done, name.split()[0], session / "ball.bin", "more than a session this long can hold",
+                         tally)
 
 
-def test_a_fifo_in_place_of_a_stream_is_refused_without_waiting(pristine: Path) -> None:
+def test_a_fifo_in_place_of_a_stream_is_refused_without_waiting(pristine: Path, fuzz_tally: FuzzTallies) -> None:
+    tally = fuzz_tally(OWN_PROCESS, "damages")
     with fresh_copy(pristine) as (session, out):
         (session / "events.jsonl").unlink()
         os.mkfifo(session / "events.jsonl")  # opening it to read would wait for a writer forever
-        done = _rig(["info", str(session)])
-        _one_line_naming(done, "info", session / "events.jsonl", "a named pipe (FIFO), not a file")
+        done = _rig_counted(tally, ["info", str(session)])
+        _one_line_naming(done, "info", session / "events.jsonl", "a named pipe (FIFO), not a file", tally)
 
 
-def test_an_unreadable_file_is_refused(pristine: Path) -> None:
+def test_an_unreadable_file_is_refused(pristine: Path, fuzz_tally: FuzzTallies) -> None:
     prefix: tuple[str, ...] = ()
     if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
         setpriv = shutil.which("setpriv")
@@ -623,8 +667,9 @@ def test_an_unreadable_file_is_refused(pristine: Path) -> None:
         prefix = (setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}")
     with fresh_copy(pristine) as (session, out):
         (session / "events.jsonl").chmod(0)
-        done = _rig(["replay", "--verify", str(session)], prefix=prefix)
-        _one_line_naming(done, "replay", session / "events.jsonl", "cannot be opened: Permission denied")
+        tally = fuzz_tally(OWN_PROCESS, "damages")
+        done = _rig_counted(tally, ["replay", "--verify", str(session)], prefix=prefix)
+        _one_line_naming(done, "replay", session / "events.jsonl", "cannot be opened: Permission denied", tally)
 
 
 # ---- pickles -------------------------------------------------------------------------------------------
