@@ -86,7 +86,7 @@ def _as_nobody(imports: str, code: str, *args: str) -> subprocess.CompletedProce
 
 
 def test_a_client_without_the_credential_gets_nothing(live: Live, fuzz_tally: FuzzTallies) -> None:
-    tally = fuzz_tally("control: commands, no credential", "requests")
+    tally = fuzz_tally("control: commands, no credential", "requests", bounded=False)
     intruder = SessionKeys.generate()  # a valid CURVE key pair, but not the session's
     with CommandClient(live.server.commands_endpoint, intruder.client) as c, \
             pytest.raises(ControlError, match="no reply"):

@@ -28,6 +28,7 @@ from rig.loading import (
     validate_files,
 )
 from rig.protocol import Protocol
+from tests.support.fuzz_tally import FuzzTallies
 from tests.support.paths import BROKEN, REPO
 
 VALID = """\
@@ -96,7 +97,10 @@ BROKEN_PROTOCOLS = [
 
 
 @pytest.mark.parametrize("name, line, field, words", BROKEN_PROTOCOLS, ids=[b[0] for b in BROKEN_PROTOCOLS])
-def test_broken_protocol_reported_at_its_line_and_field(name: str, line: int, field: str, words: list[str]) -> None:
+def test_broken_protocol_reported_at_its_line_and_field(name: str, line: int, field: str, words: list[str],
+                                                        fuzz_tally: FuzzTallies) -> None:
+    tally = fuzz_tally("YAML: broken protocol files", "documents", bounded=False)
+    tally.tried += 1
     path = BROKEN / name
     with pytest.raises(ProtocolError) as ei:
         load_protocol(path)
@@ -107,6 +111,7 @@ def test_broken_protocol_reported_at_its_line_and_field(name: str, line: int, fi
     # The same single problem through validate_files, formatted as the `rig validate` line.
     (p,) = validate_files([path])
     assert str(p).startswith(f"{path}:{line}: {field}: ")
+    tally.refused += 1  # at its file:line and field, as asserted above
 
 
 def test_every_broken_file_is_covered() -> None:
@@ -392,7 +397,9 @@ YAML_CHARS = st.sampled_from(list(":-[]{},&*!|>#'\"\n\t ?%@`\\0123456789.eE+_abc
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edits=st.lists(st.tuples(st.integers(0, len(VALID)), st.integers(0, 3), YAML_CHARS), min_size=1, max_size=6))
-def test_text_mutations_raise_only_load_errors(edits: list[tuple[int, int, str]]) -> None:
+def test_text_mutations_raise_only_load_errors(fuzz_tally: FuzzTallies, edits: list[tuple[int, int, str]]) -> None:
+    tally = fuzz_tally("YAML: protocol text mutations", "documents", bounded=False)
+    tally.tried += 1
     text = VALID
     for pos, cut, ins in edits:
         text = text[:pos] + ins + text[pos + cut :]
@@ -403,6 +410,13 @@ def test_text_mutations_raise_only_load_errors(edits: list[tuple[int, int, str]]
         assert e.problems
         for p in e.problems:
             assert p.file == "fuzz.yaml" and 1 <= p.line <= nlines and p.field and p.message
+        tally.refused += 1  # every problem at fuzz.yaml:LINE with a field and a message
+    except Exception:
+        tally.crashes += 1  # anything but a ProtocolError is a traceback for the user
+        raise
+    else:
+        tally.other["accepted"] += 1
+    assert tally.crashes == 0
 
 
 def _paths(d: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -427,7 +441,10 @@ VALUES = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(changes=st.lists(st.tuples(st.sampled_from(ALL_PATHS), VALUES), min_size=1, max_size=4))
-def test_structural_mutations_raise_only_load_errors(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+def test_structural_mutations_raise_only_load_errors(fuzz_tally: FuzzTallies,
+                                                    changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+    tally = fuzz_tally("YAML: protocol structure mutations", "documents", bounded=False)
+    tally.tried += 1
     data = yaml.safe_load(VALID)
     for path, value in changes:
         node = data
@@ -448,8 +465,14 @@ def test_structural_mutations_raise_only_load_errors(changes: list[tuple[tuple[A
         p = protocol_from_yaml(dumped, "mut.yaml")
     except ProtocolError as e:
         assert all(p.field and p.message and p.line >= 1 for p in e.problems)
+        tally.refused += 1
+    except Exception:
+        tally.crashes += 1  # anything but a ProtocolError is a traceback for the user
+        raise
     else:
         assert protocol_from_yaml(dump_protocol(p)) == p  # anything accepted also round-trips
+        tally.other["accepted (round-trips)"] += 1
+    assert tally.crashes == 0
 
 
 # ---- booleans are never numbers (issue 11): each refusal at the offending key's own line -------------------

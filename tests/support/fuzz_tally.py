@@ -21,6 +21,7 @@ class Tally:
     refused: int = 0  # turned away with a reason the test checked (an error reply, a counter, exit 2)
     crashes: int = 0  # the thing under test died or raised what it must not
     hangs: int = 0  # no answer within the test's bound
+    bounded: bool = True  # False: the test sets no bound of its own, so hangs print "n/a"
     lost: int | None = None  # samples missing against the ground truth; None: the test cannot tell
     other: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -30,12 +31,13 @@ class Tally:
 
     def row(self) -> str:
         lost = "n/a" if self.lost is None else str(self.lost)
+        hangs = str(self.hangs) if self.bounded else "n/a"
         extra = "  ".join(f"{k}={v}" for k, v in sorted(self.other.items()))
-        return (f"{self.boundary:<40} {self.tried:>6} {self.unit:<10} {self.refused:>7} {self.crashes:>7} "
-                f"{self.hangs:>5} {lost:>5}  {extra}").rstrip()
+        return (f"{self.boundary:<42} {self.tried:>6} {self.unit:<10} {self.refused:>7} {self.crashes:>7} "
+                f"{hangs:>5} {lost:>5}  {extra}").rstrip()
 
 
-HEADER = f"{'boundary':<40} {'tried':>6} {'':<10} {'refused':>7} {'crashes':>7} {'hangs':>5} {'lost':>5}  other"
+HEADER = f"{'boundary':<42} {'tried':>6} {'':<10} {'refused':>7} {'crashes':>7} {'hangs':>5} {'lost':>5}  other"
 
 
 class FuzzTallies:
@@ -44,8 +46,8 @@ class FuzzTallies:
     def __init__(self) -> None:
         self._by_name: dict[str, Tally] = {}
 
-    def __call__(self, boundary: str, unit: str) -> Tally:
-        t = self._by_name.setdefault(boundary, Tally(boundary, unit))
+    def __call__(self, boundary: str, unit: str, *, bounded: bool = True) -> Tally:
+        t = self._by_name.setdefault(boundary, Tally(boundary, unit, bounded=bounded))
         assert t.unit == unit, f"{boundary}: counted in {t.unit}, not {unit}"
         return t
 
