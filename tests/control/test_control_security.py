@@ -265,3 +265,56 @@ def test_no_message_kills_the_command_channel(live: Live, fuzz_tally: FuzzTallie
         assert rec.get("sent_ms", 0) <= 1000.0
     assert tally.crashes == 0 and tally.hangs == 0 and tally.lost == 0, tally
     print(f"command fuzz: {counts}")
+
+
+def test_no_unauthenticated_peer_gets_an_answer_or_stops_the_session(live: Live, fuzz_tally: FuzzTallies) -> None:
+    """Fuzz both sockets without the session's credential: plain ZeroMQ peers of every socket type and CURVE
+    peers with keys of their own send arbitrary frames (valid requests among them). None is answered, the
+    telemetry says nothing to them, and the session records as a clean one does."""
+    tally = fuzz_tally("control: both sockets, no credential", "messages")
+    ctx = zmq.Context.instance()
+    stranger = SessionKeys.generate()
+    peers = []
+    for kind, curve in ((zmq.DEALER, False), (zmq.REQ, False), (zmq.DEALER, True), (zmq.PUSH, False)):
+        s = ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDTIMEO, 200)
+        if curve:  # the server's public key (the worst case: it leaked) with a key pair of its own, which ZAP refuses
+            s.curve_serverkey = live.keys.client.server_public
+            s.curve_publickey, s.curve_secretkey = stranger.client.client_public, stranger.client.client_secret
+        s.connect(live.server.commands_endpoint)
+        peers.append(s)
+    listener = TelemetrySubscriber(live.server.telemetry_endpoint, stranger.client)
+    valid = REQUEST.map(lambda d: json.dumps(d, allow_nan=True).encode())
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(peers) - 1), st.lists(st.one_of(valid, NASTY, st.binary(max_size=300)), min_size=1,
+                                                     max_size=3))
+    def fuzz(k: int, frames: list[bytes]) -> None:
+        peer = peers[k]
+        try:
+            peer.send_multipart(frames if peer.type != zmq.DEALER else [b"", *frames])
+        except zmq.Again:
+            tally.other["not queued (no connection)"] += 1  # a refused handshake leaves nothing to send on
+        tally.tried += 1
+        if peer.type != zmq.PUSH and peer.poll(50):
+            tally.other["answered"] += 1
+            peer.recv_multipart()
+        else:
+            tally.refused += 1  # silently: no reply, nothing acted on
+        if not live.thread.is_alive():
+            tally.crashes += 1
+        assert live.thread.is_alive()
+
+    fuzz()
+    heard = listener.poll(timeout_ms=500)
+    listener.close()
+    for s in peers:
+        s.close()
+    assert heard == [] and tally.other["answered"] == 0
+    assert live.client.request("hello")["status"]["running"] is True  # the owner is still served
+    s = live.stop()
+    assert [o["action"] for o in s.operator].count("stop") == 1  # the owner's: no stranger's request acted on
+    tally.crashes += sum(f["kind"] == "crash" for f in s.faults)
+    tally.lose(s.footer["summary"]["iterations"] - 1 - len(set(s.frames["i"].tolist())))
+    assert tally.crashes == 0 and tally.lost == 0, tally
