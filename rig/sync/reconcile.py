@@ -391,6 +391,7 @@ def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: LinearFit, period: f
     last = int(frames.max())
     rows: list[tuple[Any, ...]] = []
     taken: set[int] = set()
+    taken_t: dict[int, float] = {}  # frame numbers given to edges without a message, and their edge times
     for i in orphans:
         tm = float(fit.unmap(ttl[i]))
         k = int(np.searchsorted(meso, tm))  # meso increases with frame number within an acquisition
@@ -410,17 +411,28 @@ def _fill_unmessaged(acq: int, ai: int, m: np.ndarray, fit: LinearFit, period: f
             frame = est if est >= 1 and est not in taken else -1
         if frame > 0:
             taken.add(frame)
+            taken_t[frame] = float(ttl[i])
             last = max(last, frame)
         rows.append((float(ttl[i]), float(ttl[i]), acq if frame > 0 else -1, frame, -1, np.nan, np.nan, 0,
                      False, True, False, bool(bounced[i]), False, ai > 0 and frame == 1))
     n_missing = last - len({f for f in known | taken if 1 <= f <= last})
     if n_missing > max_fill:
         return rows, n_missing
-    seen = np.array(sorted(known | taken), dtype=np.int64)
+    # Every numbered frame's rig time (messages through the fit, message-less edges as stamped), so a frame
+    # seen on neither path is timed from the frames on both sides of it, in order, a stall between included.
+    seen_t = dict(zip((int(f) for f in frames), (float(x) for x in fit.map(meso)), strict=True))
+    seen_t.update(taken_t)
+    seen = np.array(sorted(seen_t), dtype=np.int64)
+    times = np.array([seen_t[int(f)] for f in seen])
     for f in np.setdiff1d(np.arange(1, last + 1, dtype=np.int64), seen, assume_unique=True).tolist():
-        k = int(np.searchsorted(frames, f))
-        ref = k - 1 if k > 0 else k
-        t_est = float(fit.map(meso[ref] + (f - frames[ref]) * period))
+        k = int(np.searchsorted(seen, f))
+        if k == 0:
+            t_est = float(times[0] - (seen[0] - f) * period)
+        else:
+            p, tp = int(seen[k - 1]), float(times[k - 1])
+            t_est = tp + (f - p) * period
+            if k < len(seen) and t_est >= times[k]:  # a stall after it: share the interval instead
+                t_est = tp + (f - p) / (int(seen[k]) - p) * (float(times[k]) - tp)
         rows.append((t_est, np.nan, acq, f, -1, np.nan, np.nan, 0, True, True, False, False, False,
                      ai > 0 and f == 1))
     return rows, 0

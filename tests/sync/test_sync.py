@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rig.sync.reconcile import (
@@ -62,6 +62,8 @@ def _faults(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=150, deadline=None)
 @given(_faults())
+# found by CI: frame 10 seen on neither path after a stall, frame 9 only by its edge (timed before frame 9 once)
+@example({"n": 11, "miss_msg": {9, 10}, "miss_ttl": {10}, "dup": set(), "period": 1 / 60, "seed": 0, "stall": 8})
 def test_random_drops_and_duplicates_on_either_path_are_flagged_exactly(f: dict) -> None:
     n, period = f["n"], f["period"]
     t, meso, recv = _session(n, period, f["seed"], stall_after=f["stall"], stall_s=7 * period)
