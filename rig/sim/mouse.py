@@ -27,7 +27,7 @@ Behaviour model (times in seconds, speeds in cm/s):
   water (learned; before any water, where the protocol's reward rule says). Water that came in a
   narrow stretch (a reward zone) is anticipated ahead of it; water that came anywhere over the corridor
   (a cue at a random place) is anticipated only towards its mean, later in the corridor, the cue doing
-  the rest. So licking ramps towards the reward and first licks come late (median near 2 m).
+  the rest. So licking ramps towards the reward and first licks come late (median 1.7-2.1 m).
 - after a cue: a short lick burst with probability CUE_P_EXPERT in an anticipated trial, else
   CUE_P_NAIVE * (1 - E) (a startle lick that learning suppresses).
 - after water: a consummatory burst at 6-8 Hz for 1-3 s; anticipation stops until the next trial.
