@@ -17,14 +17,17 @@ Behaviour model (times in seconds, speeds in cm/s):
 - licks are onset/offset pairs, tongue contact 30-60 ms, followed by a short refractory time.
 - spontaneous licking: Poisson at `lick_rate_hz` (corrected for the dead time, so the observed rate
   matches the configured one). A water-seeking mouse that has learned the task licks less at random:
-  the rate is scaled by `1 - BASE_SUPPRESSION * E`, E its engagement (its highest reward expectation).
+  the rate is scaled by `(1 - E) ** BASE_SUPPRESSION`, E its engagement (its highest reward
+  expectation), so an expert's licks are mostly anticipatory, cue-driven or drinking.
 - anticipation: at the start of each trial a water-seeking mouse (task sessions; exposure mice are not
   water-restricted and never anticipate) decides to expect water in this corridor with probability
   `anticipation_chance(v)`, a steep logistic of v, its learned reward expectation for the corridor. If it
   does, it adds `anticipation_peak_hz * ramp(x)` in the textured part, a logistic ramp of the position x
-  whose half point lies `RAMP_LEAD_SD` spreads plus `RAMP_LEAD_CM` before the mean position where it has
-  had water (learned; before any water, where the protocol's reward rule says). So licking ramps towards
-  the reward and first licks come late.
+  whose half point is at `mean - RAMP_LEAD_CM - RAMP_LEAD_SD * spread` of the positions where it has had
+  water (learned; before any water, where the protocol's reward rule says). Water that came in a
+  narrow stretch (a reward zone) is anticipated ahead of it; water that came anywhere over the corridor
+  (a cue at a random place) is anticipated only towards its mean, later in the corridor, the cue doing
+  the rest. So licking ramps towards the reward and first licks come late (median 1.7-2.1 m).
 - after a cue: a short lick burst with probability CUE_P_EXPERT in an anticipated trial, else
   CUE_P_NAIVE * (1 - E) (a startle lick that learning suppresses).
 - after water: a consummatory burst at 6-8 Hz for 1-3 s; anticipation stops until the next trial.
@@ -50,11 +53,11 @@ SPEED_TAU_S = 2.0  # correlation time of that variation
 LICK_CONTACT_S = (0.03, 0.06)
 LICK_REFRACTORY_S = 0.06  # the tongue cannot touch again this soon after releasing (caps licking ~10 Hz)
 DEAD_TIME_S = (LICK_CONTACT_S[0] + LICK_CONTACT_S[1]) / 2 + LICK_REFRACTORY_S
-BASE_SUPPRESSION = 0.8  # an engaged (expert) mouse licks this much less at random
+BASE_SUPPRESSION = 2.0  # random licking scales as (1 - E) ** this: an expert (E ~ 0.7) licks ~10 % as often
 DECIDE_AT = 0.4  # expectation at which the mouse anticipates in half of the trials ...
 DECIDE_WIDTH = 0.08  # ... with a logistic this steep (a confident mouse anticipates nearly every trial)
-RAMP_LEAD_SD = 1.0  # the anticipatory ramp is half-way this many reward-position spreads ...
-RAMP_LEAD_CM = 0.0  # ... plus this far before the mean reward position
+RAMP_LEAD_CM = 45.0  # the anticipatory ramp is half-way this far before the mean reward position ...
+RAMP_LEAD_SD = -0.8  # ... plus this many reward-position spreads (negative: a wide spread moves it later)
 RAMP_WIDTH_CM = 20.0  # logistic width of the ramp
 CUE_P_NAIVE = 0.1  # chance of a lick burst after a cue for a naive mouse, in any corridor
 CUE_P_EXPERT = 0.95  # ... in a trial where the mouse expects water
@@ -493,7 +496,7 @@ class VirtualMouse:
         pinned = self._pinned.get(name)
         chance = pinned if pinned is not None else anticipation_chance(k.expectation)
         self._engagement = engagement = max(self.knowledge.engagement(), max(self._pinned.values(), default=0.0))
-        base *= 1.0 - BASE_SUPPRESSION * engagement
+        base *= (1.0 - engagement) ** BASE_SUPPRESSION
         self._base_rate = self._hazard_rate(base)
         self._anticipating = chance > 0.0 and self._draw.uniform() < chance
         if not self._anticipating or self._peak_hz <= 0.0:

@@ -138,8 +138,10 @@ def test_expert_licks_more_before_the_cue_in_rewarded_than_unrewarded_corridors(
     unrew = [tr for tr in trials if not tr.rewarded]
     frac_rew = np.mean([tr.licks_before_cue > 0 for tr in rew])
     frac_unrew = np.mean([tr.licks_before_cue > 0 for tr in unrew])
-    assert frac_rew > 0.6
-    assert frac_rew - frac_unrew > 0.4
+    # The cue comes anywhere in 0.5-3.5 m and the expert's ramp rises near the mean water position (~2.2
+    # m), so it licks before the cue in about half the rewarded trials and almost never elsewhere.
+    assert frac_rew > 0.4
+    assert frac_rew - frac_unrew > 0.35
     # ... and the licking ramps up through the texture: more in the second half than the first.
     pos = np.concatenate([tr.lick_positions for tr in rew])
     assert np.sum((pos >= 200) & (pos < 400)) > 2 * np.sum(pos < 200)
