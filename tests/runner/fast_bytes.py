@@ -1,9 +1,11 @@
 """What a set of --fast sessions logs, as sha256 per data file: the yardstick for speed work on the loop.
 
 Speed-ups of the simulated rig (drivers, world, mouse, log writer, runner loop) must not change one byte
-of what is logged. This module runs a fixed set of simulated sessions (several protocols, seeds and
-configs, a task with stages, exposures, zone tasks, an operator script, a sync output, a mouse that
-remembers from one day to the next, and one 60-minute session) and hashes every file they write except
+of what is logged. This module runs a fixed set of simulated sessions (task and exposure protocols, with
+and without imaging rolls, seeds, expert and naive mice (config/sim.yaml, sim-naive.yaml), a staged task
+whose stage advances (examples/staged_zone_task.yaml), zone tasks, odd ball and frame rates, an operator
+script, a sync output, --max-trials and --duration ends, a mouse that remembers from one day to the next,
+a 60-minute session, and a small `rig cohort` of learning mice) and hashes every file they write except
 the wall-clock ones (rig.datalog.reader.WALL_CLOCK_FILES); the footer is hashed without its end time.
 
     python -m tests.runner.fast_bytes            # run every case, compare with tests/data/fast_bytes.json
@@ -105,15 +107,15 @@ def _no_memory(cfg: dict[str, Any]) -> None:
 
 
 CASES: tuple[Case, ...] = (
-    Case("train1_expert", ("train1_task",), seed=1, max_trials=40),
+    Case("train1_expert", ("train1_task",), seed=1, max_trials=40),  # imaging pre- and post-rolls
     Case("train1_naive", ("train1_task",), config="sim-naive.yaml", seed=2, max_trials=40),
-    Case("demo", ("demo",), seed=3, max_trials=30),
-    Case("nocue_stages", ("nocue_task",), seed=4, max_trials=60,
-         protocol_changes={"stages": "window 10"}),
+    Case("demo", ("demo",), seed=3, max_trials=30),  # no rolls
+    Case("staged_zone", ("examples/staged_zone_task",), seed=4, max_trials=60,
+         protocol_changes={"stages": "advance early"}),
     Case("natural_exposure", ("pretrain_natural_exposure",), config="sim-naive.yaml", seed=5, max_trials=30),
-    Case("zone_passive", ("behaviour_zone_passive_task",), seed=6, max_trials=30),
-    Case("zone_active_naive", ("behaviour_zone_active_task",), config="sim-naive.yaml", seed=7, max_trials=30),
-    Case("test3", ("test3_task",), seed=8, max_trials=30),
+    Case("zone_passive", ("nocue_passive_task",), seed=6, max_trials=30),
+    Case("zone_active_naive", ("nocue_active_task",), config="sim-naive.yaml", seed=7, max_trials=30),
+    Case("test3_swap", ("test3_swap1_task",), seed=8, max_trials=30),
     Case("passive_cue_pause_250hz", ("train1_task",), seed=9, max_trials=30,
          protocol_changes={"reward": {"mode": "passive_after_cue", "delay_ms": 300},
                            "inter_trial": {"mode": "pause", "pause_s": 1.5}},
@@ -121,22 +123,36 @@ CASES: tuple[Case, ...] = (
     Case("odd_rates_exposure", ("train1_exposure",), seed=10, max_trials=20, config_changes=_ball_333_frames_fast),
     Case("operator_script", ("train1_task",), seed=11, max_trials=25, hooks=_script),
     Case("sync_output", ("demo",), seed=12, max_trials=20, config_changes=_with_sync),
-    Case("memory_days", ("pretrain_natural_exposure", "behaviour_zone_passive_task", "behaviour_zone_active_task"),
+    Case("memory_days", ("pretrain_natural_exposure", "nocue_passive_task", "nocue_active_task"),
          config="sim-naive.yaml", seed=13, max_trials=25),
     Case("duration_no_memory", ("test1_task",), seed=14, duration_s=300.0, config_changes=_no_memory),
     Case("sixty_minutes", ("train1_task",), seed=1, duration_s=3600.0),
 )
 
+# The `rig cohort` path (rig.sim.cohort.run_cohort): one small curriculum, one process, the learning mouse
+# carrying its memory file from day to day (an exposure day, a rest day, a passive day, an active day).
+COHORT = "cohort"
+COHORT_CURRICULUM = {
+    "name": "fast-bytes", "mice_per_group": 2, "start_date": "2024-01-01",
+    "session": {"max_trials": None, "max_duration_s": 240.0},
+    "groups": [
+        {"name": "natural", "days": [{"protocol": "pretrain_natural_exposure"}, {"protocol": None},
+                                     {"protocol": "nocue_passive_task"}, {"protocol": "nocue_active_task"}]},
+        {"name": "none", "days": [{"protocol": None}, {"protocol": "nocue_active_task"}]},
+    ],
+}
+
 
 def _protocol(name: str, changes: dict[str, Any]) -> Protocol:
-    p = api.load_protocol(REPO / "protocols" / f"{name}.yaml")
+    path = REPO / f"{name}.yaml" if "/" in name else REPO / "protocols" / f"{name}.yaml"
+    p = api.load_protocol(path)
     changes = dict(changes)
-    if changes.pop("stages", None) == "window 10" and p.stages:
-        # A shorter anticipatory window, so the stage advance happens within a short test session.
+    if changes.pop("stages", None) == "advance early" and p.stages:
+        # The stage advance within a short test session: a short anticipatory window, few trials.
         stages = [s.model_dump(mode="json") for s in p.stages]
         for s in stages:
             if s.get("advance"):
-                s["advance"] = {**s["advance"], "window": 10}
+                s["advance"] = {**s["advance"], "window": 10, "after_trials": 25}
         changes["stages"] = stages
     return api.modify(p, **changes) if changes else p
 
@@ -187,8 +203,39 @@ def run_case(case: Case, data_dir: Path) -> dict[str, str]:
     return hashes
 
 
+def run_cohort_case(out: Path) -> dict[str, str]:
+    """Run COHORT_CURRICULUM through rig.sim.cohort in one process; returns "ANIMAL/DATE/NNN/FILE" -> sha256,
+    each mouse's memory file's, and the scored rows'."""
+    from rig.sim.cohort import Curriculum, row_dict, run_cohort
+
+    result = run_cohort(Curriculum.model_validate(COHORT_CURRICULUM), out, seed=5, jobs=1)
+    data = out / "data"
+    hashes: dict[str, str] = {}
+    for animal in sorted(d for d in data.iterdir() if d.is_dir()):
+        for session in sorted(animal.glob("*/[0-9][0-9][0-9]")):
+            for f, h in _hash_session(session).items():
+                hashes[f"{session.relative_to(data)}/{f}"] = h
+        memory = animal / "sim-mouse.json"
+        if memory.exists():
+            hashes[f"{animal.name}/sim-mouse.json"] = _sha(memory.read_bytes())
+    rows = [row_dict(r) for r in result.rows]
+    hashes["rows"] = _sha(json.dumps(rows, sort_keys=True).encode())
+    return hashes
+
+
+def case_names() -> list[str]:
+    return [c.name for c in CASES] + [COHORT]
+
+
+def run_named(name: str, data_dir: Path) -> dict[str, str]:
+    """Run one case (or the cohort) into data_dir (which must not hold another run of it)."""
+    if name == COHORT:
+        return run_cohort_case(data_dir / COHORT)
+    return run_case(next(c for c in CASES if c.name == name), data_dir)
+
+
 def run_all(data_dir: Path, names: list[str] | None = None) -> dict[str, dict[str, str]]:
-    return {c.name: run_case(c, data_dir) for c in CASES if names is None or c.name in names}
+    return {n: run_named(n, data_dir) for n in case_names() if names is None or n in names}
 
 
 def compare(got: dict[str, dict[str, str]], expected: dict[str, dict[str, str]]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Speed work on the simulated rig and the loop must leave every logged byte unchanged; this runs the cases
 of tests.runner.fast_bytes (protocols, seeds, configs, stages, exposure, zone tasks, an operator script,
-a sync output, a remembering mouse, a 60-minute session) and compares each data file's sha256. A
+a sync output, a remembering mouse, a 60-minute session, a small `rig cohort`) and compares each data file's sha256. A
 deliberate change of what is logged re-takes the baseline: python -m tests.runner.fast_bytes --write
 """
 
@@ -19,13 +19,13 @@ EXPECTED = json.loads(fb.EXPECTED.read_text())
 
 
 def test_the_baseline_covers_every_case():
-    assert sorted(EXPECTED) == sorted(c.name for c in fb.CASES)
+    assert sorted(EXPECTED) == sorted(fb.case_names())
 
 
-@pytest.mark.parametrize("case", fb.CASES, ids=[c.name for c in fb.CASES])
-def test_fast_session_bytes_unchanged(case: fb.Case, tmp_path: Path):
-    got = fb.run_case(case, tmp_path)
-    assert fb.compare({case.name: got}, EXPECTED) == []
+@pytest.mark.parametrize("name", fb.case_names())
+def test_fast_session_bytes_unchanged(name: str, tmp_path: Path):
+    got = fb.run_named(name, tmp_path)
+    assert fb.compare({name: got}, EXPECTED) == []
 
 
 def test_compare_names_a_changed_file():
