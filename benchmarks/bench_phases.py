@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from drivers.base import ClockMap, View  # noqa: E402
+from drivers.base import View  # noqa: E402
 from rig import api  # noqa: E402
 from rig.datalog.reader import BINARY_FIELDS, WALL_CLOCK_FILES, Session  # noqa: E402
 from rig.datalog.writer import SessionWriter  # noqa: E402

@@ -182,6 +182,15 @@ class _Columns:
         self.counts = array("q")
 
 
+class _Ahead:
+    """Records of one array stream read ahead of the iterations that consume them (SessionWriter.ball_ahead,
+    frame_clock_ahead): blocks of column arrays with per-iteration ends, logged only as far as consumed."""
+
+    def __init__(self) -> None:
+        # (first iteration, column arrays, ends, iterations of the block already moved to the columns)
+        self.blocks: list[list[Any]] = []
+
+
 class SessionWriter:
     """Writes one session folder. Use as a context manager, and call close() to mark it complete."""
 
@@ -201,6 +210,8 @@ class SessionWriter:
             name: _Columns(tuple(f for f in BINARY_FIELDS[name] if f[0] not in ("i", "frame")))
             for name in ("ball.bin", "frame_clock.bin")
         }
+        self._ahead = {name: _Ahead() for name in self._cols}
+        self._through = 0  # read-ahead records of iterations up to this one are consumed (consumed())
         self._pack_frame = _struct_for(BINARY_FIELDS["frames.bin"]).pack
         self._pack_timing = _struct_for(BINARY_FIELDS["timing.bin"]).pack
         self._pack_lick = _struct_for(BINARY_FIELDS["licks.bin"]).pack
@@ -403,6 +414,8 @@ class SessionWriter:
             bt = np.asarray(t, dtype="<f8").tobytes()
             bc = np.asarray(counts, dtype="<i8").tobytes()
             bm = np.asarray(cm, dtype="<f8").tobytes()
+            if self._ahead["ball.bin"].blocks:  # consumed read-ahead records come first in the file
+                self._move_ahead("ball.bin")
             cols = self._cols["ball.bin"]
             cols.data[0] += bt
             cols.data[1] += bc
@@ -424,14 +437,79 @@ class SessionWriter:
         """Imaging frame-clock edges consumed at iteration i; frames are numbered 0, 1, 2, ... in order."""
         n = len(t)
         if n:
+            if self._ahead["frame_clock.bin"].blocks:
+                self._move_ahead("frame_clock.bin")
             cols = self._cols["frame_clock.bin"]
             cols.data[0] += np.asarray(t, dtype="<f8").tobytes()
             cols.iterations.append(i)
             cols.counts.append(n)
             self._frame_count += n
 
+    # ---- records read ahead (a loop on a virtual clock reads simulated inputs in chunks) ----------
+
+    def ball_ahead(self, i0: int, t: np.ndarray, counts: np.ndarray, cm: np.ndarray, ends: np.ndarray) -> None:
+        """Encoder samples of iterations i0, i0 + 1, ... read ahead: iteration i0 + j consumes samples
+        [ends[j - 1], ends[j]) (ends[-1] = 0). They are logged exactly as ball() would log them, but only
+        for iterations consumed() has reached: what no iteration consumed is never written."""
+        n = len(t)
+        if n != len(counts) or n != len(cm):
+            raise ValueError(f"ball.bin: t, counts, cm differ in length ({n}, {len(counts)}, {len(cm)})")
+        self._add_ahead("ball.bin", i0, (np.asarray(t, dtype="<f8"), np.asarray(counts, dtype="<i8"),
+                                         np.asarray(cm, dtype="<f8")), ends)
+
+    def frame_clock_ahead(self, i0: int, t: np.ndarray, ends: np.ndarray) -> None:
+        """Imaging frame-clock edges of iterations i0, i0 + 1, ... read ahead (as ball_ahead)."""
+        self._add_ahead("frame_clock.bin", i0, (np.asarray(t, dtype="<f8"),), ends)
+
+    def consumed(self, i: int) -> None:
+        """Iterations up to i have consumed their read-ahead records (called once per iteration)."""
+        self._through = i
+
+    def _add_ahead(self, name: str, i0: int, arrays: tuple[np.ndarray, ...], ends: np.ndarray) -> None:
+        ends = np.asarray(ends, dtype=np.int64)
+        if len(ends) and (int(ends[-1]) != len(arrays[0]) or (np.diff(ends, prepend=0) < 0).any()):
+            raise ValueError(f"{name}: read-ahead ends must ascend to the {len(arrays[0])} records given")
+        blocks = self._ahead[name].blocks
+        if blocks and i0 < blocks[-1][0] + len(blocks[-1][2]):
+            raise ValueError(f"{name}: read-ahead block from iteration {i0} overlaps the previous one")
+        if len(ends) and int(ends[-1]):
+            blocks.append([i0, arrays, ends, 0])
+
+    def _move_ahead(self, name: str) -> None:
+        """Move the consumed part of the read-ahead blocks into the column buffers, as ball()/frame_clock()
+        calls per iteration would have put it there."""
+        blocks = self._ahead[name].blocks
+        cols = self._cols[name]
+        through = self._through
+        while blocks:
+            block = blocks[0]
+            i0, arrays, ends, done = block
+            c = min(through - i0 + 1, len(ends))  # iterations of the block consumed so far
+            if c <= done:
+                return
+            s0 = int(ends[done - 1]) if done else 0
+            s1 = int(ends[c - 1])
+            if s1 > s0:
+                ns = np.diff(ends[done:c], prepend=s0)
+                its = np.arange(i0 + done, i0 + c, dtype=np.int64)
+                some = ns > 0
+                cols.iterations.frombytes(its[some].tobytes())
+                cols.counts.frombytes(ns[some].tobytes())
+                for buf, arr in zip(cols.data, arrays, strict=True):
+                    buf += arr[s0:s1].tobytes()
+                if name == "frame_clock.bin":
+                    self._frame_count += s1 - s0
+            if c == len(ends):
+                blocks.pop(0)
+            else:
+                block[3] = c
+                return
+
     def _pack_columns(self) -> None:
         """Interleave buffered columns into records (once per flush, not per call)."""
+        for name, ahead in self._ahead.items():
+            if ahead.blocks:
+                self._move_ahead(name)
         for name, cols in self._cols.items():
             if not cols.counts:
                 continue

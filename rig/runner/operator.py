@@ -48,6 +48,10 @@ class OperatorQueue:
     def put(self, op: Operator) -> None:
         self._q.put(op)
 
+    def empty(self) -> bool:
+        """Nothing waiting (a cheap check the --fast loop makes before draining)."""
+        return self._q.empty()
+
     def drain(self) -> list[Operator]:
         out = []
         while True:

@@ -293,6 +293,14 @@ class VirtualMouse:
         if t > self._lick_t:
             self._licks_until(t)
 
+    def generate_until(self, t: float) -> None:
+        """Generate running (not licks) at least as far as run_until(t) would: running does not depend on
+        what the mouse sees, so it can be generated ahead of the simulated time."""
+        dt = self._dt
+        k = math.floor(t / dt) + 2
+        while k + 1 >= self._w0 + len(self._wt):
+            self._generate()
+
     def distance_at(self, ts: np.ndarray, *, ahead: bool = False) -> np.ndarray:
         """Distance run (cm) at ascending times ts, which must lie between the previous call's last time
         and the latest simulated step's end (run_until(ts[-1]) first), or with `ahead` anywhere up to
