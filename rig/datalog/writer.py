@@ -127,7 +127,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _write_all(f: BinaryIO, data: bytes | bytearray) -> None:
+def _write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
     """All of `data` to an unbuffered file: os-level writes may be partial (a disk filling up)."""
     view = memoryview(data)
     while view:
@@ -211,6 +211,7 @@ class SessionWriter:
             for name in ("ball.bin", "frame_clock.bin")
         }
         self._ahead = {name: _Ahead() for name in self._cols}
+        self._ahead_records: dict[str, list[np.ndarray]] = {name: [] for name in self._cols}
         self._through = 0  # read-ahead records of iterations up to this one are consumed (consumed())
         self._pack_frame = _struct_for(BINARY_FIELDS["frames.bin"]).pack
         self._pack_timing = _struct_for(BINARY_FIELDS["timing.bin"]).pack
@@ -472,14 +473,16 @@ class SessionWriter:
         blocks = self._ahead[name].blocks
         if blocks and i0 < blocks[-1][0] + len(blocks[-1][2]):
             raise ValueError(f"{name}: read-ahead block from iteration {i0} overlaps the previous one")
+        if self._cols[name].counts:
+            # Records of ball()/frame_clock() wait for the next flush; read-ahead records would come first.
+            raise ValueError(f"{name}: read-ahead records after ones logged per call in the same flush")
         if len(ends) and int(ends[-1]):
             blocks.append([i0, arrays, ends, 0])
 
     def _move_ahead(self, name: str) -> None:
-        """Move the consumed part of the read-ahead blocks into the column buffers, as ball()/frame_clock()
-        calls per iteration would have put it there."""
+        """Make records of the consumed part of the read-ahead blocks, as ball()/frame_clock() calls per
+        iteration would have logged them (written by the next flush, before records logged per call)."""
         blocks = self._ahead[name].blocks
-        cols = self._cols[name]
         through = self._through
         while blocks:
             block = blocks[0]
@@ -491,14 +494,14 @@ class SessionWriter:
             s1 = int(ends[c - 1])
             if s1 > s0:
                 ns = np.diff(ends[done:c], prepend=s0)
-                its = np.arange(i0 + done, i0 + c, dtype=np.int64)
-                some = ns > 0
-                cols.iterations.frombytes(its[some].tobytes())
-                cols.counts.frombytes(ns[some].tobytes())
-                for buf, arr in zip(cols.data, arrays, strict=True):
-                    buf += arr[s0:s1].tobytes()
+                rec = np.empty(s1 - s0, dtype=self._dtypes[name])
+                rec["i"] = np.repeat(np.arange(i0 + done, i0 + c, dtype=np.int64), ns)
+                for (f, _), arr in zip(self._cols[name].fields, arrays, strict=True):
+                    rec[f] = arr[s0:s1]
                 if name == "frame_clock.bin":
-                    self._frame_count += s1 - s0
+                    rec["frame"] = np.arange(self._frame_count, self._frame_count + len(rec))
+                    self._frame_count += len(rec)
+                self._ahead_records[name].append(rec)
             if c == len(ends):
                 blocks.pop(0)
             else:
@@ -586,7 +589,11 @@ class SessionWriter:
         if self._failed is not None:
             raise self._failed
         self._pack_columns()
-        chunks: list[tuple[str, bytes | bytearray, int]] = []  # file, bytes, records
+        chunks: list[tuple[str, bytes | bytearray | memoryview, int]] = []  # file, bytes, records
+        for name, parts in self._ahead_records.items():  # read-ahead records first (see _add_ahead)
+            for rec in parts:
+                chunks.append((name, memoryview(rec.view(np.uint8)), len(rec)))
+            parts.clear()
         for name, buf in self._bin.items():
             if buf:
                 chunks.append((name, buf, len(buf) // self._dtypes[name].itemsize))

@@ -224,7 +224,7 @@ class Runner:
         period = self.period
         next_t = period
         i = 0
-        wait_until, now, engine_step = clock.wait_until, clock.now, engine.step
+        wait_until, engine_step = clock.wait_until, engine.step
         consumed, write_frame, write_events, timing = writer.consumed, writer.frame, writer.events, writer.timing
         lick, writer_licks = self.devices.lick, writer.licks
         lick_read = lick.read
@@ -286,7 +286,7 @@ class Runner:
             for hook in hooks:
                 hook.iteration(i, t, step)
             # housekeeping, as _housekeeping
-            if guard_tick(now()):
+            if guard_tick(t):  # the virtual clock shows t
                 writer.valve(i, "close", {"t": t, "reason": "limit", "unused_ul": 0.0})
                 writer.operator(i, t, "valve_close", reason="timeout")
             if check_maps:

@@ -244,7 +244,15 @@ class SimulatedWorld:
         if buf is None:
             raise RuntimeError("no lick driver attached: call attach_licks() first")
         if t > self._t:
-            self._run(t)
+            if math.floor(t * self._ball_rate) < self._n_next:
+                # The ball was read ahead past t (take_ball_ahead): only the mouse moves on (_run's rest).
+                self._t = t
+                licks = self.mouse.advance(t)
+                if not buf:
+                    return licks
+                buf.extend(licks)
+            else:
+                self._run(t)
         out = buf[:]
         buf.clear()
         return out
