@@ -592,7 +592,7 @@ class SessionWriter:
         chunks: list[tuple[str, bytes | bytearray | memoryview, int]] = []  # file, bytes, records
         for name, parts in self._ahead_records.items():  # read-ahead records first (see _add_ahead)
             for rec in parts:
-                chunks.append((name, memoryview(rec.view(np.uint8)), len(rec)))
+                chunks.append((name, rec.view(np.uint8).data, len(rec)))
             parts.clear()
         for name, buf in self._bin.items():
             if buf:
