@@ -157,7 +157,8 @@ class SimLick(_SimDevice):
         pass
 
     def read(self) -> list[LickEdge]:
-        self._need_open()
+        if not self._open:  # _need_open, inline: read once per loop iteration
+            self._need_open()
         return self._world.take_licks(self._session_clock.now())
 
     def _attach(self) -> None:
@@ -332,7 +333,8 @@ class SimDisplay(_SimDevice):
         self.last_view: View | None = None
 
     def show(self, view: View) -> float:
-        self._need_open()
+        if not self._open:  # _need_open, inline: shown once per loop iteration
+            self._need_open()
         self.last_view = view
         self._world.see(view)
         return self._session_clock.now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,13 +44,11 @@ class OperatorQueue:
 
     def __init__(self) -> None:
         self._q: queue.SimpleQueue[Operator] = queue.SimpleQueue()
+        # Nothing waiting? The queue's own (C) method: the --fast loop asks once per iteration.
+        self.empty: Callable[[], bool] = self._q.empty
 
     def put(self, op: Operator) -> None:
         self._q.put(op)
-
-    def empty(self) -> bool:
-        """Nothing waiting (a cheap check the --fast loop makes before draining)."""
-        return self._q.empty()
 
     def drain(self) -> list[Operator]:
         out = []
