@@ -11,6 +11,10 @@ made of are run again alone on what that session did, each as the runner calls i
 - writer: every SessionWriter call the runner makes, with the session's own records;
 - loop: the rest (the whole session minus the three parts): the runner's phases, the valve guard, the
   records it builds, clock-map checks, session setup and teardown.
+The parts replay the per-iteration calls of the live loop (a driver read and a writer call per input per
+iteration). A --fast session on the simulated rig reads the ball and the frame clock ahead in chunks
+(rig.runner.readahead), so its sim and writer work is smaller than these parts and `loop` (the
+difference) can come out negative; benchmarks/bench_fast.py gives the --fast figures.
 Each part checks that it reproduces the session (same ball counts and licks, same engine state, same
 bytes on disk), so the figures are for the work the session really did. CPU time (time.process_time)
 is used, not wall time: the machine may be shared. With --instructions each measurement runs under
