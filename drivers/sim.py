@@ -45,6 +45,14 @@ class SimStreams(Protocol):
         """Samples up to t not yet taken: (times, cumulative distance in cm at each)."""
         ...
 
+    def take_ball_ahead(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """take_ball at each of times in turn, at once: (times, cumulative distance, ends per call)."""
+        ...
+
+    def frame_edges_ahead(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frame_edges at each of times in turn, at once: (edges, ends per call)."""
+        ...
+
     def attach_licks(self) -> None: ...
 
     def detach_licks(self) -> None: ...
@@ -62,6 +70,8 @@ class _SimDevice(SoftDevice):
     """Lifecycle shared by the sim drivers: open/close (also as a context manager) and the world check."""
 
     family = "sim"
+    # The device clock is the session clock and never refitted: the loop need not re-check the map.
+    clock_static = True
 
     def __init__(self, params: BaseModel, context: DriverContext) -> None:
         world: SimWorld | None = context.world
@@ -102,9 +112,21 @@ class SimBall(_SimDevice):
     def read(self) -> BallSamples:
         self._need_open()
         ts, dist = self._world.take_ball(self._session_clock.now())
+        return BallSamples(ts, self._counts(dist))
+
+    def read_ahead(self, times: np.ndarray) -> tuple[BallSamples, np.ndarray]:
+        """What read() would return if called when the session clock shows each of `times` (ascending) in
+        turn, all at once: (every sample in order, ends), read j getting samples [ends[j - 1], ends[j]).
+        A loop on a virtual clock reads the ball ahead like this, in chunks (the simulated running does
+        not depend on the loop)."""
+        self._need_open()
+        ts, dist, ends = self._world.take_ball_ahead(times)
+        return BallSamples(ts, self._counts(dist)), ends
+
+    def _counts(self, dist: np.ndarray) -> np.ndarray:
         n = len(dist)
         if n == 0:
-            return BallSamples(ts, np.zeros(0, dtype=np.int64))
+            return np.zeros(0, dtype=np.int64)
         # Whole counts of the cumulative distance, differenced against the last whole count handed
         # out: the fraction of a count not yet reported carries over, so no distance is lost.
         acc = np.empty(n + 1)
@@ -113,7 +135,7 @@ class SimBall(_SimDevice):
         np.floor(acc[1:], out=acc[1:])
         self._whole = float(acc[-1])
         whole = acc.astype(np.int64)
-        return BallSamples(ts, whole[1:] - whole[:-1])
+        return whole[1:] - whole[:-1]
 
     def _attach(self) -> None:
         self._whole = math.floor(self._world.attach_ball(self._rate) * self.counts_per_cm)
@@ -135,7 +157,8 @@ class SimLick(_SimDevice):
         pass
 
     def read(self) -> list[LickEdge]:
-        self._need_open()
+        if not self._open:  # _need_open, inline: read once per loop iteration
+            self._need_open()
         return self._world.take_licks(self._session_clock.now())
 
     def _attach(self) -> None:
@@ -283,6 +306,11 @@ class SimFrameClock(_SimDevice):
         self._need_open()
         return self._world.frame_edges(self._session_clock.now())
 
+    def read_ahead(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What read() would return at each of `times` in turn, at once: (edges, ends), as SimBall's."""
+        self._need_open()
+        return self._world.frame_edges_ahead(times)
+
     def _attach(self) -> None:
         p = self.params
         self._world.attach_frames(p.rate_hz, p.jitter_ms, p.start_s)
@@ -305,7 +333,8 @@ class SimDisplay(_SimDevice):
         self.last_view: View | None = None
 
     def show(self, view: View) -> float:
-        self._need_open()
+        if not self._open:  # _need_open, inline: shown once per loop iteration
+            self._need_open()
         self.last_view = view
         self._world.see(view)
         return self._session_clock.now()

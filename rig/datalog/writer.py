@@ -127,7 +127,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _write_all(f: BinaryIO, data: bytes | bytearray) -> None:
+def _write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
     """All of `data` to an unbuffered file: os-level writes may be partial (a disk filling up)."""
     view = memoryview(data)
     while view:
@@ -182,6 +182,15 @@ class _Columns:
         self.counts = array("q")
 
 
+class _Ahead:
+    """Records of one array stream read ahead of the iterations that consume them (SessionWriter.ball_ahead,
+    frame_clock_ahead): blocks of column arrays with per-iteration ends, logged only as far as consumed."""
+
+    def __init__(self) -> None:
+        # (first iteration, column arrays, ends, iterations of the block already moved to the columns)
+        self.blocks: list[list[Any]] = []
+
+
 class SessionWriter:
     """Writes one session folder. Use as a context manager, and call close() to mark it complete."""
 
@@ -201,6 +210,9 @@ class SessionWriter:
             name: _Columns(tuple(f for f in BINARY_FIELDS[name] if f[0] not in ("i", "frame")))
             for name in ("ball.bin", "frame_clock.bin")
         }
+        self._ahead = {name: _Ahead() for name in self._cols}
+        self._ahead_records: dict[str, list[np.ndarray]] = {name: [] for name in self._cols}
+        self._through = 0  # read-ahead records of iterations up to this one are consumed (consumed())
         self._pack_frame = _struct_for(BINARY_FIELDS["frames.bin"]).pack
         self._pack_timing = _struct_for(BINARY_FIELDS["timing.bin"]).pack
         self._pack_lick = _struct_for(BINARY_FIELDS["licks.bin"]).pack
@@ -403,6 +415,8 @@ class SessionWriter:
             bt = np.asarray(t, dtype="<f8").tobytes()
             bc = np.asarray(counts, dtype="<i8").tobytes()
             bm = np.asarray(cm, dtype="<f8").tobytes()
+            if self._ahead["ball.bin"].blocks:  # consumed read-ahead records come first in the file
+                self._move_ahead("ball.bin")
             cols = self._cols["ball.bin"]
             cols.data[0] += bt
             cols.data[1] += bc
@@ -424,14 +438,81 @@ class SessionWriter:
         """Imaging frame-clock edges consumed at iteration i; frames are numbered 0, 1, 2, ... in order."""
         n = len(t)
         if n:
+            if self._ahead["frame_clock.bin"].blocks:
+                self._move_ahead("frame_clock.bin")
             cols = self._cols["frame_clock.bin"]
             cols.data[0] += np.asarray(t, dtype="<f8").tobytes()
             cols.iterations.append(i)
             cols.counts.append(n)
             self._frame_count += n
 
+    # ---- records read ahead (a loop on a virtual clock reads simulated inputs in chunks) ----------
+
+    def ball_ahead(self, i0: int, t: np.ndarray, counts: np.ndarray, cm: np.ndarray, ends: np.ndarray) -> None:
+        """Encoder samples of iterations i0, i0 + 1, ... read ahead: iteration i0 + j consumes samples
+        [ends[j - 1], ends[j]) (ends[-1] = 0). They are logged exactly as ball() would log them, but only
+        for iterations consumed() has reached: what no iteration consumed is never written."""
+        n = len(t)
+        if n != len(counts) or n != len(cm):
+            raise ValueError(f"ball.bin: t, counts, cm differ in length ({n}, {len(counts)}, {len(cm)})")
+        self._add_ahead("ball.bin", i0, (np.asarray(t, dtype="<f8"), np.asarray(counts, dtype="<i8"),
+                                         np.asarray(cm, dtype="<f8")), ends)
+
+    def frame_clock_ahead(self, i0: int, t: np.ndarray, ends: np.ndarray) -> None:
+        """Imaging frame-clock edges of iterations i0, i0 + 1, ... read ahead (as ball_ahead)."""
+        self._add_ahead("frame_clock.bin", i0, (np.asarray(t, dtype="<f8"),), ends)
+
+    def consumed(self, i: int) -> None:
+        """Iterations up to i have consumed their read-ahead records (called once per iteration)."""
+        self._through = i
+
+    def _add_ahead(self, name: str, i0: int, arrays: tuple[np.ndarray, ...], ends: np.ndarray) -> None:
+        ends = np.asarray(ends, dtype=np.int64)
+        if len(ends) and (int(ends[-1]) != len(arrays[0]) or (np.diff(ends, prepend=0) < 0).any()):
+            raise ValueError(f"{name}: read-ahead ends must ascend to the {len(arrays[0])} records given")
+        blocks = self._ahead[name].blocks
+        if blocks and i0 < blocks[-1][0] + len(blocks[-1][2]):
+            raise ValueError(f"{name}: read-ahead block from iteration {i0} overlaps the previous one")
+        if self._cols[name].counts:
+            # Records of ball()/frame_clock() wait for the next flush; read-ahead records would come first.
+            raise ValueError(f"{name}: read-ahead records after ones logged per call in the same flush")
+        if len(ends) and int(ends[-1]):
+            blocks.append([i0, arrays, ends, 0])
+
+    def _move_ahead(self, name: str) -> None:
+        """Make records of the consumed part of the read-ahead blocks, as ball()/frame_clock() calls per
+        iteration would have logged them (written by the next flush, before records logged per call)."""
+        blocks = self._ahead[name].blocks
+        through = self._through
+        while blocks:
+            block = blocks[0]
+            i0, arrays, ends, done = block
+            c = min(through - i0 + 1, len(ends))  # iterations of the block consumed so far
+            if c <= done:
+                return
+            s0 = int(ends[done - 1]) if done else 0
+            s1 = int(ends[c - 1])
+            if s1 > s0:
+                ns = np.diff(ends[done:c], prepend=s0)
+                rec = np.empty(s1 - s0, dtype=self._dtypes[name])
+                rec["i"] = np.repeat(np.arange(i0 + done, i0 + c, dtype=np.int64), ns)
+                for (f, _), arr in zip(self._cols[name].fields, arrays, strict=True):
+                    rec[f] = arr[s0:s1]
+                if name == "frame_clock.bin":
+                    rec["frame"] = np.arange(self._frame_count, self._frame_count + len(rec))
+                    self._frame_count += len(rec)
+                self._ahead_records[name].append(rec)
+            if c == len(ends):
+                blocks.pop(0)
+            else:
+                block[3] = c
+                return
+
     def _pack_columns(self) -> None:
         """Interleave buffered columns into records (once per flush, not per call)."""
+        for name, ahead in self._ahead.items():
+            if ahead.blocks:
+                self._move_ahead(name)
         for name, cols in self._cols.items():
             if not cols.counts:
                 continue
@@ -508,7 +589,11 @@ class SessionWriter:
         if self._failed is not None:
             raise self._failed
         self._pack_columns()
-        chunks: list[tuple[str, bytes | bytearray, int]] = []  # file, bytes, records
+        chunks: list[tuple[str, bytes | bytearray | memoryview, int]] = []  # file, bytes, records
+        for name, parts in self._ahead_records.items():  # read-ahead records first (see _add_ahead)
+            for rec in parts:
+                chunks.append((name, rec.view(np.uint8).data, len(rec)))
+            parts.clear()
         for name, buf in self._bin.items():
             if buf:
                 chunks.append((name, buf, len(buf) // self._dtypes[name].itemsize))

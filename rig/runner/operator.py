@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +44,8 @@ class OperatorQueue:
 
     def __init__(self) -> None:
         self._q: queue.SimpleQueue[Operator] = queue.SimpleQueue()
+        # Nothing waiting? The queue's own (C) method: the --fast loop asks once per iteration.
+        self.empty: Callable[[], bool] = self._q.empty
 
     def put(self, op: Operator) -> None:
         self._q.put(op)

@@ -296,6 +296,45 @@ class VirtualMouse:
         if t > self._lick_t:
             self._licks_until(t)
 
+    def generate_until(self, t: float) -> None:
+        """Generate running (not licks) at least as far as run_until(t) would: running does not depend on
+        what the mouse sees, so it can be generated ahead of the simulated time."""
+        dt = self._dt
+        k = math.floor(t / dt) + 2
+        while k + 1 >= self._w0 + len(self._wt):
+            self._generate()
+
+    def advance(self, t: float) -> list[LickEdge]:
+        """run_until(t) then take_licks(t), in one call (the --fast loop's per-iteration lick read)."""
+        dt = self._dt
+        k = math.floor(t / dt) + 1
+        while k * dt <= t:
+            k += 1
+        while k > 1 and (k - 1) * dt > t:
+            k -= 1
+        if k > self._k:
+            while k + 1 >= self._w0 + len(self._wt):
+                self._generate()
+            self._k = k
+        if t > self._lick_t:
+            if self._burst_next > self._burst_end and self._rate > 0.0:
+                # No burst: spontaneous licking only (_licks_until, _spontaneous), the same float steps.
+                rate = self._rate
+                self._hazard -= rate * (t - self._lick_t)
+                while self._hazard <= 0.0:
+                    self._lick(t + self._hazard / rate)
+                    self._hazard += self._draw.exponential()
+                self._lick_t = t
+            else:
+                self._licks_until(t)
+        edges = self._edges
+        if not edges or edges[0].t > t:
+            return []
+        out: list[LickEdge] = []
+        while edges and edges[0].t <= t:
+            out.append(edges.popleft())
+        return out
+
     def distance_at(self, ts: np.ndarray, *, ahead: bool = False) -> np.ndarray:
         """Distance run (cm) at ascending times ts, which must lie between the previous call's last time
         and the latest simulated step's end (run_until(ts[-1]) first), or with `ahead` anywhere up to

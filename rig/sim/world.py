@@ -147,6 +147,16 @@ class SimulatedWorld:
             self._frame_next = self._frame_time(self._frame_n)
         return np.array(out)
 
+    def frame_edges_ahead(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What frame_edges would return if called at each of `times` (ascending) in turn, at once: (every
+        edge, ends), call j getting edges [ends[j - 1], ends[j]). The frame clock depends on nothing else
+        in the world, so a loop on a virtual clock can read it ahead."""
+        if not len(times):
+            return _EMPTY, np.zeros(0, dtype=np.int64)
+        edges = self.frame_edges(float(times[-1]))
+        # Edges ascend (the jitter is far below the period), so call j gets exactly those <= times[j].
+        return edges, np.searchsorted(edges, times, side="right").astype(np.int64)
+
     # ---- per-stream API for the sim drivers ---------------------------------------------------------
 
     @property
@@ -201,13 +211,48 @@ class SimulatedWorld:
         buf.clear()
         return ts, cm
 
+    def take_ball_ahead(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What take_ball would return if called at each of `times` (ascending, after the latest time
+        simulated) in turn, at once: (times, cumulative distance, ends), call j getting samples
+        [ends[j - 1], ends[j]). Running does not depend on what the mouse sees, so the ball can be read
+        ahead; the licks (which do) are not simulated by this call."""
+        buf = self._ball_buf
+        if buf is None:
+            raise RuntimeError("no ball driver attached: call attach_ball() first")
+        if buf:
+            raise RuntimeError("take_ball_ahead() with samples of take_ball() not taken")
+        if not len(times):
+            return _EMPTY, _EMPTY, np.zeros(0, dtype=np.int64)
+        n0 = self._n_next
+        n1 = np.floor(times * self._ball_rate).astype(np.int64)  # the last sample of each call, as _run
+        last = int(n1[-1])
+        ends = np.maximum(n1 - (n0 - 1), 0)
+        if last < n0:
+            return _EMPTY, _EMPTY, ends
+        self.mouse.generate_until(float(times[-1]))
+        if last >= self._bn0 + len(self._bts):
+            self._precompute(last)
+        a, b = n0 - self._bn0, last + 1 - self._bn0
+        ts, d = self._bts[a:b], self._bd[a:b]
+        self._n_next = last + 1
+        self._last_d = float(d[-1])
+        return ts, d, ends
+
     def take_licks(self, t: float) -> list[LickEdge]:
         """Advance to t and return every lick edge the lick driver has not had, ascending."""
         buf = self._lick_buf
         if buf is None:
             raise RuntimeError("no lick driver attached: call attach_licks() first")
         if t > self._t:
-            self._run(t)
+            if math.floor(t * self._ball_rate) < self._n_next:
+                # The ball was read ahead past t (take_ball_ahead): only the mouse moves on (_run's rest).
+                self._t = t
+                licks = self.mouse.advance(t)
+                if not buf:
+                    return licks
+                buf.extend(licks)
+            else:
+                self._run(t)
         out = buf[:]
         buf.clear()
         return out
