@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -163,6 +164,7 @@ class _Job:
     limits: tuple[int | None, float | None]
     zone_cm: tuple[float, float]
     first_trials: int
+    keep_sessions: bool = True  # False: each session folder is removed once scored (the memory file stays)
 
 
 def resolve_protocol(name: str, base: Path | None) -> Path:
@@ -203,7 +205,8 @@ def _seed(*parts: int) -> int:
 
 
 def plan(curriculum: Curriculum, protocols: dict[str, Protocol], config: RigConfig, out: Path, *, mice: int,
-         seed: int, max_trials: int | None = None, duration_s: float | None = None) -> list[_Job]:
+         seed: int, max_trials: int | None = None, duration_s: float | None = None,
+         keep_sessions: bool = True) -> list[_Job]:
     """One job per mouse, in group then mouse order."""
     limits = (max_trials if max_trials is not None else curriculum.session.max_trials,
               duration_s if duration_s is not None else curriculum.session.max_duration_s)
@@ -219,6 +222,7 @@ def plan(curriculum: Curriculum, protocols: dict[str, Protocol], config: RigConf
                 group=g.name, group_index=gi, mouse=m, days=tuple(days), protocols=dumped, config=cfg,
                 data_dir=str(out / DATA), seed=_seed(seed, gi, m), start_date=curriculum.start_date.isoformat(),
                 limits=limits, zone_cm=curriculum.score.zone_cm, first_trials=curriculum.score.first_trials,
+                keep_sessions=keep_sessions,
             ))
     return jobs
 
@@ -261,6 +265,8 @@ def run_mouse(job: _Job) -> tuple[list[CohortRow], float]:
             first_lick_median_cm=s.first_lick_median_cm, first_lick_beyond_200=s.first_lick_beyond_200,
             first_lick_hist=s.first_lick_hist,
         ))
+        if not job.keep_sessions:  # a 1 h session is ~115 MB, mostly the 1 kHz ball: scored, it can go
+            shutil.rmtree(result.path)
     return rows, simulated
 
 
@@ -292,9 +298,12 @@ def run_cohort(
     duration_s: float | None = None,
     start_date: date | None = None,
     progress: Callable[[str], None] | None = None,
+    keep_sessions: bool = True,
 ) -> CohortResult:
     """Run the cohort into `out` (sessions under out/data) and return its scored rows (not yet written
-    out: see rig.sim.cohort_report). `jobs` processes (default: every core)."""
+    out: see rig.sim.cohort_report). `jobs` processes (default: every core). `keep_sessions=False` removes
+    each session folder once it is scored (the rows and the mice's memory files stay): a cohort of 1 h
+    sessions writes ~115 MB a session."""
     import time
 
     out = Path(out)
@@ -307,7 +316,7 @@ def run_cohort(
     if n < 1:
         raise ValueError(f"mice per group must be >= 1, got {n}")
     work = plan(curriculum, protocols, config, out, mice=n, seed=seed, max_trials=max_trials,
-                duration_s=duration_s)
+                duration_s=duration_s, keep_sessions=keep_sessions)
     workers = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(work)))
     (out / DATA).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

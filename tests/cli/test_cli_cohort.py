@@ -51,6 +51,21 @@ def test_rig_cohort_runs_2_mice_over_3_days_and_prints_the_figure_last(tmp_path:
     assert (out / "cohort.png").stat().st_size > 10_000
 
 
+def test_discarded_sessions_are_scored_then_removed_and_the_mice_remember(tmp_path: Path) -> None:
+    cur = tmp_path / "tiny.yaml"
+    cur.write_text(CURRICULUM)
+    kept, discarded = tmp_path / "kept", tmp_path / "discarded"
+    for out, extra in ((kept, ()), (discarded, ("--discard-sessions",))):
+        r = rig("cohort", str(cur), "-o", str(out), "--seed", "3", "--jobs", "1", "-q", *extra)
+        assert r.returncode == 0, r.stderr
+    rows = [list(csv.DictReader((out / "cohort.csv").open())) for out in (kept, discarded)]
+    assert rows[0] == rows[1]  # the same scores: removing a scored session changes nothing after it
+    assert not [p for p in (discarded / "data").rglob("header.json")]
+    assert sorted(p.name for p in (discarded / "data").glob("*/sim-mouse.json")) == ["sim-mouse.json"] * 2
+    assert (discarded / "data" / "none-01" / "sim-mouse.json").read_bytes() == \
+        (kept / "data" / "none-01" / "sim-mouse.json").read_bytes()
+
+
 def test_rig_cohort_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(CURRICULUM.replace("mice_per_group: 1", "mice_per_group: 0"))

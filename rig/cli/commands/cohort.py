@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trials", type=_positive_int, help="end every session after this many trials")
     p.add_argument("--duration", type=_positive_float, help="end every session after this many seconds")
     p.add_argument("--start-date", type=_iso_date, help="date of day 1, YYYY-MM-DD (default: the curriculum's)")
+    p.add_argument("--discard-sessions", action="store_true",
+                   help="remove each session folder once it is scored (rows and the mice's memory files stay; "
+                        "a 1 h session is ~115 MB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_cohort)
 
@@ -100,6 +103,7 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         result = co.run_cohort(
             curriculum, out, config=config, base=base, mice=args.mice, seed=args.seed, jobs=args.jobs,
             max_trials=args.max_trials, duration_s=args.duration, start_date=args.start_date, progress=progress,
+            keep_sessions=not args.discard_sessions,
         )
     except OSError as e:
         print(f"rig cohort: {e}", file=sys.stderr)
