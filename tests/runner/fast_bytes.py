@@ -30,39 +30,19 @@ from typing import Any
 from rig import api
 from rig.config import RigConfig
 from rig.datalog.reader import FOOTER, WALL_CLOCK_FILES
-from rig.engine.records import Step
 from rig.protocol import Protocol
 from rig.runner.hooks import LoopHook
-from rig.runner.loop import Runner, RunResult
 from rig.runner.operator import Operator
 from rig.runner.session import SessionOptions, run_session
+from tests.support.operator_script import OperatorScript
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = REPO / "tests" / "data" / "fast_bytes.json"
 DAY = date(2024, 1, 1)  # fixed, so the memory file's history (DATE/NNN) is the same on every run
 
 
-class _Script(LoopHook):
-    """Operator actions put into the runner's queue after given iterations (a scripted experimenter)."""
-
-    def __init__(self, actions: dict[int, list[Operator]]) -> None:
-        self.actions = actions
-        self.runner: Runner | None = None
-
-    def start(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def iteration(self, i: int, t: float, step: Step) -> None:
-        assert self.runner is not None
-        for op in self.actions.get(i, ()):
-            self.runner.operator.put(op)
-
-    def end(self, runner: Runner, result: RunResult | None) -> None:
-        pass
-
-
 def _script() -> tuple[LoopHook, ...]:
-    return (_Script({
+    actions = {  # by the iteration at whose end they are put in the queue (the next one reads them)
         300: [Operator("manual_reward", volume_ul=3.0)],
         301: [Operator("manual_reward", volume_ul=3.0)],  # refused: too soon after the first
         900: [Operator("note", text="scripted note")],
@@ -70,7 +50,9 @@ def _script() -> tuple[LoopHook, ...]:
         1500: [Operator("resume")],
         4000: [Operator("manual_reward", volume_ul=2.0), Operator("pause")],
         4100: [Operator("resume")],
-    }),)
+    }
+    # OperatorScript keys actions by the iteration that reads them.
+    return (OperatorScript({i + 1: ops for i, ops in actions.items()}),)
 
 
 @dataclass(frozen=True)
