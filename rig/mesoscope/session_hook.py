@@ -313,9 +313,10 @@ class MesoscopeHook(LoopHook):
         mesoscope is alive; at most 1.5x their duration + 1 s), draining the link meanwhile."""
         s, writer = self.settings, self._writer_or_fail()
         want = s.post_roll_frames
+        need = want + 1  # the frame acquired just before the end may still be on its way: it does not count
         n0, t0 = link.frames_received(), time.perf_counter()
-        deadline = t0 + 1.5 * want / s.expected_rate_hz + 1.0
-        while (link.frames_received() - n0 < want and link.alive and link.acquisition_stop is None
+        deadline = t0 + 1.5 * need / s.expected_rate_hz + 1.0
+        while (link.frames_received() - n0 < need and link.alive and link.acquisition_stop is None
                and time.perf_counter() < deadline):
             self._drain(i, link)
             time.sleep(0.01)

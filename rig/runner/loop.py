@@ -421,9 +421,10 @@ class Runner:
 
     def _housekeeping(self, i: int, t: float, wall: float) -> None:
         """A flush closed at its limit; driver faults and clock maps twice a second; the log flushed."""
-        if self.valve_guard.tick(self.clock.now()):
-            self.writer.valve(i, "close", {"t": t, "reason": "limit", "unused_ul": 0.0})
-            self.writer.operator(i, t, "valve_close", reason="timeout")
+        now = self.clock.now()
+        if self.valve_guard.tick(now):  # logged at the time it was seen closed, as the opening was (clock.now())
+            self.writer.valve(i, "close", {"t": now, "reason": "limit", "unused_ul": 0.0})
+            self.writer.operator(i, now, "valve_close", reason="timeout")
         self._log_clock_maps(i, t)
         if i % FAULT_POLL_ITERATIONS == 0:
             self._log_new_faults(i)

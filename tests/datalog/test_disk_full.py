@@ -124,7 +124,7 @@ def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path, sync: bool) -> No
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
-        line, folder = _run_until_full(disk, _config(tmp_path, sync), during=_fill_once_started(disk, 3 << 20),
+        line, folder = _run_until_full(disk, _config(tmp_path, sync), during=_fill_once_started(disk, 16 << 20),
                                        duration_s=4000)
         assert line.startswith("rig run: cannot write ") and "No space left on device" in line
         assert "the session log ends at its last complete flush" in line
@@ -135,7 +135,10 @@ def test_a_full_tmpfs_ends_the_session_cleanly(tmp_path: Path, sync: bool) -> No
 
 
 def test_a_refused_write_ends_the_session_cleanly(tmp_path: Path) -> None:
-    line, folder = _run_until_full(tmp_path / "data", _config(tmp_path), _limit_file_size(4 << 20))
+    # 16 MB per file: several whole flushes first (a --fast flush holds ~100 s of ball.bin, ~3.5 MB, at
+    # 2000x real time), then 2,000 s would write 64 MB of ball.bin.
+    line, folder = _run_until_full(tmp_path / "data", _config(tmp_path), _limit_file_size(16 << 20),
+                                   duration_s=2000)
     assert line.startswith("rig run: cannot write ") and "File too large" in line
     s = _check_cut_cleanly(folder)
     assert s.footer is not None  # the footer is small: it still fits under the limit

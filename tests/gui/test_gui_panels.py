@@ -138,11 +138,10 @@ def _suggest(folder):
 
 
 def test_suggestion_advances_train1_when_anticipatory_licking_crossed_the_criterion(history):
-    from gui.suggest import ADVANCE_FRACTION, anticipatory_fraction
-    from rig.datalog.reader import Session
+    from rig.api import learning
 
-    frac, n = anticipatory_fraction(Session.open(history["learned"]))
-    assert frac >= ADVANCE_FRACTION and n == 20
+    score = learning(history["learned"])  # the one criterion: rewarded against unrewarded anticipatory licking
+    assert score.learned and score.enough and score.value >= score.threshold
     sug, _ = _suggest(history["learned"])
     assert sug.protocol == "test1_task" and sug.advance and "learned train1" in sug.reason
 
