@@ -148,9 +148,10 @@ def mangled_state(draw: st.DrawFn) -> bytes:
         how = draw(st.sampled_from(["drop", "ragged", "element", "replace"]))
         if how == "drop":
             body.pop(key, None)
-        elif how == "ragged":
-            body[key] = list(body.get(key, [])) + [0]
-        elif how == "element" and body.get(key):
+        elif how == "ragged":  # a column one longer (a column already replaced by a non-list starts again)
+            col = body.get(key)
+            body[key] = (list(col) if isinstance(col, list) else []) + [0]
+        elif how == "element" and isinstance(body.get(key), list) and body[key]:
             body[key][draw(st.integers(0, len(body[key]) - 1))] = draw(json_values)
         else:
             body[key] = draw(json_values)
