@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
@@ -37,6 +37,9 @@ from gui.vr_view import VRPreview
 from gui.wire import End, Fault, Hello, Limits, Reply, Status
 from rig.protocol import Protocol
 from rig.runner.lock import RigBusy, default_lock_dir
+
+if TYPE_CHECKING:
+    from rig.config import LabSettings
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +192,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _make_lab(self) -> LabRecords | None:
         d = self.setup_panel.data_dir
-        return self._lab_factory(d) if self._lab_factory is not None and d is not None else None
+        if self._lab_factory is None or d is None:
+            return None
+        if self._lab_factory is RigLabRecords:  # the rig config's lab settings: alert threshold, who records
+            lab = self._config_lab()
+            if lab is not None:
+                return RigLabRecords(d, lab.min_weight_fraction, by=lab.experimenter or "")
+        return self._lab_factory(d)
+
+    def _config_lab(self) -> LabSettings | None:
+        from rig.loading import load_config
+        from rig.yamlload import LoadError
+
+        try:
+            return load_config(Path(self.setup_panel.config_edit.text())).lab
+        except (LoadError, OSError):
+            return None  # the setup panel says what is wrong with the config
 
     @property
     def rig_name(self) -> str | None:

@@ -225,3 +225,20 @@ def test_setup_panel_shows_the_suggestion_and_uses_it(qtbot, history):
     assert panel.use_suggested.isEnabled() and panel.use_suggested.text() == "Use test1_task"
     panel.use_suggested.click()
     assert panel.protocol_path().name == "test1_task.yaml" and panel.protocol is not None
+
+
+def test_the_apps_lab_records_take_the_configs_lab_settings(qtbot, tmp_path):
+    """The weight alert threshold and who records come from the rig config the window has open."""
+    import yaml
+
+    from gui.lab_view import RigLabRecords
+    from gui.main_window import MainWindow
+
+    cfg = yaml.safe_load((REPO / "config" / "sim.yaml").read_text())
+    cfg.setdefault("lab", {}).update({"min_weight_fraction": 0.9, "experimenter": "Doe, Jane"})
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    w = MainWindow(path, tmp_path / "data", tmp_path / "locks")
+    qtbot.addWidget(w)
+    lab = w._make_lab()
+    assert isinstance(lab, RigLabRecords) and (lab.min_weight_fraction, lab.by) == (0.9, "Doe, Jane")
