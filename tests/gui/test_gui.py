@@ -9,18 +9,11 @@ import time
 
 import pytest
 
-from gui.testing import qt_display
 from rig.datalog.reader import Session
 from rig.runner.lock import read_lock
 from tests.support.paths import REPO
 
 WAIT_MS = 20_000
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,10 @@ import pytest
 from PyQt5 import QtCore, QtWidgets
 
 from gui.lab_view import Note, Subject, WaterDay, Weighing
-from gui.testing import qt_display
 from tests.gui.fake_runner import FakeRunner
 from tests.support.paths import REPO
 
 CORRIDORS = ["leaf1", "circle1"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 class FakeLab:

@@ -12,7 +12,6 @@ import pytest
 
 from gui.lab_view import LabError, RigLabRecords
 from gui.session_state import Outcome, Phase, outcome
-from gui.testing import qt_display
 from gui.wire import End
 from rig.datalog.info import session_info
 from rig.datalog.reader import Session
@@ -21,12 +20,6 @@ from tests.gui.test_gui_control import FakeLab
 from tests.support.paths import REPO
 
 STAGED = str(REPO / "examples" / "staged_zone_task.yaml")  # a protocol whose stage advances
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,10 @@ import pytest
 from PyQt5 import QtCore, QtWidgets
 
 from gui.session_state import Phase
-from gui.testing import qt_display
 from gui.wire import Fault
 from tests.support.paths import REPO
 
 LONG = "\n".join(f"line {k}: the runner said something long about /a/very/long/path/to/a/file.yaml" for k in range(12))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 @pytest.fixture

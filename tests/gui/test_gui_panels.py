@@ -7,14 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gui.testing import qt_display
 from tests.support.paths import REPO
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 def test_check_rig_lists_each_result_without_blocking_the_window(qtbot, qapp, tmp_path):

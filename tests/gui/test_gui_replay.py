@@ -7,16 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gui.testing import qt_display
 from rig import api
 from rig.datalog.reader import Session, SessionError
 from tests.support.paths import REPO
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 @pytest.fixture(scope="module")

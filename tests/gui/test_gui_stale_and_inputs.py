@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 
 from gui.session_state import Phase
-from gui.testing import qt_display
 from rig.loading import find_file
 from tests.support.paths import REPO
 
 STAGED = str(REPO / "examples" / "staged_zone_task.yaml")  # a protocol whose stage advances
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 @pytest.fixture(scope="module")

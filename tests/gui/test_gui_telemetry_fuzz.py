@@ -12,19 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gui.testing import qt_display
 from gui.wire import WireError, decode_json, decode_reply, decode_state, decode_status, decode_telemetry
 from tests.gui.fake_runner import FakeRunner
 from tests.support.fuzz_tally import FuzzTallies
 from tests.support.paths import REPO
 
 CORRIDORS = ["leaf1", "circle1"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def xvfb_display():
-    with qt_display() as display:
-        yield display
 
 
 def state(n: int = 3, i0: int = 0) -> dict:
