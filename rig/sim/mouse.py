@@ -283,6 +283,12 @@ class VirtualMouse:
     def run_until(self, t: float) -> None:
         """Simulate every step that starts at or before t (so the distance at t is known), and the licks
         up to t."""
+        self._steps_until(t)
+        if t > self._lick_t:
+            self._licks_until(t)
+
+    def _steps_until(self, t: float) -> None:
+        """Running simulated for every step that starts at or before t."""
         dt = self._dt
         k = math.floor(t / dt) + 1
         while k * dt <= t:  # guard the float division: exactly the steps starting at or before t
@@ -293,8 +299,6 @@ class VirtualMouse:
             while k + 1 >= self._w0 + len(self._wt):
                 self._generate()
             self._k = k
-        if t > self._lick_t:
-            self._licks_until(t)
 
     def generate_until(self, t: float) -> None:
         """Generate running (not licks) at least as far as run_until(t) would: running does not depend on
@@ -306,16 +310,7 @@ class VirtualMouse:
 
     def advance(self, t: float) -> list[LickEdge]:
         """run_until(t) then take_licks(t), in one call (the --fast loop's per-iteration lick read)."""
-        dt = self._dt
-        k = math.floor(t / dt) + 1
-        while k * dt <= t:
-            k += 1
-        while k > 1 and (k - 1) * dt > t:
-            k -= 1
-        if k > self._k:
-            while k + 1 >= self._w0 + len(self._wt):
-                self._generate()
-            self._k = k
+        self._steps_until(t)
         if t > self._lick_t:
             if self._burst_next > self._burst_end and self._rate > 0.0:
                 # No burst: spontaneous licking only (_licks_until, _spontaneous), the same float steps.
