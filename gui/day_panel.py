@@ -99,20 +99,8 @@ class DayPanel(QtWidgets.QWidget):
         lay.addLayout(form)
 
         notes_box = QtWidgets.QGroupBox("Notes")
-        nl = QtWidgets.QVBoxLayout(notes_box)
-        self.notes = QtWidgets.QListWidget()
-        self.notes.setWordWrap(True)
-        self.notes.setFixedHeight(84)
-        nl.addWidget(self.notes, 1)
-        row = QtWidgets.QHBoxLayout()
-        self.note_edit = QtWidgets.QLineEdit()
-        self.note_edit.setPlaceholderText("a note on this session (Enter to add)")
-        self.add_note = QtWidgets.QPushButton("Add note")
-        row.addWidget(self.note_edit, 1)
-        row.addWidget(self.add_note)
-        nl.addLayout(row)
-        self.note_msg = Message(2)
-        nl.addWidget(self.note_msg)
+        self.notes, self.note_edit, self.add_note, self.note_msg = _notes_box(
+            notes_box, "a note on this session (Enter to add)", message_lines=2, list_stretch=1)
         lay.addWidget(notes_box)
 
         lay.addStretch(1)
@@ -277,20 +265,8 @@ class SummaryPanel(QtWidgets.QWidget):
         bl.addWidget(self.text)
         lay.addWidget(self.box)
         notes = QtWidgets.QGroupBox("Notes on this session")
-        nl = QtWidgets.QVBoxLayout(notes)
-        self.notes = QtWidgets.QListWidget()
-        self.notes.setWordWrap(True)
-        self.notes.setFixedHeight(84)
-        nl.addWidget(self.notes)
-        row = QtWidgets.QHBoxLayout()
-        self.note_edit = QtWidgets.QLineEdit()
-        self.note_edit.setPlaceholderText("a note after the session (Enter to add)")
-        self.add_note = QtWidgets.QPushButton("Add note")
-        row.addWidget(self.note_edit, 1)
-        row.addWidget(self.add_note)
-        nl.addLayout(row)
-        self.note_msg = Message(1)
-        nl.addWidget(self.note_msg)
+        self.notes, self.note_edit, self.add_note, self.note_msg = _notes_box(
+            notes, "a note after the session (Enter to add)", message_lines=1)
         lay.addWidget(notes)
         lay.addStretch(1)
         self.lines: list[str] = []
@@ -343,3 +319,23 @@ class SummaryPanel(QtWidgets.QWidget):
         self.refresh()
         self.day.refresh()
         self.note_added.emit()
+
+
+def _notes_box(box: QtWidgets.QGroupBox, placeholder: str, message_lines: int, list_stretch: int = 0
+               ) -> tuple[QtWidgets.QListWidget, QtWidgets.QLineEdit, QtWidgets.QPushButton, Message]:
+    """A notes group's contents: the list, a line to type a note, its Add button and a message line."""
+    nl = QtWidgets.QVBoxLayout(box)
+    notes = QtWidgets.QListWidget()
+    notes.setWordWrap(True)
+    notes.setFixedHeight(84)
+    nl.addWidget(notes, list_stretch)
+    row = QtWidgets.QHBoxLayout()
+    edit = QtWidgets.QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    add = QtWidgets.QPushButton("Add note")
+    row.addWidget(edit, 1)
+    row.addWidget(add)
+    nl.addLayout(row)
+    msg = Message(message_lines)
+    nl.addWidget(msg)
+    return notes, edit, add, msg
